@@ -1,0 +1,75 @@
+"""Commands `decide` returns. The shell carries them out; they describe, never do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acd.events import TimerKind
+from acd.model import Outcome
+
+
+@dataclass(frozen=True)
+class RingAgent:
+    call_id: str
+    channel: str
+    agent_id: str
+    timeout: float
+    attempt: int
+
+
+@dataclass(frozen=True)
+class SendToTimeout:
+    """Take a caller who waited too long to the time-out message."""
+
+    call_id: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    kind: TimerKind
+    key: str
+    at: float
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class CallOffered:
+    call_id: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    call_id: str
+    queue: str
+    agent_id: str
+    wait: float
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One finished call, exactly as it is written to the store."""
+
+    call_id: str
+    queue: str
+    caller_num: str
+    caller_name: str
+    arrived: float
+    answered: float | None
+    ended: float
+    agent_id: str | None
+    outcome: Outcome
+    wait_seconds: float
+    talk_seconds: float
+    recording: str | None
+    restricted: bool = False
+
+
+@dataclass(frozen=True)
+class AgentStateChanged:
+    agent_id: str
+    state: str
+
+
+Command = RingAgent | SendToTimeout | StartTimer | CallOffered | CallAnswered | CallRecord | AgentStateChanged

@@ -1,0 +1,112 @@
+"""Typed events that `decide` understands. The shell decodes AMI into these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class CallerJoined:
+    call_id: str
+    channel: str
+    queue: str
+    caller_num: str = ""
+    caller_name: str = ""
+    restricted: bool = False
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    call_id: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class DialEnded:
+    """Asterisk's Dial from the caller to an agent finished with `status`."""
+
+    call_id: str
+    agent_id: str
+    status: str  # ANSWER, NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, CANCEL, ...
+
+
+@dataclass(frozen=True)
+class RecordingStarted:
+    call_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DeviceChanged:
+    agent_id: str
+    registered: bool
+    busy: bool
+
+
+@dataclass(frozen=True)
+class RingFailed:
+    """The command to ring an agent could not be carried out (AMI error or timeout)."""
+
+    call_id: str
+    agent_id: str
+    attempt: int
+
+
+class TimerKind(str, Enum):
+    RING = "ring"
+    WRAPUP = "wrapup"
+    MAX_WAIT = "max_wait"
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    kind: TimerKind
+    key: str  # call_id or agent_id
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class LinkLost:
+    """The AMI connection dropped: stop routing until the picture is rebuilt."""
+
+
+@dataclass(frozen=True)
+class SnapshotChannel:
+    call_id: str
+    channel: str
+    queue: str
+    age: float  # seconds since the caller's channel was created
+    caller_num: str = ""
+    caller_name: str = ""
+    agent_id: str | None = None  # set when the caller is ringing or talking to an agent
+    bridged: bool = False
+
+
+@dataclass(frozen=True)
+class Resynced:
+    """Asterisk's current view after (re)connect: callers in our contexts and phones."""
+
+    callers: tuple[SnapshotChannel, ...] = ()
+    devices: tuple[DeviceChanged, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentsConfigured:
+    """The configured agent list (at start and on reload)."""
+
+    agent_ids: frozenset[str]
+
+
+Event = (
+    CallerJoined
+    | CallerHungUp
+    | DialEnded
+    | RecordingStarted
+    | DeviceChanged
+    | RingFailed
+    | TimerFired
+    | LinkLost
+    | Resynced
+    | AgentsConfigured
+)

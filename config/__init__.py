@@ -1,0 +1,1 @@
+"""Typed settings, the YAML loader and the default YAML an admin edits."""

@@ -1,0 +1,121 @@
+"""Render asterisk-conf/ from the engine's settings and install it into an Asterisk.
+
+Templates use @NAME@ placeholders (Asterisk itself owns ${...}).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from config.settings import Settings
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
+PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+STATIC = ("logger.conf", "modules.conf")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise KeyError(f"template placeholder @{key}@ has no value")
+        return values[key]
+
+    return PLACEHOLDER.sub(sub, template)
+
+
+def _agents_block(settings: Settings) -> str:
+    blocks = []
+    for agent in settings.agents:
+        name = f"agent{agent.id}"
+        blocks.append(
+            f"[{name}]\ntype = endpoint\ncontext = hotline-agents\ndisallow = all\nallow = alaw,ulaw\n"
+            f"direct_media = no\nrtp_symmetric = yes\nauth = {name}\naors = {name}\n"
+            f"callerid = {agent.id} <{agent.id}>\n\n"
+            f"[{name}]\ntype = auth\nauth_type = userpass\nusername = {name}\npassword = {agent.password}\n\n"
+            f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n"
+        )
+    return "\n".join(blocks)
+
+
+def _inbound_block(settings: Settings) -> str:
+    out = []
+    for q in settings.queues:
+        out.append(
+            f"exten => {q.number},1,Set(__HOTLINE_QUEUE={q.name})\n"
+            f" same => n,Set(HOTLINE_JOINED=${{EPOCH}})\n"
+            f" same => n,Ringing()\n"
+            f" same => n,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}})\n"
+            f" same => n,Goto(hotline-hold,{q.name},1)"
+        )
+    return "\n".join(out)
+
+
+def _hold_block(settings: Settings) -> str:
+    out = []
+    for q in settings.queues:
+        out.append(
+            f"exten => {q.name},1,Set(HOTLINE_QUEUE={q.name})\n"
+            " same => n(loop),GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]?fallback)\n"
+            " same => n,GotoIf($[${EPOCH} - ${HOTLINE_JOINED} > ${HOTLINE_MAX_HOLD}]?hotline-timeout,s,1)\n"
+            " same => n,Wait(1)\n"
+            " same => n,Goto(loop)\n"
+            " same => n(fallback),Dial(${HOTLINE_FALLBACK},20,U(hotline-answered))\n"
+            ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?hotline-done,s,1)\n'
+            " same => n,Wait(1)\n"
+            " same => n,Goto(loop)"
+        )
+    return "\n".join(out)
+
+
+def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
+    """Return {file name: text} for every file Asterisk needs from us."""
+    e = settings.engine
+    values = {
+        "AMI_BIND": e.ami.host,
+        "AMI_PORT": str(e.ami.port),
+        "AMI_USER": e.ami.username,
+        "AMI_SECRET": e.ami.secret,
+        "EXTRA_MANAGER_USERS": extra_manager_users,
+        "SIP_BIND": e.sip.bind,
+        "SIP_PORT": str(e.sip.port),
+        "TRUNK_ADDRESS": e.sip.trunk_address,
+        "RTP_START": str(e.sip.rtp_start),
+        "RTP_END": str(e.sip.rtp_end),
+        "AGENTS": _agents_block(settings),
+        "REC_DIR": str(e.recordings.dir),
+        "ENGINE_STALE": str(e.fallback.engine_stale),
+        "MAX_HOLD": str(e.fallback.max_hold),
+        "FALLBACK_DIAL": "&".join(f"PJSIP/agent{a.id}" for a in settings.agents),
+        "INBOUND": _inbound_block(settings),
+        "HOLD": _hold_block(settings),
+    }
+    files = {}
+    for template in sorted(CONF_DIR.glob("*.conf.in")):
+        files[template.name.removesuffix(".in")] = fill(template.read_text(encoding="utf-8"), values)
+    for name in STATIC:
+        files[name] = (CONF_DIR / name).read_text(encoding="utf-8")
+    return files
+
+
+def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_users: str = "") -> list[Path]:
+    """Write the rendered files (secrets inside: mode 0640) and the shipped sounds."""
+    written = []
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in render(settings, extra_manager_users).items():
+        path = etc_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        written.append(path)
+    target = sounds_dir / "hotline"
+    target.mkdir(parents=True, exist_ok=True)
+    for sound in sorted((CONF_DIR / "sounds").glob("*.wav")):
+        shutil.copyfile(sound, target / sound.name)
+        written.append(target / sound.name)
+    return written

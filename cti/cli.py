@@ -1,0 +1,168 @@
+"""The `hotline` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from config.loader import DEFAULTS_DIR, ConfigError, load
+from config.settings import Settings
+
+EPILOG = """\
+examples:
+  hotline run                          run the engine with the embedded defaults
+  hotline run --config /etc/hotline    run with an admin's YAML (engine.yaml, queues.yaml, agents.yaml)
+  hotline config check --config DIR    list every error with file:line, exit 1 if any
+  hotline sandbox up                   build (once) and start Asterisk 22 + SIPp in a chroot (root)
+  hotline sandbox rx "core show channels"
+  hotline sandbox sipp -- -v           run SIPp inside the sandbox
+  hotline asterisk-conf install --etc /etc/asterisk --sounds /usr/share/asterisk/sounds
+  hotline demo                         sandbox + engine + a burst of simulated calls, then the figures
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        print("hotline: configuration has errors:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        print("Fix the lines above; `hotline config check --config DIR` re-checks without starting.",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cti import engine, logs
+
+    settings = _settings(args)
+    logs.setup(settings.engine.log.level, json=not args.console_log)
+    asyncio.run(engine.run(settings))
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    where = args.config or f"{DEFAULTS_DIR} (embedded defaults)"
+    print(f"configuration OK: {where}: {len(settings.queues)} queue(s), {len(settings.agents)} agent(s)")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from cti.sandbox import Sandbox, SandboxError
+
+    sandbox = Sandbox(Path(args.root)) if args.root else Sandbox()
+    try:
+        if args.action == "up":
+            sandbox.up(_settings(args))
+        elif args.action == "down":
+            sandbox.down()
+        elif args.action == "build":
+            sandbox.build()
+        elif args.action == "status":
+            print(json.dumps(sandbox.status(), indent=2))
+            return 0 if sandbox.pid() else 1
+        elif args.action == "rx":
+            print(sandbox.rx(" ".join(args.rest)), end="")
+        elif args.action == "sipp":
+            rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+            return subprocess.call(sandbox.sipp_argv(rest))
+    except SandboxError as exc:
+        print(f"hotline sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_asterisk_conf(args: argparse.Namespace) -> int:
+    from cti.asterisk_conf import install, render
+
+    settings = _settings(args)
+    if args.action == "render":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in render(settings).items():
+            (out / name).write_text(text, encoding="utf-8")
+            print(out / name)
+    else:
+        for path in install(settings, Path(args.etc), Path(args.sounds)):
+            print(path)
+        print("now reload Asterisk: asterisk -rx 'core reload'", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cti.demo import main as demo
+
+    return demo(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hotline",
+        description="12345 hotline call-center engine: ACD, recording, call records and live counters "
+        "on a real Asterisk over AMI.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", metavar="DIR",
+                        help="directory with engine.yaml, queues.yaml, agents.yaml "
+                        "(a missing file takes the embedded default)")
+
+    r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT")
+    with_config(r)
+    r.add_argument("--console-log", action="store_true", help="human-readable logs instead of JSON lines")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
+    chk = csub.add_parser("check", help="validate the YAML; every error with file, line and reason")
+    with_config(chk)
+    chk.set_defaults(func=cmd_config_check)
+
+    s = sub.add_parser("sandbox", help="Asterisk 22 + SIPp in a Debian sid chroot (needs root)")
+    s.add_argument("action", choices=["build", "up", "down", "status", "rx", "sipp"],
+                   help="build: build/cache the chroot; up: build if needed, install asterisk-conf, start "
+                   "Asterisk, wait for FullyBooted; down: stop everything it started; status: JSON; "
+                   "rx CMD: asterisk -rx CMD; sipp -- ARGS: run SIPp inside")
+    s.add_argument("rest", nargs=argparse.REMAINDER, help="the command for rx, the arguments for sipp")
+    s.add_argument("--root", help="chroot directory (default /var/lib/hotline/sandbox/rootfs or $HOTLINE_SANDBOX)")
+    with_config(s)
+    s.set_defaults(func=cmd_sandbox)
+
+    a = sub.add_parser("asterisk-conf", help="render or install the Asterisk configuration the engine expects")
+    asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ren = asub.add_parser("render", help="write the rendered files into --out")
+    ren.add_argument("--out", required=True)
+    with_config(ren)
+    ins = asub.add_parser("install", help="install into an existing Asterisk (then core reload)")
+    ins.add_argument("--etc", default="/etc/asterisk", help="Asterisk's config dir (default /etc/asterisk)")
+    ins.add_argument("--sounds", default="/usr/share/asterisk/sounds", help="Asterisk's sounds dir")
+    with_config(ins)
+    for sp in (ren, ins):
+        sp.set_defaults(func=cmd_asterisk_conf)
+
+    d = sub.add_parser("demo", help="start the sandbox and the engine, place simulated calls, print the figures")
+    d.add_argument("--calls", type=int, default=20, help="simulated citizens' calls (default 20)")
+    d.add_argument("--agents", type=int, default=5, help="simulated agents answering (default 5)")
+    d.add_argument("--keep", action="store_true", help="leave Asterisk running afterwards")
+    d.add_argument("--workdir", default="/var/lib/hotline/demo", help="where the demo keeps its DB and spool")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

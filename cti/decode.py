@@ -1,0 +1,128 @@
+"""AMI messages -> typed ACD events. Unknown or foreign events decode to None.
+
+Field names follow what Asterisk 22 really sends (see asterisk-conf/extensions.conf
+for the UserEvents our dialplan raises).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from acd.events import (
+    CallerHungUp,
+    CallerJoined,
+    DeviceChanged,
+    DialEnded,
+    Event,
+    RecordingStarted,
+    SnapshotChannel,
+)
+
+AGENT_DEVICE = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})$")
+AGENT_CHANNEL = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})-[0-9a-f]+$")
+# Contexts a caller sits in while the engine owns them (see extensions.conf).
+CALLER_CONTEXTS = frozenset({"hotline-inbound", "hotline-hold", "hotline-connect"})
+# Device states that mean "a phone is there" and "that phone is busy".
+ABSENT = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN"})
+BUSY = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+
+
+class DecodeError(ValueError):
+    """An event of ours arrived without a field we need."""
+
+
+Fields = Mapping[str, str]
+
+
+def _need(msg: Fields, key: str) -> str:
+    value = msg.get(key)
+    if not value:
+        raise DecodeError(f"{msg.get('Event', '?')} event without {key}")
+    return str(value)
+
+
+def agent_of_channel(channel: str) -> str | None:
+    m = AGENT_CHANNEL.match(channel)
+    return m.group("id") if m else None
+
+
+def device_event(msg: Fields) -> DeviceChanged | None:
+    m = AGENT_DEVICE.match(str(msg.get("Device", "")))
+    if not m:
+        return None
+    state = str(msg.get("State", "")).upper()
+    return DeviceChanged(m.group("id"), registered=state not in ABSENT, busy=state in BUSY)
+
+
+def decode(msg: Fields) -> Event | None:
+    name = msg.get("Event")
+    if name == "UserEvent":
+        kind = msg.get("UserEvent")
+        if kind == "HotlineJoin":
+            pres = str(msg.get("Pres", "")).lower()
+            return CallerJoined(
+                call_id=_need(msg, "Linkedid"),
+                channel=_need(msg, "Channel"),
+                queue=_need(msg, "Queue"),
+                caller_num=_clean(msg.get("CallerIDNum", "")),
+                caller_name=_clean(msg.get("CallerIDName", "")),
+                restricted=pres.startswith("prohib") or pres == "unavailable",
+            )
+        if kind == "HotlineRecording":
+            return RecordingStarted(_need(msg, "Linkedid"), _need(msg, "File"))
+        return None
+    if name == "Hangup":
+        return CallerHungUp(_need(msg, "Linkedid"), _need(msg, "Channel"))
+    if name == "DialEnd":
+        agent = agent_of_channel(str(msg.get("DestChannel", "")))
+        if agent is None:
+            return None
+        return DialEnded(_need(msg, "Linkedid"), agent, str(msg.get("DialStatus", "")).upper())
+    if name == "DeviceStateChange":
+        return device_event(msg)
+    return None
+
+
+def _clean(value: object) -> str:
+    """Asterisk writes '<unknown>' for an absent caller id."""
+    text = str(value or "")
+    return "" if text == "<unknown>" else text
+
+
+def _duration(text: str) -> float:
+    try:
+        h, m, s = (int(p) for p in text.split(":"))
+    except ValueError:
+        return 0.0
+    return float(h * 3600 + m * 60 + s)
+
+
+def snapshot_callers(channels: Iterable[Fields], default_queue: str) -> tuple[SnapshotChannel, ...]:
+    """Callers in our contexts, with the agent leg that shares their Linkedid if any."""
+    rows = list(channels)
+    legs: dict[str, tuple[str, bool]] = {}
+    for ch in rows:
+        agent = agent_of_channel(str(ch.get("Channel", "")))
+        if agent:
+            legs[str(ch.get("Linkedid", ""))] = (agent, bool(ch.get("BridgeId")))
+    out = []
+    for ch in rows:
+        linkedid = str(ch.get("Linkedid", ""))
+        if not linkedid or ch.get("Uniqueid") != linkedid or ch.get("Context") not in CALLER_CONTEXTS:
+            continue
+        agent_id, bridged = legs.get(linkedid, (None, False))
+        queue = str(ch.get("Exten")) if ch.get("Context") == "hotline-hold" else default_queue
+        out.append(
+            SnapshotChannel(
+                call_id=linkedid,
+                channel=str(ch.get("Channel")),
+                queue=queue,
+                age=_duration(str(ch.get("Duration", "0:0:0"))),
+                caller_num=_clean(ch.get("CallerIDNum", "")),
+                caller_name=_clean(ch.get("CallerIDName", "")),
+                agent_id=agent_id,
+                bridged=bridged or bool(ch.get("BridgeId")),
+            )
+        )
+    return tuple(out)

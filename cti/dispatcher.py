@@ -1,0 +1,253 @@
+"""The one task that owns live state.
+
+Everything that can change the picture arrives on one inbox: AMI events (in wire
+order, tagged with a sequence number), timer expiries, link up/down, results of
+commands. The dispatcher decodes each item, calls `acd.decide`, and carries out
+the commands without ever awaiting on the hot path: AMI actions run as tasks
+whose failures come back through the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from panoramisk.message import Message
+
+from acd import decide
+from acd.commands import (
+    CallAnswered,
+    CallOffered,
+    CallRecord,
+    Command,
+    RingAgent,
+    SendToTimeout,
+    StartTimer,
+)
+from acd.events import (
+    AgentsConfigured,
+    CallerHungUp,
+    DeviceChanged,
+    Event,
+    LinkLost,
+    Resynced,
+    RingFailed,
+    TimerFired,
+    TimerKind,
+)
+from acd.model import QueueSettings, State
+from cti.ami import AmiClient, AmiError
+from cti.decode import DecodeError, decode, device_event, snapshot_callers
+from cti.logs import mask_number
+from metrics.exporter import Metrics
+from tickets.store import Outbox
+
+log = structlog.get_logger("hotline.dispatch")
+
+CONNECT_CONTEXT = "hotline-connect"
+TIMEOUT_CONTEXT = "hotline-timeout"
+
+
+@dataclass
+class _Window:
+    """What changed while a resync was in flight; the older snapshot must not undo it."""
+
+    hung: set[str] = field(default_factory=set)
+    devices: set[str] = field(default_factory=set)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        queue: QueueSettings,
+        agent_ids: frozenset[str],
+        outbox: Outbox,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = State(queue=queue)
+        self.agent_ids = agent_ids
+        self.outbox = outbox
+        self.metrics = metrics
+        self.clock = clock
+        self.ami: AmiClient | None = None
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._timers: dict[tuple[TimerKind, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._window: _Window | None = None
+        self.resyncs = 0
+        # Hooks for tests and benchmarks: called after each item is handled.
+        self.after_item: Callable[[tuple[Any, ...]], None] | None = None
+
+    # -- feeding the inbox (callbacks: they only enqueue) -----------------------
+
+    def on_ami_event(self, seq: int, msg: Message) -> None:
+        self.inbox.put_nowait(("ami", seq, msg))
+
+    def on_link_up(self) -> None:
+        self.inbox.put_nowait(("up",))
+
+    def on_link_down(self) -> None:
+        self.inbox.put_nowait(("down",))
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.apply(AgentsConfigured(self.agent_ids))
+        while True:
+            item = await self.inbox.get()
+            try:
+                self.handle(item)
+            except Exception:
+                # One bad event is logged and counted; routing goes on.
+                self.metrics.event_errors.inc()
+                log.exception("event_failed", item=repr(item)[:500])
+            if self.after_item is not None:
+                self.after_item(item)
+
+    def handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "ami":
+            try:
+                event = decode(item[2])
+            except DecodeError as exc:
+                self.metrics.decode_errors.inc()
+                log.warning("ami_event_rejected", reason=str(exc))
+                return
+            if event is None:
+                return
+            if self._window is not None:
+                if isinstance(event, CallerHungUp):
+                    self._window.hung.add(event.channel)
+                elif isinstance(event, DeviceChanged):
+                    self._window.devices.add(event.agent_id)
+            self.apply(event)
+        elif kind == "event":
+            self.apply(item[1])
+        elif kind == "up":
+            self._window = _Window()
+            self._spawn(self._beat())
+            self._spawn(self._resync())
+        elif kind == "down":
+            self._window = None
+            self.apply(LinkLost())
+        elif kind == "resynced":
+            snap: Resynced = item[1]
+            window = self._window or _Window()
+            self._window = None
+            self.resyncs += 1
+            self.apply(
+                Resynced(
+                    callers=tuple(c for c in snap.callers if c.channel not in window.hung),
+                    devices=tuple(d for d in snap.devices if d.agent_id not in window.devices),
+                )
+            )
+            log.info("resynced", callers=len(snap.callers), devices=len(snap.devices),
+                     waiting=len(self.state.calls))
+
+    def apply(self, event: Event) -> None:
+        now = self.clock()
+        _, commands = decide(self.state, event, now)
+        for cmd in commands:
+            self.execute(cmd, now)
+
+    # -- commands -----------------------------------------------------------------
+
+    def execute(self, cmd: Command, now: float) -> None:
+        self.metrics.observe(cmd)
+        match cmd:
+            case RingAgent():
+                log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt)
+                exten = f"{cmd.agent_id}*{max(1, round(cmd.timeout))}"
+                self._spawn(self._redirect(cmd.call_id, cmd.channel, CONNECT_CONTEXT, exten,
+                                           RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt)))
+            case SendToTimeout():
+                log.info("caller_timed_out", call_id=cmd.call_id)
+                self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None))
+            case StartTimer():
+                self._arm(cmd, now)
+            case CallOffered():
+                call = self.state.calls.get(cmd.call_id)
+                log.info("call_offered", call_id=cmd.call_id, queue=cmd.queue,
+                         caller=mask_number(call.caller_num, call.restricted) if call else "")
+            case CallAnswered():
+                log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3))
+            case CallRecord():
+                self.outbox.put(cmd)
+                log.info("call_ended", call_id=cmd.call_id, agent_id=cmd.agent_id, outcome=cmd.outcome.value,
+                         wait=cmd.wait_seconds, talk=cmd.talk_seconds,
+                         caller=mask_number(cmd.caller_num, cmd.restricted))
+
+    def _arm(self, cmd: StartTimer, now: float) -> None:
+        loop = asyncio.get_running_loop()
+        key = (cmd.kind, cmd.key)
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        fired = TimerFired(cmd.kind, cmd.key, cmd.attempt)
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.inbox.put_nowait(("event", fired))
+
+        self._timers[key] = loop.call_later(max(0.0, cmd.at - now), fire)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _redirect(self, call_id: str, channel: str, context: str, exten: str,
+                        on_fail: Event | None) -> None:
+        ami = self.ami
+        try:
+            if ami is None:
+                raise AmiError("no AMI link")
+            await ami.checked({"Action": "Redirect", "Channel": channel, "Context": context,
+                               "Exten": exten, "Priority": "1"})
+        except AmiError as exc:
+            log.warning("redirect_failed", call_id=call_id, context=context, error=str(exc))
+            if on_fail is not None:
+                self.inbox.put_nowait(("event", on_fail))
+
+    async def _resync(self) -> None:
+        """Ask Asterisk what is going on now; the answer comes back through the inbox."""
+        ami = self.ami
+        if ami is None:
+            return
+        try:
+            channels = await ami.collect({"Action": "CoreShowChannels"}, timeout=15)
+            devices = await ami.collect({"Action": "DeviceStateList"}, timeout=15)
+        except AmiError as exc:
+            log.warning("resync_failed", error=str(exc))
+            return  # the link is going down; the next "up" starts over
+        snap = Resynced(
+            callers=snapshot_callers(channels, self.state.queue.name),
+            devices=tuple(d for d in (device_event(m) for m in devices) if d is not None),
+        )
+        self.inbox.put_nowait(("resynced", snap))
+
+    async def _beat(self) -> None:
+        ami = self.ami
+        if ami is None or not ami.connected:
+            return
+        try:
+            await ami.checked({"Action": "Setvar", "Variable": "HOTLINE_ENGINE_SEEN",
+                               "Value": str(int(self.clock()))})
+        except AmiError as exc:
+            log.warning("heartbeat_failed", error=str(exc))
+
+    async def heartbeat(self, interval: float = 5.0) -> None:
+        """Tell the dialplan we are alive (its fallback rings all agents when we are not)."""
+        while True:
+            await self._beat()
+            await asyncio.sleep(interval)
+
+    def cancel_timers(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()

@@ -1,0 +1,1 @@
+"""Prometheus exporter: counters observed from the engine's commands, gauges from its state."""

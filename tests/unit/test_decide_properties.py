@@ -1,0 +1,142 @@
+"""Invariants of `decide` under arbitrary event sequences (Hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acd import decide
+from acd.commands import CallRecord, RingAgent
+from acd.events import (
+    AgentsConfigured,
+    CallerHungUp,
+    CallerJoined,
+    DeviceChanged,
+    DialEnded,
+    Event,
+    LinkLost,
+    RingFailed,
+    Resynced,
+    SnapshotChannel,
+    TimerFired,
+    TimerKind,
+)
+from acd.model import AgentPhase, CallPhase, QueueSettings, State
+
+AGENTS = ("1001", "1002", "1003")
+CALLS = tuple(f"c{i}" for i in range(6))
+
+step = st.one_of(
+    st.tuples(st.just("join"), st.sampled_from(CALLS)),
+    st.tuples(st.just("hangup"), st.sampled_from(CALLS)),
+    st.tuples(st.just("dial"), st.sampled_from(CALLS), st.sampled_from(["ANSWER", "NOANSWER", "BUSY", "CANCEL"])),
+    st.tuples(st.just("dial_other"), st.sampled_from(CALLS), st.sampled_from(AGENTS)),
+    st.tuples(st.just("device"), st.sampled_from(AGENTS), st.booleans(), st.booleans()),
+    st.tuples(st.just("ring_failed"), st.sampled_from(CALLS)),
+    st.tuples(st.just("timer"), st.sampled_from(list(TimerKind)), st.sampled_from(CALLS + AGENTS)),
+    st.tuples(st.just("relink"), st.booleans()),
+    st.tuples(st.just("reconfigure"), st.sets(st.sampled_from(AGENTS))),
+)
+
+
+def _event(state: State, s: tuple[object, ...], hung: set[str]) -> list[Event]:
+    kind = s[0]
+    if kind == "join":
+        call = str(s[1])
+        if call in hung:
+            return []  # a Linkedid is never reused
+        return [CallerJoined(call, f"chan-{call}", "main")]
+    if kind == "hangup":
+        call = str(s[1])
+        hung.add(call)
+        return [CallerHungUp(call, f"chan-{call}")]
+    if kind == "dial":
+        call = state.calls.get(str(s[1]))
+        if call is None or call.agent_id is None:
+            return []
+        return [DialEnded(call.call_id, call.agent_id, str(s[2]))]
+    if kind == "dial_other":
+        return [DialEnded(str(s[1]), str(s[2]), "ANSWER")]
+    if kind == "device":
+        return [DeviceChanged(str(s[1]), bool(s[2]), bool(s[3]))]
+    if kind == "ring_failed":
+        call = state.calls.get(str(s[1]))
+        if call is None or call.agent_id is None:
+            return []
+        return [RingFailed(call.call_id, call.agent_id, call.attempt)]
+    if kind == "timer":
+        key = str(s[2])
+        call = state.calls.get(key)
+        return [TimerFired(TimerKind(s[1]), key, call.attempt if call else 0)]
+    if kind == "relink":
+        # Asterisk's truth equals ours, or it lost the rings in progress.
+        snap = tuple(
+            SnapshotChannel(
+                c.call_id,
+                c.channel,
+                c.queue,
+                age=1.0,
+                agent_id=c.agent_id if (c.phase is CallPhase.CONNECTED or s[1]) else None,
+                bridged=c.phase is CallPhase.CONNECTED,
+            )
+            for c in state.calls.values()
+        )
+        return [LinkLost(), Resynced(callers=snap)]
+    if kind == "reconfigure":
+        return [AgentsConfigured(frozenset(s[1]))]  # type: ignore[arg-type]
+    return []
+
+
+def _check(state: State) -> None:
+    # Each agent is tied to at most one call, and the tie is the same seen from both sides.
+    for agent in state.agents.values():
+        if agent.phase in (AgentPhase.RINGING, AgentPhase.ON_CALL):
+            assert agent.call_id is not None
+            call = state.calls[agent.call_id]
+            assert call.agent_id == agent.agent_id
+        else:
+            assert agent.call_id is None
+    for call in state.calls.values():
+        if call.phase is CallPhase.WAITING:
+            assert call.agent_id is None
+        else:
+            assert call.agent_id is not None
+    busy = [c.agent_id for c in state.calls.values() if c.phase is not CallPhase.WAITING and c.agent_id in AGENTS]
+    ringing_or_talking = [a for a in busy if state.agents[a].call_id is not None]
+    assert len(ringing_or_talking) == len(set(ringing_or_talking))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(step, max_size=60))
+def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ...]]) -> None:
+    state = State(queue=QueueSettings(), routing=True)
+    now = 1000.0
+    decide(state, AgentsConfigured(frozenset(AGENTS)), now)
+    hung: set[str] = set()
+    joined: set[str] = set()
+    records: list[CallRecord] = []
+    for s in steps:
+        now += 1.0
+        for ev in _event(state, s, hung):
+            if isinstance(ev, CallerJoined):
+                joined.add(ev.call_id)
+            _, out = decide(state, ev, now)
+            for cmd in out:
+                if isinstance(cmd, RingAgent):
+                    agent = state.agents[cmd.agent_id]
+                    # Never rung for a second caller: the agent is reserved for exactly this one.
+                    assert agent.call_id == cmd.call_id
+                    assert agent.configured
+                if isinstance(cmd, CallRecord):
+                    records.append(cmd)
+            _check(state)
+        # No waiting caller is lost: everyone who joined and has not hung up is still known.
+        assert {c for c in joined if c not in hung} <= set(state.calls) | {r.call_id for r in records}
+    # Everyone hangs up at the end: every call that entered has exactly one record.
+    for call in list(state.calls):
+        _, out = decide(state, CallerHungUp(call, f"chan-{call}"), now + 1)
+        records.extend(c for c in out if isinstance(c, CallRecord))
+    ids = [r.call_id for r in records]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == joined
+    assert not state.calls
