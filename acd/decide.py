@@ -25,8 +25,8 @@ from acd.events import (
     Event,
     LinkLost,
     RecordingStarted,
-    RingFailed,
     Resynced,
+    RingFailed,
     SnapshotChannel,
     TimerFired,
     TimerKind,
@@ -72,7 +72,7 @@ def decide(state: State, event: Event, now: float) -> Result:
 def agent_state(agent: Agent) -> str:
     """The label supervisors see for an agent."""
     if agent.phase is not AgentPhase.IDLE:
-        return agent.phase.value
+        return str(agent.phase.value)
     if not agent.registered:
         return "logged_out"
     if agent.device_busy:
@@ -236,9 +236,8 @@ def _resync(state: State, ev: Resynced, now: float, out: list[Command]) -> None:
             # Ended while we could not see it: the record is still owed.
             _finish(state, call, now, out)
     for snap in ev.callers:
-        call = state.calls.get(snap.call_id)
-        if call is None:
-            call = _adopt(state, snap, now, out)
+        known = state.calls.get(snap.call_id)
+        call = known if known is not None else _adopt(state, snap, now, out)
         _reconcile(state, call, snap, now, out)
     state.routing = True
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class RingFailed:
     attempt: int
 
 
-class TimerKind(str, Enum):
+class TimerKind(StrEnum):
     RING = "ring"
     WRAPUP = "wrapup"
     MAX_WAIT = "max_wait"

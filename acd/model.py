@@ -7,10 +7,10 @@ Times are plain floats (seconds since the epoch) handed in by the caller of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class AgentPhase(str, Enum):
+class AgentPhase(StrEnum):
     """What the engine has this agent doing (the phone's own state is separate)."""
 
     IDLE = "idle"
@@ -19,13 +19,13 @@ class AgentPhase(str, Enum):
     WRAP_UP = "wrap_up"
 
 
-class CallPhase(str, Enum):
+class CallPhase(StrEnum):
     WAITING = "waiting"
     RINGING = "ringing"
     CONNECTED = "connected"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     ANSWERED = "answered"
     ABANDONED = "abandoned"
     SHORT_ABANDON = "short_abandon"

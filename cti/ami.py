@@ -108,7 +108,7 @@ class AmiClient:
             try:
                 await self._session()
                 delay = self.settings.backoff_initial
-            except (OSError, AmiError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, AmiError) as exc:
                 log.warning("ami_connect_failed", error=str(exc) or type(exc).__name__, retry_in=round(delay, 2))
             if self._stopping:
                 break
@@ -212,7 +212,7 @@ class AmiClient:
             result: Message | list[Message] = await asyncio.wait_for(
                 asyncio.shield(action.future), timeout or self.settings.action_timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._pending.pop(action.action_id, None)
             raise AmiError(f"AMI action {fields.get('Action')} timed out") from None
         return result

@@ -99,7 +99,7 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cti.demo import main as demo
 
-    return demo(args)
+    return int(demo(args))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -90,7 +90,7 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, e.http.listen, e.http.port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the bound port when port=0
+        sockets = getattr(site._server, "sockets", None) or []
         engine.http_port = sockets[0].getsockname()[1] if sockets else e.http.port
         log.info("http_listening", address=e.http.listen, port=engine.http_port)
         tasks = [

@@ -7,6 +7,7 @@ so it runs from a chroot that shares the host's network (AMI, SIP and RTP on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -46,8 +47,8 @@ def apt_mirror() -> str:
             text = path.read_text()
         except OSError:
             continue
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
+        for raw in text.splitlines():
+            line = raw.split("#", 1)[0].strip()
             m = re.match(r"^URIs:\s*(\S+)", line) or re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", line)
             if m and "security" not in m.group(1):
                 return m.group(1)
@@ -55,12 +56,8 @@ def apt_mirror() -> str:
 
 
 def _run(argv: list[str], what: str, log: Path | None = None) -> None:
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    try:
+    with open(log or os.devnull, "ab") as out:
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
-    finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
     if proc.returncode != 0:
         where = f"; see {log}" if log else ""
         raise SandboxError(f"{what} failed (exit {proc.returncode}){where}")
@@ -182,6 +179,7 @@ class Sandbox:
         if self.pid() is not None:
             self.say("Asterisk is already running; reinstalling configuration and reloading")
             self.install_conf(settings, extra_manager_users)
+            self._mount(Path(e.recordings.dir))
             self.rx("core reload")
         else:
             busy = [
@@ -253,10 +251,8 @@ class Sandbox:
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in self.processes():
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         self._unmount_all(self.root)
         self.say("sandbox stopped")
 

@@ -73,11 +73,10 @@ def insert_record(engine: Engine, rec: CallRecord) -> bool:
         "recording": rec.recording,
     }
     dialect = engine.dialect.name
-    table = CallRecordRow.__table__
     if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).values(values).on_conflict_do_nothing(index_elements=["call_id"])
+        stmt: Any = postgresql.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=["call_id"])
+        stmt = sqlite.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
     else:  # pragma: no cover - other databases: check first, single writer
         with Session(engine) as s, s.begin():
             if s.get(CallRecordRow, rec.call_id) is not None:
