@@ -38,6 +38,7 @@ def build(settings: Settings) -> Engine:
     outbox = Outbox(db, e.store.spool)
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.queue.service_level)
+    metrics.init_queue(settings.queue.name)
     dispatcher = Dispatcher(
         settings.queue.to_core(), frozenset(a.id for a in settings.agents), outbox, metrics
     )

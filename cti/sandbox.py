@@ -164,7 +164,7 @@ class Sandbox:
 
     def pid(self) -> int | None:
         try:
-            pid = int((self.root / "var/run/asterisk/asterisk.pid").read_text().strip())
+            pid = int((self.root / "run/asterisk/asterisk.pid").read_text().strip())
         except (OSError, ValueError):
             return None
         try:

@@ -61,6 +61,12 @@ class Metrics:
         self.store_errors = Counter("hotline_store_write_errors", "Failed store writes (retried)",
                                     registry=registry)
 
+    def init_queue(self, queue: str) -> None:
+        """Create the per-queue series at 0 so that dashboards show a queue before its first call."""
+        for counter in (self.offered, self.answered, self.abandoned, self.short_abandoned, self.timed_out):
+            counter.labels(queue)
+        self.answered_sl.labels(queue, f"{self.service_level:g}")
+
     def observe(self, cmd: Command) -> None:
         match cmd:
             case CallOffered():

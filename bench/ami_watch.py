@@ -1,0 +1,69 @@
+"""A passive AMI listener for benchmarks: Asterisk's own event timestamps, per Linkedid.
+
+Both paths are timed on Asterisk's clock (timestampevents=yes), from the moment the
+caller joins a queue (our UserEvent HotlineJoin, or app_queue's QueueCallerJoin) to
+the first DialBegin towards an agent.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from cti.ami_frame import AmiFramer
+
+BENCH_USER = "bench"
+BENCH_SECRET = "bench-observer-only"
+MANAGER_USER = f"""
+[{BENCH_USER}]
+secret = {BENCH_SECRET}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = call,user,agent
+write =
+"""
+
+
+class AmiWatch:
+    def __init__(self, host: str = "127.0.0.1", port: int = 5038) -> None:
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.sock.sendall(f"Action: Login\r\nUsername: {BENCH_USER}\r\nSecret: {BENCH_SECRET}\r\n\r\n".encode())
+        self.joins: dict[str, float] = {}
+        self.dials: dict[str, float] = {}
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        framer = AmiFramer()
+        self.sock.settimeout(0.5)
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            for msg in framer.feed(data):
+                name = msg.get("Event")
+                linkedid = msg.get("Linkedid")
+                stamp = msg.get("Timestamp")
+                if not (name and linkedid and stamp):
+                    continue
+                if name == "QueueCallerJoin" or (name == "UserEvent" and msg.get("UserEvent") == "HotlineJoin"):
+                    self.joins.setdefault(linkedid, float(stamp))
+                elif name == "DialBegin" and str(msg.get("DestChannel", "")).startswith("PJSIP/agent"):
+                    self.dials.setdefault(linkedid, float(stamp))
+
+    def latencies_ms(self) -> list[float]:
+        return sorted((self.dials[k] - t) * 1000 for k, t in self.joins.items() if k in self.dials)
+
+    def reset(self) -> None:
+        self.joins.clear()
+        self.dials.clear()
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
