@@ -22,6 +22,7 @@ from acd.events import (
     CallerJoined,
     DeviceChanged,
     DialEnded,
+    DialStarted,
     Event,
     LinkLost,
     RecordingStarted,
@@ -47,6 +48,10 @@ def decide(state: State, event: Event, now: float) -> Result:
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
             if call is not None and call.channel == event.channel:
                 _finish(state, call, now, out)
+        case DialStarted():
+            call = state.calls.get(event.call_id)
+            if call is not None and call.phase is CallPhase.RINGING and call.agent_id == event.agent_id:
+                call.dialing = True
         case DialEnded():
             _dial_ended(state, event.call_id, event.agent_id, event.status, None, now, out)
         case RingFailed():
@@ -170,12 +175,13 @@ def _dial_ended(
     _ring_over(state, call, now, out)
 
 
-def _ring_over(state: State, call: Call, now: float, out: list[Command]) -> None:
+def _ring_over(state: State, call: Call, now: float, out: list[Command], agent_at_fault: bool = True) -> None:
     """The agent did not take the call: free them and put the caller back in line."""
     agent = state.agents.get(call.agent_id) if call.agent_id else None
     if agent is not None and agent.call_id == call.call_id:
         _set_phase(agent, AgentPhase.IDLE, now)
-    call.tried = call.tried | {call.agent_id} if call.agent_id else call.tried
+    if call.agent_id and agent_at_fault:
+        call.tried = call.tried | {call.agent_id}
     call.phase = CallPhase.WAITING
     call.agent_id = None
     if now - call.arrived >= state.queue.max_wait:
@@ -205,6 +211,11 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.RINGING and call.attempt == ev.attempt:
             _ring_over(state, call, now, out)
+    elif ev.kind is TimerKind.DIAL_CONFIRM:
+        call = state.calls.get(ev.key)
+        if (call is not None and call.phase is CallPhase.RINGING and call.attempt == ev.attempt
+                and not call.dialing):
+            _ring_over(state, call, now, out, agent_at_fault=False)
     elif ev.kind is TimerKind.WRAPUP:
         agent = state.agents.get(ev.key)
         if agent is not None and agent.phase is AgentPhase.WRAP_UP and now >= agent.wrap_until:
@@ -278,6 +289,7 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
         call.agent_id = snap.agent_id
         call.attempt += 1
         call.rung_at = now
+        call.dialing = True  # the agent's leg exists
         if agent is not None:
             _set_phase(agent, AgentPhase.RINGING, now, call.call_id)
         deadline = now + state.queue.ring_timeout + state.queue.ring_grace
@@ -309,7 +321,9 @@ def _ring(state: State, call: Call, agent: Agent, now: float, out: list[Command]
     call.agent_id = agent.agent_id
     call.attempt += 1
     call.rung_at = now
+    call.dialing = False
     _set_phase(agent, AgentPhase.RINGING, now, call.call_id)
-    timeout = state.queue.ring_timeout
-    out.append(RingAgent(call.call_id, call.channel, agent.agent_id, timeout, call.attempt))
-    out.append(StartTimer(TimerKind.RING, call.call_id, now + timeout + state.queue.ring_grace, call.attempt))
+    q = state.queue
+    out.append(RingAgent(call.call_id, call.channel, agent.agent_id, q.ring_timeout, call.attempt))
+    out.append(StartTimer(TimerKind.RING, call.call_id, now + q.ring_timeout + q.ring_grace, call.attempt))
+    out.append(StartTimer(TimerKind.DIAL_CONFIRM, call.call_id, now + q.dial_confirm, call.attempt))

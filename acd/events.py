@@ -23,6 +23,14 @@ class CallerHungUp:
 
 
 @dataclass(frozen=True)
+class DialStarted:
+    """Asterisk began dialling an agent for this caller: our Redirect took effect."""
+
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
 class DialEnded:
     """Asterisk's Dial from the caller to an agent finished with `status`."""
 
@@ -57,6 +65,7 @@ class TimerKind(StrEnum):
     RING = "ring"
     WRAPUP = "wrapup"
     MAX_WAIT = "max_wait"
+    DIAL_CONFIRM = "dial_confirm"
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class AgentsConfigured:
 Event = (
     CallerJoined
     | CallerHungUp
+    | DialStarted
     | DialEnded
     | RecordingStarted
     | DeviceChanged

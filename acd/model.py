@@ -43,6 +43,9 @@ class QueueSettings:
     # How long past the ring timeout we wait for Asterisk's own DialEnd before
     # treating the ring as failed (lost events, stuck channel).
     ring_grace: float = 5.0
+    # A Redirect that Asterisk accepted but that never turned into a Dial (it can be
+    # lost in a race with the dialplan's own Goto) is retried after this long.
+    dial_confirm: float = 3.0
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Call:
     attempt: int = 0  # bumped on every ring, so a stale timer can tell it is stale
     rung_at: float = 0.0
     tried: frozenset[str] = frozenset()
+    dialing: bool = False  # Asterisk confirmed the Dial of the current ring
     recording: str | None = None
     leaving: bool = False  # sent to the time-out message; only the hangup is left
 

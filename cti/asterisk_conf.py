@@ -59,14 +59,15 @@ def _hold_block(settings: Settings) -> str:
     for q in settings.queues:
         out.append(
             f"exten => {q.name},1,Set(HOTLINE_QUEUE={q.name})\n"
-            " same => n(loop),GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]?fallback)\n"
+            " same => n(loop),GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
+            f"?hotline-hold,{q.name},fallback)\n"
             " same => n,GotoIf($[${EPOCH} - ${HOTLINE_JOINED} > ${HOTLINE_MAX_HOLD}]?hotline-timeout,s,1)\n"
             " same => n,Wait(1)\n"
-            " same => n,Goto(loop)\n"
+            f" same => n,Goto(hotline-hold,{q.name},loop)\n"
             " same => n(fallback),Dial(${HOTLINE_FALLBACK},20,U(hotline-answered))\n"
             ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?hotline-done,s,1)\n'
             " same => n,Wait(1)\n"
-            " same => n,Goto(loop)"
+            f" same => n,Goto(hotline-hold,{q.name},loop)"
         )
     return "\n".join(out)
 

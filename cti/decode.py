@@ -14,6 +14,7 @@ from acd.events import (
     CallerJoined,
     DeviceChanged,
     DialEnded,
+    DialStarted,
     Event,
     RecordingStarted,
     SnapshotChannel,
@@ -74,6 +75,9 @@ def decode(msg: Fields) -> Event | None:
         return None
     if name == "Hangup":
         return CallerHungUp(_need(msg, "Linkedid"), _need(msg, "Channel"))
+    if name == "DialBegin":
+        agent = agent_of_channel(str(msg.get("DestChannel", "")))
+        return DialStarted(_need(msg, "Linkedid"), agent) if agent else None
     if name == "DialEnd":
         agent = agent_of_channel(str(msg.get("DestChannel", "")))
         if agent is None:

@@ -79,6 +79,7 @@ class Dispatcher:
         self._timers: dict[tuple[TimerKind, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._window: _Window | None = None
+        self._item_read_at: float | None = None
         self.resyncs = 0
         # Hooks for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[tuple[Any, ...]], None] | None = None
@@ -86,7 +87,7 @@ class Dispatcher:
     # -- feeding the inbox (callbacks: they only enqueue) -----------------------
 
     def on_ami_event(self, seq: int, msg: Message) -> None:
-        self.inbox.put_nowait(("ami", seq, msg))
+        self.inbox.put_nowait(("ami", seq, msg, time.perf_counter()))
 
     def on_link_up(self) -> None:
         self.inbox.put_nowait(("up",))
@@ -111,6 +112,7 @@ class Dispatcher:
 
     def handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
+        self._item_read_at = item[3] if kind == "ami" else None
         if kind == "ami":
             try:
                 event = decode(item[2])
@@ -164,7 +166,8 @@ class Dispatcher:
                 log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt)
                 exten = f"{cmd.agent_id}*{max(1, round(cmd.timeout))}"
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, CONNECT_CONTEXT, exten,
-                                           RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt)))
+                                           RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt),
+                                           self._item_read_at))
             case SendToTimeout():
                 log.info("caller_timed_out", call_id=cmd.call_id)
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None))
@@ -202,11 +205,14 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _redirect(self, call_id: str, channel: str, context: str, exten: str,
-                        on_fail: Event | None) -> None:
+                        on_fail: Event | None, read_at: float | None = None) -> None:
         ami = self.ami
         try:
             if ami is None:
                 raise AmiError("no AMI link")
+            if read_at is not None:
+                # The action is written synchronously at the start of `checked`.
+                self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)
             await ami.checked({"Action": "Redirect", "Channel": channel, "Context": context,
                                "Exten": exten, "Priority": "1"})
         except AmiError as exc:

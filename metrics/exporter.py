@@ -54,6 +54,12 @@ class Metrics:
                               buckets=WAIT_BUCKETS, registry=registry)
         self.talk = Histogram("hotline_talk_seconds", "Talk time of answered calls", q, buckets=TALK_BUCKETS,
                               registry=registry)
+        self.ring_dispatch = Histogram(
+            "hotline_ring_dispatch_seconds",
+            "From reading the AMI event that freed an agent or brought a caller to writing the Redirect",
+            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=registry,
+        )
         self.event_errors = Counter("hotline_event_errors", "Events whose handling raised; the engine went on",
                                     registry=registry)
         self.decode_errors = Counter("hotline_ami_decode_errors", "AMI events of ours with a missing field",

@@ -35,21 +35,23 @@ def write_config(
     ami_port: int = 5038,
     db_url: str | None = None,
     queue: dict[str, Any] | None = None,
+    agents: list[str] | None = None,
+    http_port: int = 0,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
         "ami": {"port": ami_port, "ping_interval": 2, "ping_timeout": 2},
-        "http": {"port": 0},
+        "http": {"port": http_port},
         "store": {"url": db_url or f"sqlite:///{directory / 'hotline.db'}", "spool": str(directory / "spool")},
         "recordings": {"dir": str(RECORDINGS)},
         "log": {"level": "info"},
     }
     q = {"name": "main", "number": "12345", "ring_timeout": 6, "wrapup": 1, "max_wait": 120, "short_abandon": 3}
     q.update(queue or {})
-    agents = [{"id": a, "name": f"坐席{a}", "password": password(a)} for a in AGENT_IDS]
+    roster = [{"id": a, "name": f"坐席{a}", "password": password(a)} for a in (agents or AGENT_IDS)]
     (directory / "engine.yaml").write_text(yaml.safe_dump(engine, allow_unicode=True), encoding="utf-8")
     (directory / "queues.yaml").write_text(yaml.safe_dump({"queues": [q]}), encoding="utf-8")
-    (directory / "agents.yaml").write_text(yaml.safe_dump({"agents": agents}, allow_unicode=True), encoding="utf-8")
+    (directory / "agents.yaml").write_text(yaml.safe_dump({"agents": roster}, allow_unicode=True), encoding="utf-8")
     return directory
 
 

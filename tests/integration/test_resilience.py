@@ -17,7 +17,7 @@ from cti import sipp
 from cti.sandbox import Sandbox
 from tests.integration.harness import RunningEngine, password, write_config
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.test_calls import agent, settle
+from tests.integration.test_calls import agent
 
 
 @pytest.fixture

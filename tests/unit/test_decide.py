@@ -12,6 +12,7 @@ from acd.events import (
     CallerJoined,
     DeviceChanged,
     DialEnded,
+    DialStarted,
     Event,
     LinkLost,
     RecordingStarted,
@@ -337,3 +338,21 @@ def test_a_removed_agent_finishes_the_call_and_is_not_rung_again() -> None:
     w.feed(TimerFired(TimerKind.WRAPUP, "1001"), at=1015)
     assert w.rings(w.join("c2", at=1016)) == []
     assert w.records()[0].agent_id == "1001"
+
+
+def test_a_redirect_that_never_became_a_dial_is_retried_without_blaming_the_agent() -> None:
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    out = w.feed(TimerFired(TimerKind.DIAL_CONFIRM, "c1", 1), at=1003)
+    assert w.rings(out) == [("c1", "1001")]
+    assert "1001" not in w.state.calls["c1"].tried
+
+
+def test_a_confirmed_dial_is_left_to_ring() -> None:
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.feed(DialStarted("c1", "1001"), at=1000.01)
+    assert w.feed(TimerFired(TimerKind.DIAL_CONFIRM, "c1", 1), at=1003) == []
+    assert w.state.calls["c1"].phase is CallPhase.RINGING

@@ -13,6 +13,7 @@ from acd.events import (
     CallerJoined,
     DeviceChanged,
     DialEnded,
+    DialStarted,
     Event,
     LinkLost,
     Resynced,
@@ -30,6 +31,7 @@ step = st.one_of(
     st.tuples(st.just("join"), st.sampled_from(CALLS)),
     st.tuples(st.just("hangup"), st.sampled_from(CALLS)),
     st.tuples(st.just("dial"), st.sampled_from(CALLS), st.sampled_from(["ANSWER", "NOANSWER", "BUSY", "CANCEL"])),
+    st.tuples(st.just("dial_started"), st.sampled_from(CALLS)),
     st.tuples(st.just("dial_other"), st.sampled_from(CALLS), st.sampled_from(AGENTS)),
     st.tuples(st.just("device"), st.sampled_from(AGENTS), st.booleans(), st.booleans()),
     st.tuples(st.just("ring_failed"), st.sampled_from(CALLS)),
@@ -55,6 +57,11 @@ def _event(state: State, s: tuple[object, ...], hung: set[str]) -> list[Event]:
         if call is None or call.agent_id is None:
             return []
         return [DialEnded(call.call_id, call.agent_id, str(s[2]))]
+    if kind == "dial_started":
+        call = state.calls.get(str(s[1]))
+        if call is None or call.agent_id is None:
+            return []
+        return [DialStarted(call.call_id, call.agent_id)]
     if kind == "dial_other":
         return [DialEnded(str(s[1]), str(s[2]), "ANSWER")]
     if kind == "device":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd.events import CallerHungUp, CallerJoined, DeviceChanged, DialEnded, RecordingStarted
+from acd.events import CallerHungUp, CallerJoined, DeviceChanged, DialEnded, DialStarted, RecordingStarted
 from cti.decode import DecodeError, decode, snapshot_callers
 
 
@@ -41,6 +41,11 @@ def test_dial_end_to_an_agent() -> None:
     ev = decode({"Event": "DialEnd", "Linkedid": "17.1", "Channel": "PJSIP/carrier-01",
                  "DestChannel": "PJSIP/agent1002-0000000a", "DialStatus": "NOANSWER"})
     assert ev == DialEnded("17.1", "1002", "NOANSWER")
+
+
+def test_dial_begin_to_an_agent_confirms_the_ring() -> None:
+    ev = decode({"Event": "DialBegin", "Linkedid": "17.1", "DestChannel": "PJSIP/agent1002-0000000a"})
+    assert ev == DialStarted("17.1", "1002")
 
 
 def test_hangup_and_recording() -> None:

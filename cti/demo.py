@@ -1,0 +1,133 @@
+"""`hotline demo`: the whole path once, with the embedded defaults.
+
+Builds/starts the sandbox Asterisk, runs `hotline run` as a real process, registers
+simulated agents (SIPp softphones that answer and echo audio), places a burst of
+simulated citizens' calls, then prints what the engine counted and stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
+
+from config.loader import load
+from cti import sipp
+from cti.sandbox import Sandbox, SandboxError
+from recorder.files import check_audio
+from tickets.store import read_records
+
+
+def say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _counters(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("hotline demo needs root (the Asterisk sandbox is a chroot): run it with sudo", file=sys.stderr)
+        return 1
+    settings = load(None)
+    e = settings.engine
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    box = Sandbox()
+    try:
+        box.up(settings)
+    except SandboxError as exc:
+        print(f"hotline demo: {exc}", file=sys.stderr)
+        return 1
+
+    base = f"http://{e.http.listen}:{e.http.port}"
+    log_path = workdir / "engine.log"
+    say(f"starting the engine: hotline run (embedded defaults), JSON log in {log_path}")
+    with open(log_path, "ab") as log:
+        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run"], stdout=log, stderr=log,
+                                  start_new_session=True)
+    agents = [(f"agent{a.id}", a.password) for a in settings.agents[: args.agents]]
+    uas = None
+    started = time.time()
+    try:
+        deadline = time.monotonic() + 30
+        while _get(f"{base}/healthz")[0] != 200:
+            if engine.poll() is not None or time.monotonic() > deadline:
+                say(f"the engine did not become healthy; see {log_path}")
+                return 1
+            time.sleep(0.2)
+        before = _counters(_get(f"{base}/metrics")[1])
+        say(f"engine connected to AMI; registering {len(agents)} simulated agents (SIPp softphones)")
+        uas = sipp.agent_uas(6090, answer_ms=500)
+        sipp.register(agents, contact_port=6090)
+        time.sleep(1)
+        say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
+        run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000)
+        while run.running():
+            s = run.stats()
+            say(f"  calls: {s.created} placed, {s.current} in progress, {s.successful} done, {s.failed} failed")
+            time.sleep(2)
+        run.wait(5)
+        time.sleep(1.5)  # let the last records reach the store
+        after = _counters(_get(f"{base}/metrics")[1])
+    finally:
+        if uas is not None:
+            uas.stop()
+        sipp.register(agents, contact_port=6090, expires=0)
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(15)
+        if not args.keep:
+            box.down()
+
+    def delta(name: str) -> int:
+        return int(after.get(f"hotline_calls_{name}_total", 0) - before.get(f"hotline_calls_{name}_total", 0))
+
+    offered, answered, short = delta("offered"), delta("answered"), delta("short_abandoned")
+    eligible = offered - short
+    rate = 100.0 * answered / eligible if eligible else 0.0
+    rows = [r for r in read_records(create_engine(e.store.url)) if r.arrived.timestamp() >= started - 1]
+    recordings = [Path(r.recording) for r in rows if r.recording]
+    with_audio = sum(1 for p in recordings if p.exists() and check_audio(p).has_audio)
+    waits = [r.wait_seconds for r in rows if r.outcome == "answered"]
+    print()
+    print("hotline demo: results")
+    print(f"  offered            {offered}")
+    within = delta("answered_within_service_level")
+    print(f"  answered           {answered}  (within {settings.queue.service_level:g} s: {within})")
+    print(f"  abandoned          {delta('abandoned')}  (short: {short})")
+    print(f"  answer rate        {rate:.2f}%  = answered / (offered - short abandons)")
+    if waits:
+        print(f"  average wait       {sum(waits) / len(waits):.1f} s, longest {max(waits):.1f} s")
+    print(f"  call records       {len(rows)} rows in {e.store.url} (table call_records)")
+    print(f"  recordings         {len(recordings)} files ({with_audio} with audio) under {e.recordings.dir}")
+    if recordings:
+        print(f"                     e.g. {recordings[0]}")
+    print(f"  engine log         {log_path}")
+    print(json.dumps({"offered": offered, "answered": answered, "answer_rate": round(rate, 2)}))
+    return 0 if offered == args.calls and answered == offered else 1
