@@ -20,6 +20,7 @@ from acd.events import (
     AgentsConfigured,
     CallerHungUp,
     CallerJoined,
+    CallerParked,
     DeviceChanged,
     DialEnded,
     DialStarted,
@@ -48,6 +49,12 @@ def decide(state: State, event: Event, now: float) -> Result:
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
             if call is not None and call.channel == event.channel:
                 _finish(state, call, now, out)
+        case CallerParked():
+            call = state.calls.get(event.call_id)
+            if call is not None and call.phase is CallPhase.WAITING:
+                call.parked = True
+                if now - call.arrived >= state.queue.max_wait:
+                    _send_to_timeout(call, out)
         case DialStarted():
             call = state.calls.get(event.call_id)
             if call is not None and call.phase is CallPhase.RINGING and call.agent_id == event.agent_id:
@@ -172,10 +179,15 @@ def _dial_ended(
             _set_phase(agent, AgentPhase.ON_CALL, now, call.call_id)
         out.append(CallAnswered(call.call_id, call.queue, agent_id, call.waited(now)))
         return
-    _ring_over(state, call, now, out)
+    # After Asterisk's Dial returned, the dialplan walks the caller back to the hold loop
+    # and raises HotlineParked when it is safe to Redirect again. A Redirect that failed
+    # (attempt given) left the caller where it was, blocked in Wait().
+    _ring_over(state, call, now, out, parked=attempt is not None)
 
 
-def _ring_over(state: State, call: Call, now: float, out: list[Command], agent_at_fault: bool = True) -> None:
+def _ring_over(
+    state: State, call: Call, now: float, out: list[Command], agent_at_fault: bool = True, parked: bool = True
+) -> None:
     """The agent did not take the call: free them and put the caller back in line."""
     agent = state.agents.get(call.agent_id) if call.agent_id else None
     if agent is not None and agent.call_id == call.call_id:
@@ -184,7 +196,8 @@ def _ring_over(state: State, call: Call, now: float, out: list[Command], agent_a
         call.tried = call.tried | {call.agent_id}
     call.phase = CallPhase.WAITING
     call.agent_id = None
-    if now - call.arrived >= state.queue.max_wait:
+    call.parked = parked
+    if parked and now - call.arrived >= state.queue.max_wait:
         _send_to_timeout(call, out)
 
 
@@ -222,9 +235,10 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
             _set_phase(agent, AgentPhase.IDLE, now)
     elif ev.kind is TimerKind.MAX_WAIT:
         call = state.calls.get(ev.key)
-        if call is not None and call.phase is CallPhase.WAITING:
+        if call is not None and call.phase is CallPhase.WAITING and call.parked:
             _send_to_timeout(call, out)
-        # A caller being rung keeps that chance; `_ring_over` checks the wait again.
+        # A caller being rung (or walking back to the loop) keeps that chance; the
+        # wait is checked again when the ring is over or the caller is parked.
 
 
 def _configure(state: State, agent_ids: frozenset[str], now: float) -> None:
@@ -294,8 +308,10 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
             _set_phase(agent, AgentPhase.RINGING, now, call.call_id)
         deadline = now + state.queue.ring_timeout + state.queue.ring_grace
         out.append(StartTimer(TimerKind.RING, call.call_id, deadline, call.attempt))
-    elif call.phase is CallPhase.RINGING:
-        _ring_over(state, call, now, out)
+    else:
+        if call.phase is CallPhase.RINGING:
+            _ring_over(state, call, now, out)
+        call.parked = True  # in the hold loop now, whatever event was missed
 
 
 def _route(state: State, now: float, out: list[Command]) -> None:
@@ -305,7 +321,7 @@ def _route(state: State, now: float, out: list[Command]) -> None:
     if not free:
         return
     waiting = sorted(
-        (c for c in state.calls.values() if c.phase is CallPhase.WAITING and not c.leaving),
+        (c for c in state.calls.values() if c.phase is CallPhase.WAITING and c.parked and not c.leaving),
         key=lambda c: (c.arrived, c.call_id),
     )
     for call in waiting:

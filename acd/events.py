@@ -17,6 +17,13 @@ class CallerJoined:
 
 
 @dataclass(frozen=True)
+class CallerParked:
+    """The caller is back in the hold loop, blocked in Wait(): safe to Redirect again."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
 class CallerHungUp:
     call_id: str
     channel: str
@@ -109,6 +116,7 @@ class AgentsConfigured:
 
 Event = (
     CallerJoined
+    | CallerParked
     | CallerHungUp
     | DialStarted
     | DialEnded

@@ -87,6 +87,10 @@ class Call:
     rung_at: float = 0.0
     tried: frozenset[str] = frozenset()
     dialing: bool = False  # Asterisk confirmed the Dial of the current ring
+    # Blocked in the hold loop's Wait() (or in Dial): a Redirect now is safe. After an
+    # unanswered ring the dialplan walks back to the loop and says so (HotlineParked);
+    # a Redirect that lands while Set/GotoIf run can strand the caller.
+    parked: bool = True
     recording: str | None = None
     leaving: bool = False  # sent to the time-out message; only the hangup is left
 

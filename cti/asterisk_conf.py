@@ -48,7 +48,6 @@ def _inbound_block(settings: Settings) -> str:
             f"exten => {q.number},1,Set(__HOTLINE_QUEUE={q.name})\n"
             f" same => n,Set(HOTLINE_JOINED=${{EPOCH}})\n"
             f" same => n,Ringing()\n"
-            f" same => n,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}})\n"
             f" same => n,Goto(hotline-hold,{q.name},1)"
         )
     return "\n".join(out)
@@ -58,16 +57,20 @@ def _hold_block(settings: Settings) -> str:
     out = []
     for q in settings.queues:
         out.append(
-            f"exten => {q.name},1,Set(HOTLINE_QUEUE={q.name})\n"
-            " same => n(loop),GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
+            # The join and "parked" events come right before a Wait: the engine only
+            # Redirects a caller it knows to be inside Wait (or Dial).
+            f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}})\n"
+            " same => n(park),Wait(1)\n"
+            " same => n,GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
             f"?hotline-hold,{q.name},fallback)\n"
             " same => n,GotoIf($[${EPOCH} - ${HOTLINE_JOINED} > ${HOTLINE_MAX_HOLD}]?hotline-timeout,s,1)\n"
+            f" same => n,Goto(hotline-hold,{q.name},park)\n"
+            " same => n(back),UserEvent(HotlineParked,Queue: ${HOTLINE_QUEUE})\n"
             " same => n,Wait(1)\n"
-            f" same => n,Goto(hotline-hold,{q.name},loop)\n"
+            f" same => n,Goto(hotline-hold,{q.name},park)\n"
             " same => n(fallback),Dial(${HOTLINE_FALLBACK},20,U(hotline-answered))\n"
             ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?hotline-done,s,1)\n'
-            " same => n,Wait(1)\n"
-            f" same => n,Goto(hotline-hold,{q.name},loop)"
+            f" same => n,Goto(hotline-hold,{q.name},back)"
         )
     return "\n".join(out)
 

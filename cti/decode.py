@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from acd.events import (
     CallerHungUp,
     CallerJoined,
+    CallerParked,
     DeviceChanged,
     DialEnded,
     DialStarted,
@@ -70,6 +71,8 @@ def decode(msg: Fields) -> Event | None:
                 caller_name=_clean(msg.get("CallerIDName", "")),
                 restricted=pres.startswith("prohib") or pres == "unavailable",
             )
+        if kind == "HotlineParked":
+            return CallerParked(_need(msg, "Linkedid"))
         if kind == "HotlineRecording":
             return RecordingStarted(_need(msg, "Linkedid"), _need(msg, "File"))
         return None

@@ -167,7 +167,7 @@ class Dispatcher:
                 exten = f"{cmd.agent_id}*{max(1, round(cmd.timeout))}"
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, CONNECT_CONTEXT, exten,
                                            RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt),
-                                           self._item_read_at))
+                                           self._item_read_at, priority=2))
             case SendToTimeout():
                 log.info("caller_timed_out", call_id=cmd.call_id)
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None))
@@ -205,7 +205,7 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _redirect(self, call_id: str, channel: str, context: str, exten: str,
-                        on_fail: Event | None, read_at: float | None = None) -> None:
+                        on_fail: Event | None, read_at: float | None = None, priority: int = 1) -> None:
         ami = self.ami
         try:
             if ami is None:
@@ -214,7 +214,7 @@ class Dispatcher:
                 # The action is written synchronously at the start of `checked`.
                 self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)
             await ami.checked({"Action": "Redirect", "Channel": channel, "Context": context,
-                               "Exten": exten, "Priority": "1"})
+                               "Exten": exten, "Priority": str(priority)})
         except AmiError as exc:
             log.warning("redirect_failed", call_id=call_id, context=context, error=str(exc))
             if on_fail is not None:

@@ -10,6 +10,7 @@ from acd.events import (
     AgentsConfigured,
     CallerHungUp,
     CallerJoined,
+    CallerParked,
     DeviceChanged,
     DialEnded,
     DialStarted,
@@ -110,9 +111,9 @@ def test_ring_no_answer_moves_the_caller_to_the_next_agent() -> None:
     w.register("1002", at=950)
     w.join("c1", at=1000)
     w.feed(DeviceChanged("1001", registered=True, busy=True), at=1000.1)  # its phone rings
-    out = w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)
-    assert w.rings(out) == [("c1", "1002")]
+    assert w.rings(w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)) == []  # still walking back
     assert w.state.agents["1001"].phase is AgentPhase.IDLE
+    assert w.rings(w.feed(CallerParked("c1"), at=1015.001)) == [("c1", "1002")]
 
 
 def test_a_lone_agent_who_did_not_answer_is_tried_again_once_the_phone_is_free() -> None:
@@ -120,7 +121,8 @@ def test_a_lone_agent_who_did_not_answer_is_tried_again_once_the_phone_is_free()
     w.register("1001")
     w.join("c1", at=1000)
     w.feed(DeviceChanged("1001", registered=True, busy=True))
-    assert w.rings(w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)) == []  # phone still ringing
+    w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)
+    assert w.rings(w.feed(CallerParked("c1"), at=1015.001)) == []  # the phone still rings
     assert w.rings(w.feed(DeviceChanged("1001", registered=True, busy=False), at=1015.2)) == [("c1", "1001")]
 
 
@@ -139,7 +141,8 @@ def test_a_stale_ring_timer_is_ignored() -> None:
     w.register("1001", at=900)
     w.register("1002", at=950)
     w.join("c1", at=1000)
-    w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)  # now ringing 1002, attempt 2
+    w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)
+    w.feed(CallerParked("c1"), at=1015.001)  # now ringing 1002, attempt 2
     assert w.feed(TimerFired(TimerKind.RING, "c1", 1), at=1020) == []
     assert w.state.calls["c1"].agent_id == "1002"
 
@@ -256,8 +259,8 @@ def test_a_caller_ringing_at_max_wait_gets_that_ring_then_times_out() -> None:
     w.register("1002", at=950)
     w.join("c1", at=1000)
     assert w.feed(TimerFired(TimerKind.MAX_WAIT, "c1"), at=1300) == []
-    out = w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1301)
-    assert out == [SendToTimeout("c1", chan("c1"))]
+    assert w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1301) == []
+    assert w.feed(CallerParked("c1"), at=1301.001) == [SendToTimeout("c1", chan("c1"))]
 
 
 def test_no_routing_while_the_link_is_down() -> None:
@@ -356,3 +359,14 @@ def test_a_confirmed_dial_is_left_to_ring() -> None:
     w.feed(DialStarted("c1", "1001"), at=1000.01)
     assert w.feed(TimerFired(TimerKind.DIAL_CONFIRM, "c1", 1), at=1003) == []
     assert w.state.calls["c1"].phase is CallPhase.RINGING
+
+
+def test_after_an_unanswered_ring_the_caller_is_not_redirected_until_parked_again() -> None:
+    w = World(agents=("1001", "1002"))
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    w.join("c1", at=1000)
+    assert w.feed(DialEnded("c1", "1001", "BUSY"), at=1001) == []
+    assert not w.state.calls["c1"].parked
+    assert w.rings(w.feed(DeviceChanged("1003", True, False), at=1001.5)) == []
+    assert w.rings(w.feed(CallerParked("c1"), at=1001.6)) == [("c1", "1002")]

@@ -11,6 +11,7 @@ from acd.events import (
     AgentsConfigured,
     CallerHungUp,
     CallerJoined,
+    CallerParked,
     DeviceChanged,
     DialEnded,
     DialStarted,
@@ -32,6 +33,7 @@ step = st.one_of(
     st.tuples(st.just("hangup"), st.sampled_from(CALLS)),
     st.tuples(st.just("dial"), st.sampled_from(CALLS), st.sampled_from(["ANSWER", "NOANSWER", "BUSY", "CANCEL"])),
     st.tuples(st.just("dial_started"), st.sampled_from(CALLS)),
+    st.tuples(st.just("parked"), st.sampled_from(CALLS)),
     st.tuples(st.just("dial_other"), st.sampled_from(CALLS), st.sampled_from(AGENTS)),
     st.tuples(st.just("device"), st.sampled_from(AGENTS), st.booleans(), st.booleans()),
     st.tuples(st.just("ring_failed"), st.sampled_from(CALLS)),
@@ -57,6 +59,8 @@ def _event(state: State, s: tuple[object, ...], hung: set[str]) -> list[Event]:
         if call is None or call.agent_id is None:
             return []
         return [DialEnded(call.call_id, call.agent_id, str(s[2]))]
+    if kind == "parked":
+        return [CallerParked(str(s[1]))]
     if kind == "dial_started":
         call = state.calls.get(str(s[1]))
         if call is None or call.agent_id is None:
