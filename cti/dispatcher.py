@@ -170,7 +170,7 @@ class Dispatcher:
                                            self._item_read_at, priority=2))
             case SendToTimeout():
                 log.info("caller_timed_out", call_id=cmd.call_id)
-                self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None))
+                self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None, priority=2))
             case StartTimer():
                 self._arm(cmd, now)
             case CallOffered():
