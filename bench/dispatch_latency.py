@@ -13,6 +13,7 @@ Run as root: python3 bench/dispatch_latency.py [--calls 500 --rate 20 --agents 6
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,11 @@ def main() -> int:
     install_app_queue(box, agent_ids)
     box.up(settings, extra_manager_users=MANAGER_USER)
     box.rx("core reload")
+    # app_queue declines to load while there is no queues.conf, and a reload does not retry it.
+    if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
+        with contextlib.suppress(Exception):
+            box.rx("module unload app_queue.so")
+        box.rx("module load app_queue.so")
     watch = AmiWatch()
     creds = [(f"agent{a}", password(a)) for a in agent_ids]
     uas = sipp.agent_uas(UAS_PORT, answer_ms=100)
