@@ -68,8 +68,12 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class AgentStateChanged:
+    """An agent moved from one state label to another (logged and timed by the shell)."""
+
     agent_id: str
-    state: str
+    old: str
+    new: str
+    reason: str = ""
 
 
 Command = RingAgent | SendToTimeout | StartTimer | CallOffered | CallAnswered | CallRecord | AgentStateChanged

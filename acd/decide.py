@@ -3,11 +3,27 @@
 `decide` updates the `State` it is given in place (one task owns it; copying a
 picture of thousands of calls on every event would cost more than it proves)
 and returns it together with the commands the shell must carry out.
+
+Who gets whom:
+- A caller's place in line is its key = arrival - min(priority x priority_step, max_boost):
+  a priority caller overtakes only callers who arrived less than max_boost seconds
+  before it, so nobody is starved by priority for longer than max_boost.
+- When callers outnumber free agents, each free agent (longest idle first) takes the
+  caller with the smallest key among the queues it serves whose skills it meets.
+- When free agents outnumber callers, each caller (smallest key first) gets an agent
+  chosen by its queue's strategy among the free agents that serve the queue and meet
+  the caller's skills.
+- An agent who let a caller ring out is offered that caller again only when no other
+  agent can take it.
 """
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_left
+
 from acd.commands import (
+    AgentStateChanged,
     CallAnswered,
     CallOffered,
     CallRecord,
@@ -17,6 +33,7 @@ from acd.commands import (
     StartTimer,
 )
 from acd.events import (
+    AgentControl,
     AgentsConfigured,
     CallerHungUp,
     CallerJoined,
@@ -26,6 +43,7 @@ from acd.events import (
     DialStarted,
     Event,
     LinkLost,
+    QueuesConfigured,
     RecordingStarted,
     Resynced,
     RingFailed,
@@ -33,10 +51,11 @@ from acd.events import (
     TimerFired,
     TimerKind,
 )
-from acd.model import Agent, AgentPhase, Call, CallPhase, Outcome, State
+from acd.model import Agent, AgentPhase, Call, CallPhase, Outcome, QueueSettings, State
 from acd.strategy import pick_agent
 
 Result = tuple[State, list[Command]]
+BUSY_STATUSES = frozenset({"BUSY", "CONGESTION", "CHANUNAVAIL"})
 
 
 def decide(state: State, event: Event, now: float) -> Result:
@@ -44,17 +63,18 @@ def decide(state: State, event: Event, now: float) -> Result:
     match event:
         case CallerJoined():
             _join(state, event, now, out)
+        case CallerParked():
+            call = state.calls.get(event.call_id)
+            if call is not None and call.phase is CallPhase.WAITING and not call.parked:
+                call.parked = True
+                if now - call.arrived >= state.settings(call.queue).max_wait:
+                    _send_to_timeout(state, call, out)
+                _place(state, call)
         case CallerHungUp():
             call = state.calls.get(event.call_id)
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
             if call is not None and call.channel == event.channel:
                 _finish(state, call, now, out)
-        case CallerParked():
-            call = state.calls.get(event.call_id)
-            if call is not None and call.phase is CallPhase.WAITING:
-                call.parked = True
-                if now - call.arrived >= state.queue.max_wait:
-                    _send_to_timeout(call, out)
         case DialStarted():
             call = state.calls.get(event.call_id)
             if call is not None and call.phase is CallPhase.RINGING and call.agent_id == event.agent_id:
@@ -68,7 +88,7 @@ def decide(state: State, event: Event, now: float) -> Result:
             if call is not None:
                 call.recording = event.path
         case DeviceChanged():
-            _device(state, event, now)
+            _device(state, event, now, out)
         case TimerFired():
             _timer(state, event, now, out)
         case LinkLost():
@@ -76,7 +96,11 @@ def decide(state: State, event: Event, now: float) -> Result:
         case Resynced():
             _resync(state, event, now, out)
         case AgentsConfigured():
-            _configure(state, event.agent_ids, now)
+            _configure_agents(state, event, now, out)
+        case QueuesConfigured():
+            _configure_queues(state, event.queues)
+        case AgentControl():
+            _control(state, event, now, out)
     _route(state, now, out)
     return state, out
 
@@ -85,11 +109,165 @@ def agent_state(agent: Agent) -> str:
     """The label supervisors see for an agent."""
     if agent.phase is not AgentPhase.IDLE:
         return str(agent.phase.value)
-    if not agent.registered:
+    if not agent.registered or not agent.logged_in:
         return "logged_out"
+    if agent.paused is not None:
+        return "paused"
     if agent.device_busy:
         return "busy_other"
     return "available"
+
+
+# -- the line ----------------------------------------------------------------------
+
+
+def _routable(call: Call) -> bool:
+    return call.phase is CallPhase.WAITING and call.parked and not call.leaving
+
+
+def _place(state: State, call: Call) -> None:
+    """Put a routable caller in its queue's line (idempotent)."""
+    if not _routable(call):
+        _unplace(state, call)
+        return
+    line = state.lines.setdefault(call.queue, [])
+    item = (call.key, call.seq, call.call_id)
+    i = bisect_left(line, item)
+    if i == len(line) or line[i] != item:
+        line.insert(i, item)
+
+
+def _unplace(state: State, call: Call) -> None:
+    line = state.lines.get(call.queue)
+    if not line:
+        return
+    item = (call.key, call.seq, call.call_id)
+    i = bisect_left(line, item)
+    if i < len(line) and line[i] == item:
+        del line[i]
+
+
+# -- agents --------------------------------------------------------------------------
+
+
+class _Watch:
+    """Remember an agent's label and availability before a change, report after it."""
+
+    __slots__ = ("agent", "available", "label")
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.available = agent.available()
+        self.label = agent_state(agent)
+
+    def done(self, state: State, now: float, out: list[Command]) -> None:
+        agent = self.agent
+        if agent.available():
+            if not self.available:
+                agent.idle_since = now
+            state.free.add(agent.agent_id)
+        else:
+            state.free.discard(agent.agent_id)
+        label = agent_state(agent)
+        if label != self.label:
+            out.append(AgentStateChanged(agent.agent_id, self.label, label, agent.paused or ""))
+
+
+def _set_phase(state: State, agent: Agent, phase: AgentPhase, now: float, out: list[Command],
+               call_id: str | None = None) -> None:
+    watch = _Watch(agent)
+    agent.phase = phase
+    agent.call_id = call_id
+    watch.done(state, now, out)
+
+
+def _device(state: State, ev: DeviceChanged, now: float, out: list[Command]) -> None:
+    agent = state.agents.get(ev.agent_id)
+    if agent is None:
+        # A phone we have no configuration for: remember it, never route to it.
+        agent = state.agents[ev.agent_id] = Agent(ev.agent_id, configured=False, queues=frozenset())
+    watch = _Watch(agent)
+    agent.registered = ev.registered
+    agent.device_busy = ev.busy
+    watch.done(state, now, out)
+
+
+def _control(state: State, ev: AgentControl, now: float, out: list[Command]) -> None:
+    agent = state.agents.get(ev.agent_id)
+    if agent is None or not agent.configured:
+        return
+    watch = _Watch(agent)
+    if ev.action == "login":
+        agent.logged_in = True
+        agent.paused = None
+    elif ev.action == "logout":
+        agent.logged_in = False
+    elif ev.action == "pause":
+        agent.paused = ev.reason or "break"
+    elif ev.action == "unpause":
+        agent.paused = None
+        agent.no_answer_streak = 0
+    elif ev.action == "end_wrapup" and agent.phase is AgentPhase.WRAP_UP:
+        agent.phase = AgentPhase.IDLE
+    watch.done(state, now, out)
+
+
+def _configure_agents(state: State, ev: AgentsConfigured, now: float, out: list[Command]) -> None:
+    profiles = {p.agent_id: p for p in ev.profiles}
+    every_queue = frozenset(state.queues)
+    for agent_id in ev.agent_ids:
+        if agent_id not in state.agents:
+            state.agents[agent_id] = Agent(agent_id, idle_since=now)
+    for agent in state.agents.values():
+        watch = _Watch(agent)
+        agent.configured = agent.agent_id in ev.agent_ids
+        profile = profiles.get(agent.agent_id)
+        if profile is not None:
+            agent.queues = profile.queues
+            agent.skills = dict(profile.skills)
+            agent.wrapup = profile.wrapup
+        elif agent.configured:
+            agent.queues = every_queue
+        watch.done(state, now, out)
+
+
+def _configure_queues(state: State, queues: tuple[QueueSettings, ...]) -> None:
+    """New queue settings apply to the next decision; nobody loses their place."""
+    if not queues:
+        return
+    state.queues = {q.name: q for q in queues}
+    for call in state.calls.values():
+        call.skills = _skills_for(state.settings(call.queue), ())
+        _unplace(state, call)
+    state.lines = {}
+    for call in state.calls.values():
+        _place(state, call)
+
+
+# -- callers ---------------------------------------------------------------------------
+
+
+def _skills_for(q: QueueSettings, extra: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    need = dict(q.skills)
+    for skill, level in extra:
+        need[skill] = max(level, need.get(skill, 0))
+    return tuple(sorted(need.items()))
+
+
+def _key(q: QueueSettings, arrived: float, priority: int) -> float:
+    return arrived - min(max(priority, 0) * q.priority_step, q.max_boost)
+
+
+def _new_call(state: State, call: Call, extra: tuple[tuple[str, int], ...], out: list[Command]) -> Call:
+    q = state.settings(call.queue)
+    state.seq += 1
+    call.seq = state.seq
+    call.skills = _skills_for(q, extra)
+    call.key = _key(q, call.arrived, call.priority)
+    state.calls[call.call_id] = call
+    out.append(CallOffered(call.call_id, call.queue))
+    out.append(StartTimer(TimerKind.MAX_WAIT, call.call_id, max(call.arrived + q.max_wait, 0.0)))
+    return call
 
 
 def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> None:
@@ -103,41 +281,36 @@ def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> Non
         caller_num=ev.caller_num,
         caller_name=ev.caller_name,
         restricted=ev.restricted,
+        priority=ev.priority,
     )
-    state.calls[call.call_id] = call
-    out.append(CallOffered(call.call_id, call.queue))
-    out.append(StartTimer(TimerKind.MAX_WAIT, call.call_id, now + state.queue.max_wait))
-
-
-def _set_phase(agent: Agent, phase: AgentPhase, now: float, call_id: str | None = None) -> None:
-    was = agent.available()
-    agent.phase = phase
-    agent.call_id = call_id
-    if not was and agent.available():
-        agent.idle_since = now
+    _place(state, _new_call(state, call, ev.skills, out))
 
 
 def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
+    _unplace(state, call)
     del state.calls[call.call_id]
     agent = state.agents.get(call.agent_id) if call.agent_id else None
+    q = state.settings(call.queue)
     wait = call.waited(now)
     talk = 0.0
     if call.phase is CallPhase.CONNECTED:
         outcome = Outcome.ANSWERED
         talk = max(0.0, now - (call.answered or now))
         if agent is not None and agent.call_id == call.call_id:
-            agent.wrap_until = now + state.queue.wrapup
-            _set_phase(agent, AgentPhase.WRAP_UP, now, None)
+            agent.talk_total += talk
+            wrapup = agent.wrapup if agent.wrapup is not None else q.wrapup
+            agent.wrap_until = now + wrapup
+            _set_phase(state, agent, AgentPhase.WRAP_UP, now, out)
             out.append(StartTimer(TimerKind.WRAPUP, agent.agent_id, agent.wrap_until))
     else:
         if call.leaving:
             outcome = Outcome.TIMED_OUT
-        elif wait < state.queue.short_abandon:
+        elif wait < q.short_abandon:
             outcome = Outcome.SHORT_ABANDON
         else:
             outcome = Outcome.ABANDONED
         if agent is not None and agent.call_id == call.call_id:
-            _set_phase(agent, AgentPhase.IDLE, now)
+            _set_phase(state, agent, AgentPhase.IDLE, now, out)
     out.append(
         CallRecord(
             call_id=call.call_id,
@@ -176,13 +349,31 @@ def _dial_ended(
         call.phase = CallPhase.CONNECTED
         call.answered = now
         if agent is not None:
-            _set_phase(agent, AgentPhase.ON_CALL, now, call.call_id)
+            agent.no_answer_streak = 0
+            agent.calls_taken += 1
+            _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
         out.append(CallAnswered(call.call_id, call.queue, agent_id, call.waited(now)))
         return
+    if agent is not None:
+        _agent_missed(state, agent, status, now, out)
     # After Asterisk's Dial returned, the dialplan walks the caller back to the hold loop
     # and raises HotlineParked when it is safe to Redirect again. A Redirect that failed
     # (attempt given) left the caller where it was, blocked in Wait().
-    _ring_over(state, call, now, out, parked=attempt is not None)
+    _ring_over(state, call, now, out, parked=attempt is not None, agent_at_fault=status != "FAILED")
+
+
+def _agent_missed(state: State, agent: Agent, status: str, now: float, out: list[Command]) -> None:
+    """Ring-no-answer N times in a row pauses the agent; busy or rejected backs them off."""
+    q = state.settings(next(iter(agent.queues), ""))
+    watch = _Watch(agent)
+    if status in BUSY_STATUSES:
+        agent.backoff_until = now + q.busy_backoff
+        out.append(StartTimer(TimerKind.BACKOFF, agent.agent_id, agent.backoff_until))
+    elif status in ("NOANSWER", "TIMEOUT"):
+        agent.no_answer_streak += 1
+        if agent.no_answer_streak >= q.max_no_answer:
+            agent.paused = "no answer"
+    watch.done(state, now, out)
 
 
 def _ring_over(
@@ -191,38 +382,31 @@ def _ring_over(
     """The agent did not take the call: free them and put the caller back in line."""
     agent = state.agents.get(call.agent_id) if call.agent_id else None
     if agent is not None and agent.call_id == call.call_id:
-        _set_phase(agent, AgentPhase.IDLE, now)
+        _set_phase(state, agent, AgentPhase.IDLE, now, out)
     if call.agent_id and agent_at_fault:
         call.tried = call.tried | {call.agent_id}
     call.phase = CallPhase.WAITING
     call.agent_id = None
     call.parked = parked
-    if parked and now - call.arrived >= state.queue.max_wait:
-        _send_to_timeout(call, out)
+    if parked and now - call.arrived >= state.settings(call.queue).max_wait:
+        _send_to_timeout(state, call, out)
+    _place(state, call)
 
 
-def _send_to_timeout(call: Call, out: list[Command]) -> None:
+def _send_to_timeout(state: State, call: Call, out: list[Command]) -> None:
     if not call.leaving:
         call.leaving = True
+        _unplace(state, call)
         out.append(SendToTimeout(call.call_id, call.channel))
-
-
-def _device(state: State, ev: DeviceChanged, now: float) -> None:
-    agent = state.agents.get(ev.agent_id)
-    if agent is None:
-        # A phone we have no configuration for: remember it, never route to it.
-        agent = state.agents[ev.agent_id] = Agent(ev.agent_id, configured=False)
-    was = agent.available()
-    agent.registered = ev.registered
-    agent.device_busy = ev.busy
-    if not was and agent.available():
-        agent.idle_since = now
 
 
 def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None:
     if ev.kind is TimerKind.RING:
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.RINGING and call.attempt == ev.attempt:
+            agent = state.agents.get(call.agent_id or "")
+            if agent is not None:
+                _agent_missed(state, agent, "TIMEOUT", now, out)
             _ring_over(state, call, now, out)
     elif ev.kind is TimerKind.DIAL_CONFIRM:
         call = state.calls.get(ev.key)
@@ -232,29 +416,23 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
     elif ev.kind is TimerKind.WRAPUP:
         agent = state.agents.get(ev.key)
         if agent is not None and agent.phase is AgentPhase.WRAP_UP and now >= agent.wrap_until:
-            _set_phase(agent, AgentPhase.IDLE, now)
+            _set_phase(state, agent, AgentPhase.IDLE, now, out)
+    elif ev.kind is TimerKind.BACKOFF:
+        pass  # the route below looks at the agent again now that the backoff is over
     elif ev.kind is TimerKind.MAX_WAIT:
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.WAITING and call.parked:
-            _send_to_timeout(call, out)
+            _send_to_timeout(state, call, out)
         # A caller being rung (or walking back to the loop) keeps that chance; the
         # wait is checked again when the ring is over or the caller is parked.
 
 
-def _configure(state: State, agent_ids: frozenset[str], now: float) -> None:
-    for agent_id in agent_ids:
-        if agent_id not in state.agents:
-            state.agents[agent_id] = Agent(agent_id, idle_since=now)
-    for agent in state.agents.values():
-        was = agent.available()
-        agent.configured = agent.agent_id in agent_ids
-        if not was and agent.available():
-            agent.idle_since = now
+# -- resync ----------------------------------------------------------------------------
 
 
 def _resync(state: State, ev: Resynced, now: float, out: list[Command]) -> None:
     for device in ev.devices:
-        _device(state, device, now)
+        _device(state, device, now, out)
     seen = {c.call_id: c for c in ev.callers}
     for call in list(state.calls.values()):
         if call.call_id not in seen:
@@ -264,6 +442,7 @@ def _resync(state: State, ev: Resynced, now: float, out: list[Command]) -> None:
         known = state.calls.get(snap.call_id)
         call = known if known is not None else _adopt(state, snap, now, out)
         _reconcile(state, call, snap, now, out)
+        _place(state, call)
     state.routing = True
 
 
@@ -271,15 +450,12 @@ def _adopt(state: State, snap: SnapshotChannel, now: float, out: list[Command]) 
     call = Call(
         call_id=snap.call_id,
         channel=snap.channel,
-        queue=snap.queue,
+        queue=snap.queue if snap.queue in state.queues else state.queue.name,
         arrived=now - snap.age,
         caller_num=snap.caller_num,
         caller_name=snap.caller_name,
     )
-    state.calls[call.call_id] = call
-    out.append(CallOffered(call.call_id, call.queue))
-    out.append(StartTimer(TimerKind.MAX_WAIT, call.call_id, max(now, call.arrived + state.queue.max_wait)))
-    return call
+    return _new_call(state, call, (), out)
 
 
 def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out: list[Command]) -> None:
@@ -293,7 +469,7 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
             call.answered = now  # answered while we were away; the nearest honest time
             out.append(CallAnswered(call.call_id, call.queue, snap.agent_id, call.waited(now)))
         if agent is not None:
-            _set_phase(agent, AgentPhase.ON_CALL, now, call.call_id)
+            _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
     elif snap.agent_id:
         if call.phase is CallPhase.RINGING and call.agent_id == snap.agent_id:
             return
@@ -305,41 +481,81 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
         call.rung_at = now
         call.dialing = True  # the agent's leg exists
         if agent is not None:
-            _set_phase(agent, AgentPhase.RINGING, now, call.call_id)
-        deadline = now + state.queue.ring_timeout + state.queue.ring_grace
-        out.append(StartTimer(TimerKind.RING, call.call_id, deadline, call.attempt))
+            _set_phase(state, agent, AgentPhase.RINGING, now, out, call.call_id)
+        q = state.settings(call.queue)
+        out.append(StartTimer(TimerKind.RING, call.call_id, now + q.ring_timeout + q.ring_grace, call.attempt))
     else:
         if call.phase is CallPhase.RINGING:
             _ring_over(state, call, now, out)
         call.parked = True  # in the hold loop now, whatever event was missed
 
 
+# -- routing ----------------------------------------------------------------------------
+
+
+def _qualified(agent: Agent, call: Call) -> bool:
+    if call.queue not in agent.queues:
+        return False
+    skills = agent.skills
+    return all(skills.get(skill, 0) >= level for skill, level in call.skills)
+
+
 def _route(state: State, now: float, out: list[Command]) -> None:
-    if not state.routing:
+    if not state.routing or not state.free:
         return
-    free = [a for a in state.agents.values() if a.available()]
+    waiting = sum(len(line) for line in state.lines.values())
+    if not waiting:
+        return
+    free = [a for a in (state.agents[i] for i in state.free) if a.available(now)]
     if not free:
         return
-    waiting = sorted(
-        (c for c in state.calls.values() if c.phase is CallPhase.WAITING and c.parked and not c.leaving),
-        key=lambda c: (c.arrived, c.call_id),
-    )
-    for call in waiting:
+    if len(free) < waiting:
+        # Few agents, many callers: each agent takes the caller first in line it can serve.
+        free.sort(key=lambda a: (a.idle_since, a.agent_id))
+        lone = len(free) == 1
+        for agent in free:
+            call = _first_caller(state, agent, lone)
+            if call is not None:
+                _ring(state, call, agent, now, out)
+        return
+    # Few callers, many agents: each caller, first in line first, gets the queue's pick.
+    for _, _, call_id in list(heapq.merge(*state.lines.values())):
         if not free:
             break
-        agent = pick_agent(free, call.tried)
+        call = state.calls[call_id]
+        candidates = [a for a in free if _qualified(a, call)]
+        if not candidates:
+            continue
+        agent = pick_agent(candidates, call.tried, state.settings(call.queue), call.skills)
         free.remove(agent)
         _ring(state, call, agent, now, out)
 
 
+def _first_caller(state: State, agent: Agent, allow_tried: bool) -> Call | None:
+    best: Call | None = None
+    for queue in agent.queues:
+        for key, seq, call_id in state.lines.get(queue, ()):
+            if best is not None and (key, seq) >= (best.key, best.seq):
+                break
+            call = state.calls[call_id]
+            if _qualified(agent, call) and (allow_tried or agent.agent_id not in call.tried):
+                best = call
+                break
+    return best
+
+
 def _ring(state: State, call: Call, agent: Agent, now: float, out: list[Command]) -> None:
+    _unplace(state, call)
     call.phase = CallPhase.RINGING
     call.agent_id = agent.agent_id
     call.attempt += 1
     call.rung_at = now
     call.dialing = False
-    _set_phase(agent, AgentPhase.RINGING, now, call.call_id)
-    q = state.queue
+    state.seq += 1
+    agent.last_offered = state.seq
+    _set_phase(state, agent, AgentPhase.RINGING, now, out, call.call_id)
+    q = state.settings(call.queue)
     out.append(RingAgent(call.call_id, call.channel, agent.agent_id, q.ring_timeout, call.attempt))
     out.append(StartTimer(TimerKind.RING, call.call_id, now + q.ring_timeout + q.ring_grace, call.attempt))
     out.append(StartTimer(TimerKind.DIAL_CONFIRM, call.call_id, now + q.dial_confirm, call.attempt))
+

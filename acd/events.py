@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from acd.model import QueueSettings
+
 
 @dataclass(frozen=True)
 class CallerJoined:
@@ -14,6 +16,8 @@ class CallerJoined:
     caller_num: str = ""
     caller_name: str = ""
     restricted: bool = False
+    priority: int = 0
+    skills: tuple[tuple[str, int], ...] = ()  # needed on top of the queue's own
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class RingFailed:
 
 class TimerKind(StrEnum):
     RING = "ring"
+    BACKOFF = "backoff"
     WRAPUP = "wrapup"
     MAX_WAIT = "max_wait"
     DIAL_CONFIRM = "dial_confirm"
@@ -108,10 +113,36 @@ class Resynced:
 
 
 @dataclass(frozen=True)
+class AgentProfile:
+    agent_id: str
+    queues: frozenset[str]
+    skills: tuple[tuple[str, int], ...] = ()
+    wrapup: float | None = None
+
+
+@dataclass(frozen=True)
 class AgentsConfigured:
-    """The configured agent list (at start and on reload)."""
+    """The configured agents (at start and on reload). Without profiles every agent
+    serves every queue with no skills."""
 
     agent_ids: frozenset[str]
+    profiles: tuple[AgentProfile, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueuesConfigured:
+    """The configured queues (at start and on reload); callers keep their place."""
+
+    queues: tuple[QueueSettings, ...]
+
+
+@dataclass(frozen=True)
+class AgentControl:
+    """An agent's own request, from a softphone feature code or the HTTP API."""
+
+    agent_id: str
+    action: str  # login, logout, pause, unpause, end_wrapup
+    reason: str = ""
 
 
 Event = (
@@ -127,4 +158,6 @@ Event = (
     | LinkLost
     | Resynced
     | AgentsConfigured
+    | QueuesConfigured
+    | AgentControl
 )

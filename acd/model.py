@@ -32,6 +32,16 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
 
 
+class Strategy(StrEnum):
+    """Which free agent gets a caller of this queue."""
+
+    LONGEST_IDLE = "longest_idle"
+    FEWEST_CALLS = "fewest_calls"
+    LEAST_TALK_TIME = "least_talk_time"
+    ROUND_ROBIN = "round_robin"
+    BEST_SKILL = "best_skill"
+
+
 @dataclass(frozen=True)
 class QueueSettings:
     name: str = "main"
@@ -46,6 +56,17 @@ class QueueSettings:
     # A Redirect that Asterisk accepted but that never turned into a Dial (it can be
     # lost in a race with the dialplan's own Goto) is retried after this long.
     dial_confirm: float = 3.0
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    # Skills every caller of this queue needs, with the minimum level (1-100).
+    skills: tuple[tuple[str, int], ...] = ()
+    # Each priority level counts as this many seconds of extra wait, up to max_boost:
+    # a caller can be overtaken only by callers who arrived less than max_boost later.
+    priority_step: float = 30.0
+    max_boost: float = 120.0
+    # Ring-no-answer this many times in a row pauses the agent ("no answer").
+    max_no_answer: int = 3
+    # An agent whose phone was busy or rejected the call is left alone this long.
+    busy_backoff: float = 10.0
 
 
 @dataclass
@@ -61,13 +82,26 @@ class Agent:
     wrap_until: float = 0.0
     # False once removed from configuration: finishes its call, never rung again.
     configured: bool = True
+    queues: frozenset[str] = frozenset({"main"})
+    skills: dict[str, int] = field(default_factory=dict)
+    wrapup: float | None = None  # overrides the queue's wrap-up time
+    logged_in: bool = True
+    paused: str | None = None  # the reason code while paused
+    backoff_until: float = 0.0
+    no_answer_streak: int = 0
+    calls_taken: int = 0
+    talk_total: float = 0.0
+    last_offered: int = 0  # round-robin position
 
-    def available(self) -> bool:
+    def available(self, now: float | None = None) -> bool:
         return (
             self.configured
             and self.registered
+            and self.logged_in
+            and self.paused is None
             and not self.device_busy
             and self.phase is AgentPhase.IDLE
+            and (now is None or now >= self.backoff_until)
         )
 
 
@@ -86,13 +120,18 @@ class Call:
     attempt: int = 0  # bumped on every ring, so a stale timer can tell it is stale
     rung_at: float = 0.0
     tried: frozenset[str] = frozenset()
+    recording: str | None = None
+    leaving: bool = False  # sent to the time-out message; only the hangup is left
     dialing: bool = False  # Asterisk confirmed the Dial of the current ring
     # Blocked in the hold loop's Wait() (or in Dial): a Redirect now is safe. After an
     # unanswered ring the dialplan walks back to the loop and says so (HotlineParked);
     # a Redirect that lands while Set/GotoIf run can strand the caller.
     parked: bool = True
-    recording: str | None = None
-    leaving: bool = False  # sent to the time-out message; only the hangup is left
+    priority: int = 0
+    skills: tuple[tuple[str, int], ...] = ()  # required (skill, level): queue's plus the call's own
+    # Order in line: arrival minus the priority boost (smaller goes first).
+    key: float = 0.0
+    seq: int = 0
 
     def waited(self, now: float) -> float:
         return max(0.0, (self.answered if self.answered is not None else now) - self.arrived)
@@ -100,9 +139,21 @@ class Call:
 
 @dataclass
 class State:
-    queue: QueueSettings = field(default_factory=QueueSettings)
+    queues: dict[str, QueueSettings] = field(default_factory=lambda: {"main": QueueSettings()})
     agents: dict[str, Agent] = field(default_factory=dict)
-    # Insertion order is arrival order except after a resync; routing sorts by arrived.
     calls: dict[str, Call] = field(default_factory=dict)
     # Off while the AMI link is down or the picture is being rebuilt.
     routing: bool = False
+    # Routable callers per queue, kept sorted by (key, seq): the head waited longest.
+    lines: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)
+    # Agents that could take a call now, but for a backoff that may still run.
+    free: set[str] = field(default_factory=set)
+    seq: int = 0
+
+    @property
+    def queue(self) -> QueueSettings:
+        """The first (default) queue."""
+        return next(iter(self.queues.values()))
+
+    def settings(self, queue: str) -> QueueSettings:
+        return self.queues.get(queue) or self.queue

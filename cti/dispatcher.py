@@ -20,6 +20,7 @@ from panoramisk.message import Message
 
 from acd import decide
 from acd.commands import (
+    AgentStateChanged,
     CallAnswered,
     CallOffered,
     CallRecord,
@@ -69,7 +70,7 @@ class Dispatcher:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.state = State(queue=queue)
+        self.state = State(queues={queue.name: queue})
         self.agent_ids = agent_ids
         self.outbox = outbox
         self.metrics = metrics
@@ -179,6 +180,9 @@ class Dispatcher:
                          caller=mask_number(call.caller_num, call.restricted) if call else "")
             case CallAnswered():
                 log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3))
+            case AgentStateChanged():
+                self.metrics.agent_changed(cmd, now)
+                log.info("agent_state", agent_id=cmd.agent_id, old=cmd.old, new=cmd.new, reason=cmd.reason or None)
             case CallRecord():
                 self.outbox.put(cmd)
                 log.info("call_ended", call_id=cmd.call_id, agent_id=cmd.agent_id, outcome=cmd.outcome.value,

@@ -20,12 +20,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from acd import agent_state
-from acd.commands import CallAnswered, CallOffered, CallRecord, Command
+from acd.commands import AgentStateChanged, CallAnswered, CallOffered, CallRecord, Command
 from acd.model import CallPhase, Outcome, State
 
 WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 TALK_BUCKETS = (5, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
-AGENT_STATES = ("logged_out", "available", "busy_other", "ringing", "on_call", "wrap_up")
+AGENT_STATES = ("logged_out", "available", "paused", "busy_other", "ringing", "on_call", "wrap_up")
 
 
 class Metrics:
@@ -60,6 +60,14 @@ class Metrics:
             buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        self.agent_seconds = Counter(
+            "hotline_agent_state_seconds", "Time each agent spent in each state (counted when it leaves it)",
+            ["agent", "state"], registry=registry,
+        )
+        self.agent_changes = Counter(
+            "hotline_agent_state_changes", "Agent state changes by the state entered", ["state"], registry=registry
+        )
+        self._agent_since: dict[str, tuple[str, float]] = {}
         self.event_errors = Counter("hotline_event_errors", "Events whose handling raised; the engine went on",
                                     registry=registry)
         self.decode_errors = Counter("hotline_ami_decode_errors", "AMI events of ours with a missing field",
@@ -72,6 +80,12 @@ class Metrics:
         for counter in (self.offered, self.answered, self.abandoned, self.short_abandoned, self.timed_out):
             counter.labels(queue)
         self.answered_sl.labels(queue, f"{self.service_level:g}")
+
+    def agent_changed(self, cmd: AgentStateChanged, now: float) -> None:
+        old, since = self._agent_since.get(cmd.agent_id, (cmd.old, now))
+        self.agent_seconds.labels(cmd.agent_id, old).inc(max(0.0, now - since))
+        self._agent_since[cmd.agent_id] = (cmd.new, now)
+        self.agent_changes.labels(cmd.new).inc()
 
     def observe(self, cmd: Command) -> None:
         match cmd:

@@ -120,7 +120,7 @@ def _check(state: State) -> None:
 @settings(max_examples=400, deadline=None)
 @given(st.lists(step, max_size=60))
 def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ...]]) -> None:
-    state = State(queue=QueueSettings(), routing=True)
+    state = State(queues={"main": QueueSettings()}, routing=True)
     now = 1000.0
     decide(state, AgentsConfigured(frozenset(AGENTS)), now)
     hung: set[str] = set()
