@@ -95,6 +95,7 @@ def validate(model: type[BaseModel], data: Any, name: str, lines: dict[Path_, in
 def load(config_dir: Path | None = None) -> Settings:
     """Read engine.yaml, queues.yaml and agents.yaml; a missing file takes the default."""
     parts: dict[str, Any] = {}
+    where: dict[str, tuple[str, dict[Path_, int]]] = {}
     problems: list[Problem] = []
     for fname, model in FILES.items():
         path = (config_dir / fname) if config_dir else DEFAULTS_DIR / fname
@@ -108,6 +109,7 @@ def load(config_dir: Path | None = None) -> Settings:
         try:
             data, lines = parse_yaml(text, str(path))
             parts[fname] = validate(model, data, str(path), lines)
+            where[fname] = (str(path), lines)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -116,4 +118,14 @@ def load(config_dir: Path | None = None) -> Settings:
     queues = parts["queues.yaml"]
     agents = parts["agents.yaml"]
     assert isinstance(engine, EngineFile) and isinstance(queues, QueuesFile) and isinstance(agents, AgentsFile)
+    known = {q.name for q in queues.queues}
+    name, lines = where["agents.yaml"]
+    for i, agent in enumerate(agents.agents):
+        for j, queue in enumerate(agent.queues or ()):
+            if queue not in known:
+                problems.append(Problem(name, _line_for(("agents", i, "queues", j), lines),
+                                        f"agent {agent.id}: no queue named {queue!r} in queues.yaml "
+                                        f"(known: {', '.join(sorted(known))})"))
+    if problems:
+        raise ConfigError(problems)
     return Settings(engine=engine, queues=queues.queues, agents=agents.agents)

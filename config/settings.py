@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from acd.model import QueueSettings
+from acd.events import AgentProfile
+from acd.model import QueueSettings, Strategy
 
 
 class _Strict(BaseModel):
@@ -76,14 +78,38 @@ class EngineFile(_Strict):
     log: LogSection = LogSection()
 
 
+SkillName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+SkillLevel = Annotated[int, Field(ge=1, le=100)]
+Skills = dict[SkillName, SkillLevel]
+
+
+class NumberConfig(_Strict):
+    """A number citizens dial; it may raise the caller's priority or ask for skills."""
+
+    number: str = Field(pattern=r"^[0-9]{3,15}$")
+    priority: int = Field(0, ge=0, le=9)
+    skills: Skills = Field(default_factory=dict)
+
+
 class QueueConfig(_Strict):
     name: str = Field("main", pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    number: str = Field("12345", pattern=r"^[0-9]{3,15}$")
+    number: str | None = Field(None, pattern=r"^[0-9]{3,15}$")
+    numbers: list[NumberConfig] = Field(default_factory=list)
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    skills: Skills = Field(default_factory=dict)
     ring_timeout: float = Field(15, gt=0, le=300)
     wrapup: float = Field(5, ge=0, le=3600)
     max_wait: float = Field(300, gt=0, le=86400)
     short_abandon: float = Field(5, ge=0, le=60)
     service_level: float = Field(15, gt=0, le=600)
+    priority_step: float = Field(30, ge=0, le=3600)
+    max_boost: float = Field(120, ge=0, le=86400)
+    max_no_answer: int = Field(3, ge=1, le=100)
+    busy_backoff: float = Field(10, ge=0, le=3600)
+
+    def dialled(self) -> list[NumberConfig]:
+        extra = [NumberConfig(number=self.number)] if self.number else []
+        return extra + list(self.numbers)
 
     def to_core(self) -> QueueSettings:
         return QueueSettings(
@@ -93,19 +119,30 @@ class QueueConfig(_Strict):
             max_wait=self.max_wait,
             short_abandon=self.short_abandon,
             service_level=self.service_level,
+            strategy=self.strategy,
+            skills=tuple(sorted(self.skills.items())),
+            priority_step=self.priority_step,
+            max_boost=self.max_boost,
+            max_no_answer=self.max_no_answer,
+            busy_backoff=self.busy_backoff,
         )
 
 
 class QueuesFile(_Strict):
-    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig()])
+    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(number="12345")], min_length=1)
 
     @model_validator(mode="after")
-    def _one_queue(self) -> QueuesFile:
-        if len(self.queues) != 1:
-            raise ValueError(
-                f"exactly one queue is supported so far (found {len(self.queues)}); "
-                "multi-queue routing is tracked in issue 3"
-            )
+    def _unique(self) -> QueuesFile:
+        names: set[str] = set()
+        numbers: dict[str, str] = {}
+        for q in self.queues:
+            if q.name in names:
+                raise ValueError(f"queue {q.name} appears twice")
+            names.add(q.name)
+            for n in q.dialled():
+                if n.number in numbers:
+                    raise ValueError(f"number {n.number} is used by queues {numbers[n.number]} and {q.name}")
+                numbers[n.number] = q.name
         return self
 
 
@@ -114,6 +151,9 @@ class AgentConfig(_Strict):
     id: str = Field(pattern=r"^[0-9]{2,12}$")
     name: str = ""
     password: str = Field(min_length=8, pattern=r"^[A-Za-z0-9_.~!@#%^*+=-]+$")
+    queues: list[str] | None = None  # None: every queue
+    skills: Skills = Field(default_factory=dict)
+    wrapup: float | None = Field(None, ge=0, le=3600)  # overrides the queue's
 
 
 class AgentsFile(_Strict):
@@ -138,3 +178,18 @@ class Settings:
     @property
     def queue(self) -> QueueConfig:
         return self.queues[0]
+
+    def core_queues(self) -> tuple[QueueSettings, ...]:
+        return tuple(q.to_core() for q in self.queues)
+
+    def profiles(self) -> tuple[AgentProfile, ...]:
+        every = frozenset(q.name for q in self.queues)
+        return tuple(
+            AgentProfile(
+                agent_id=a.id,
+                queues=frozenset(a.queues) if a.queues is not None else every,
+                skills=tuple(sorted(a.skills.items())),
+                wrapup=a.wrapup,
+            )
+            for a in self.agents
+        )

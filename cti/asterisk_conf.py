@@ -44,12 +44,16 @@ def _agents_block(settings: Settings) -> str:
 def _inbound_block(settings: Settings) -> str:
     out = []
     for q in settings.queues:
-        out.append(
-            f"exten => {q.number},1,Set(__HOTLINE_QUEUE={q.name})\n"
-            f" same => n,Set(HOTLINE_JOINED=${{EPOCH}})\n"
-            f" same => n,Ringing()\n"
-            f" same => n,Goto(hotline-hold,{q.name},1)"
-        )
+        for n in q.dialled():
+            skills = "+".join(f"{k}={v}" for k, v in sorted(n.skills.items()))
+            out.append(
+                f"exten => {n.number},1,Set(__HOTLINE_QUEUE={q.name})\n"
+                f" same => n,Set(HOTLINE_JOINED=${{EPOCH}})\n"
+                f" same => n,Set(HOTLINE_PRIORITY={n.priority})\n"
+                f" same => n,Set(HOTLINE_SKILLS={skills})\n"
+                f" same => n,Ringing()\n"
+                f" same => n,Goto(hotline-hold,{q.name},1)"
+            )
     return "\n".join(out)
 
 
@@ -59,7 +63,8 @@ def _hold_block(settings: Settings) -> str:
         out.append(
             # The join and "parked" events come right before a Wait: the engine only
             # Redirects a caller it knows to be inside Wait (or Dial).
-            f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}})\n"
+            f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}},"
+            "Priority: ${HOTLINE_PRIORITY},Skills: ${HOTLINE_SKILLS})\n"
             " same => n(park),Wait(1)\n"
             " same => n,GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
             f"?hotline-hold,{q.name},fallback)\n"

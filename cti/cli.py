@@ -16,6 +16,7 @@ examples:
   hotline run                          run the engine with the embedded defaults
   hotline run --config /etc/hotline    run with an admin's YAML (engine.yaml, queues.yaml, agents.yaml)
   hotline config check --config DIR    list every error with file:line, exit 1 if any
+  hotline reload --config DIR          apply changed YAML to the running engine (or: kill -HUP)
   hotline sandbox up                   build (once) and start Asterisk 22 + SIPp in a chroot (root)
   hotline sandbox rx "core show channels"
   hotline sandbox sipp -- -v           run SIPp inside the sandbox
@@ -41,8 +42,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.setup(settings.engine.log.level, json=not args.console_log)
-    asyncio.run(engine.run(settings))
+    asyncio.run(engine.run(settings, Path(args.config) if args.config else None))
     return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Check the YAML here first, then ask the running engine to apply it."""
+    import urllib.error
+    import urllib.request
+
+    settings = _settings(args)
+    url = args.url or f"http://{settings.engine.http.listen}:{settings.engine.http.port}/reload"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+    except OSError as exc:
+        print(f"hotline reload: no engine answered at {url} ({exc}); is `hotline run` running?", file=sys.stderr)
+        return 1
+    if body.get("ok"):
+        print("reloaded: the new configuration applies to the next decision")
+        return 0
+    print("hotline reload: the engine refused the configuration and keeps the old one:", file=sys.stderr)
+    for err in body.get("errors", []):
+        print(f"  {err}", file=sys.stderr)
+    return 1
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -121,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
     with_config(r)
     r.add_argument("--console-log", action="store_true", help="human-readable logs instead of JSON lines")
     r.set_defaults(func=cmd_run)
+
+    rl = sub.add_parser("reload", help="apply changed YAML to the running engine (same as SIGHUP); "
+                        "no call is dropped or rung twice")
+    with_config(rl)
+    rl.add_argument("--url", help="the engine's reload endpoint (default from engine.yaml http:)")
+    rl.set_defaults(func=cmd_reload)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")

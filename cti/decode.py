@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from acd.events import (
+    AgentControl,
     CallerHungUp,
     CallerJoined,
     CallerParked,
@@ -70,7 +71,11 @@ def decode(msg: Fields) -> Event | None:
                 caller_num=_clean(msg.get("CallerIDNum", "")),
                 caller_name=_clean(msg.get("CallerIDName", "")),
                 restricted=pres.startswith("prohib") or pres == "unavailable",
+                priority=_priority(msg.get("Priority")),
+                skills=_skills(msg.get("Skills")),
             )
+        if kind == "HotlineAgent":
+            return _agent_control(msg)
         if kind == "HotlineParked":
             return CallerParked(_need(msg, "Linkedid"))
         if kind == "HotlineRecording":
@@ -89,6 +94,45 @@ def decode(msg: Fields) -> Event | None:
     if name == "DeviceStateChange":
         return device_event(msg)
     return None
+
+
+AGENT_ENDPOINT = re.compile(r"^agent(?P<id>[0-9]{2,12})$")
+AGENT_ACTIONS = frozenset({"login", "logout", "pause", "unpause", "end_wrapup"})
+REASON = re.compile(r"^[A-Za-z0-9_ -]{0,32}$")
+
+
+def _agent_control(msg: Fields) -> AgentControl:
+    m = AGENT_ENDPOINT.match(str(msg.get("Agent", "")))
+    if not m:
+        raise DecodeError(f"HotlineAgent event from an endpoint that is not an agent: {msg.get('Agent')!r}")
+    action = str(msg.get("Action", ""))
+    if action not in AGENT_ACTIONS:
+        raise DecodeError(f"HotlineAgent event with unknown action {action!r}")
+    reason = str(msg.get("Reason", "") or "")
+    if not REASON.match(reason):
+        raise DecodeError(f"HotlineAgent pause reason {reason!r} is not a short code")
+    return AgentControl(m.group("id"), action, reason)
+
+
+def _priority(value: object) -> int:
+    text = str(value or "0")
+    if not text.isdigit() or int(text) > 9:
+        raise DecodeError(f"HotlineJoin with priority {text!r}, expected 0-9")
+    return int(text)
+
+
+SKILL = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,31})=(?P<level>[0-9]{1,3})$")
+
+
+def _skills(value: object) -> tuple[tuple[str, int], ...]:
+    """'mandarin=50+tax=30' (the dialplan cannot carry commas or semicolons)."""
+    out = []
+    for part in filter(None, str(value or "").split("+")):
+        m = SKILL.match(part)
+        if not m or not 1 <= int(m.group("level")) <= 100:
+            raise DecodeError(f"HotlineJoin with skill {part!r}, expected name=level (1-100)")
+        out.append((m.group("name"), int(m.group("level"))))
+    return tuple(out)
 
 
 def _clean(value: object) -> str:

@@ -30,6 +30,7 @@ from acd.commands import (
     StartTimer,
 )
 from acd.events import (
+    AgentProfile,
     AgentsConfigured,
     CallerHungUp,
     DeviceChanged,
@@ -64,14 +65,14 @@ class _Window:
 class Dispatcher:
     def __init__(
         self,
-        queue: QueueSettings,
-        agent_ids: frozenset[str],
+        queues: tuple[QueueSettings, ...],
+        profiles: tuple[AgentProfile, ...],
         outbox: Outbox,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.state = State(queues={queue.name: queue})
-        self.agent_ids = agent_ids
+        self.state = State(queues={q.name: q for q in queues})
+        self.profiles = profiles
         self.outbox = outbox
         self.metrics = metrics
         self.clock = clock
@@ -99,7 +100,7 @@ class Dispatcher:
     # -- the loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        self.apply(AgentsConfigured(self.agent_ids))
+        self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
         while True:
             item = await self.inbox.get()
             try:

@@ -6,14 +6,19 @@ import asyncio
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from acd import agent_state
+from acd.events import AgentControl, AgentsConfigured, QueuesConfigured
+from config.loader import ConfigError, load
 from config.settings import Settings
 from cti.ami import AmiClient, AmiSettings
+from cti.decode import AGENT_ACTIONS, REASON
 from cti.dispatcher import Dispatcher
 from metrics.exporter import LiveCollector, Metrics
 from tickets.store import Outbox, migrate, open_engine
@@ -29,19 +34,35 @@ class Engine:
     outbox: Outbox
     registry: CollectorRegistry
     http_port: int = 0
+    config_dir: Path | None = None
+
+    async def reload(self) -> list[str]:
+        """Re-read the configuration; apply it whole or not at all. Returns the errors."""
+        try:
+            settings = await asyncio.to_thread(load, self.config_dir)
+        except ConfigError as exc:
+            errors = [str(p) for p in exc.problems]
+            log.error("reload_refused", errors=errors, hint="the running configuration keeps serving")
+            return errors
+        self.settings = settings
+        inbox = self.dispatcher.inbox
+        inbox.put_nowait(("event", QueuesConfigured(settings.core_queues())))
+        profiles = settings.profiles()
+        inbox.put_nowait(("event", AgentsConfigured(frozenset(p.agent_id for p in profiles), profiles)))
+        log.info("reloaded", queues=len(settings.queues), agents=len(settings.agents))
+        return []
 
 
-def build(settings: Settings) -> Engine:
+def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     e = settings.engine
     db = open_engine(e.store.url)
     migrate(db)
     outbox = Outbox(db, e.store.spool)
     registry = CollectorRegistry()
     metrics = Metrics(registry, settings.queue.service_level)
-    metrics.init_queue(settings.queue.name)
-    dispatcher = Dispatcher(
-        settings.queue.to_core(), frozenset(a.id for a in settings.agents), outbox, metrics
-    )
+    for q in settings.queues:
+        metrics.init_queue(q.name)
+    dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics)
     ami = AmiClient(
         AmiSettings(
             host=e.ami.host,
@@ -58,7 +79,7 @@ def build(settings: Settings) -> Engine:
     )
     dispatcher.ami = ami
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, outbox.pending))
-    return Engine(settings, dispatcher, ami, outbox, registry)
+    return Engine(settings, dispatcher, ami, outbox, registry, config_dir=config_dir)
 
 
 def http_app(engine: Engine) -> web.Application:
@@ -73,10 +94,51 @@ def http_app(engine: Engine) -> web.Application:
             status=200 if ok else 503,
         )
 
-    app = web.Application()
+    async def agents(_: web.Request) -> web.Response:
+        st = engine.dispatcher.state
+        return web.json_response([
+            {"id": a.agent_id, "state": agent_state(a), "reason": a.paused, "queues": sorted(a.queues),
+             "skills": a.skills, "registered": a.registered, "calls_taken": a.calls_taken}
+            for a in sorted(st.agents.values(), key=lambda a: a.agent_id) if a.configured
+        ])
+
+    async def control(request: web.Request) -> web.Response:
+        agent_id = request.match_info["agent"]
+        action = request.match_info["action"].replace("-", "_")
+        if action not in AGENT_ACTIONS:
+            return _problem(404, f"unknown action {action!r}; one of {', '.join(sorted(AGENT_ACTIONS))}")
+        agent = engine.dispatcher.state.agents.get(agent_id)
+        if agent is None or not agent.configured:
+            return _problem(404, f"no agent {agent_id!r} in agents.yaml")
+        reason = ""
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                return _problem(400, "the body must be JSON, e.g. {\"reason\": \"05\"}")
+            if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
+                return _problem(400, "the body must be an object with an optional string field 'reason'")
+            reason = body.get("reason", "")
+            if not REASON.match(reason):
+                return _problem(400, "reason: up to 32 letters, digits, spaces, '_' or '-'")
+        engine.dispatcher.inbox.put_nowait(("event", AgentControl(agent_id, action, reason)))
+        return web.json_response({"accepted": True, "agent": agent_id, "action": action}, status=202)
+
+    async def reload(_: web.Request) -> web.Response:
+        errors = await engine.reload()
+        return web.json_response({"ok": not errors, "errors": errors}, status=200 if not errors else 422)
+
+    app = web.Application(client_max_size=16 * 1024)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/agents", agents)
+    app.router.add_post("/agents/{agent}/{action}", control)
+    app.router.add_post("/reload", reload)
     return app
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response({"error": detail}, status=status)
 
 
 async def serve(engine: Engine, stop: asyncio.Event) -> None:
@@ -116,10 +178,11 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run(settings: Settings) -> None:
-    engine = build(settings)
+async def run(settings: Settings, config_dir: Path | None = None) -> None:
+    engine = build(settings, config_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(engine.reload()))
     await serve(engine, stop)

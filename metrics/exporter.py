@@ -129,7 +129,7 @@ class LiveCollector(Collector):
         now = self.clock()
         waiting = GaugeMetricFamily("hotline_queue_waiting_callers", "Callers waiting for an agent", labels=["queue"])
         longest = GaugeMetricFamily("hotline_queue_longest_wait_seconds", "Longest current wait", labels=["queue"])
-        per_queue: dict[str, list[float]] = {st.queue.name: []}
+        per_queue: dict[str, list[float]] = {name: [] for name in st.queues}
         for call in st.calls.values():
             if call.phase is not CallPhase.CONNECTED:
                 per_queue.setdefault(call.queue, []).append(now - call.arrived)

@@ -56,8 +56,9 @@ def write_config(
 
 
 class RunningEngine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_dir: Path | None = None) -> None:
         self.settings = settings
+        self.config_dir = config_dir
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -72,7 +73,7 @@ class RunningEngine:
 
     @classmethod
     def from_dir(cls, directory: Path) -> RunningEngine:
-        return cls(load(directory))
+        return cls(load(directory), directory)
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -83,7 +84,7 @@ class RunningEngine:
             self._ready.set()
 
     async def _serve(self) -> None:
-        self.engine = build(self.settings)
+        self.engine = build(self.settings, self.config_dir)
         self._stop = asyncio.Event()
         task = asyncio.create_task(serve(self.engine, self._stop))
         while self.engine.http_port == 0 and not task.done():
