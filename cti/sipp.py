@@ -491,3 +491,50 @@ def _wait_bound(run: SippRun, host: str, port: int, timeout: float = 5.0) -> Non
         time.sleep(0.05)
     run.stop()
     raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s")
+
+
+def agent_dial(
+    user: str,
+    password: str,
+    number: str,
+    *,
+    timeout: float = 20.0,
+    root: Path | None = None,
+) -> None:
+    """The agent softphone `user` dials `number` (a feature code such as *21 or *2305) from
+    127.0.0.1 with digest auth, once (agent_dial.xml).
+
+    The call succeeds when Asterisk answers; the dialplan is expected to hang up by itself
+    (otherwise the agent hangs up after 10 s). Raises SippError, with SIPp's error tail,
+    unless the call succeeded: a rejection (wrong password, unknown number, ...) or no
+    result within `timeout` seconds.
+    """
+    run = SippRun(
+        "agent_dial.xml",
+        [
+            "-i",
+            AGENT_IP,
+            "-mi",
+            AGENT_IP,
+            "-p",
+            str(_free_udp_port(AGENT_IP)),
+            "-mp",
+            str(media_port(AGENT_IP)),
+            "-s",
+            number,
+            "-m",
+            "1",
+            "-aa",
+            "-recv_timeout",
+            "8000",
+        ],
+        inf_rows=[(user, password)],
+        root=root,
+    )
+    try:
+        stats = run.check(timeout)
+    except TimeoutError as e:
+        raise SippError(f"agent_dial {user} -> {number}: {e}") from None
+    if stats.successful != 1:
+        raise SippError(f"agent_dial {user} -> {number}: call did not succeed (stats {stats}); {run.workdir}")
+    run.cleanup()

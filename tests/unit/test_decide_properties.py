@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from acd import decide
 from acd.commands import CallRecord, RingAgent
 from acd.events import (
+    AgentControl,
+    AgentProfile,
     AgentsConfigured,
     CallerHungUp,
     CallerJoined,
@@ -151,3 +153,79 @@ def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ..
     assert len(ids) == len(set(ids))
     assert set(ids) == joined
     assert not state.calls
+
+
+QUEUES = (
+    QueueSettings(name="a", priority_step=30, max_boost=60),
+    QueueSettings(name="b", skills=(("tax", 50),), priority_step=30, max_boost=60),
+)
+PROFILES = (
+    AgentProfile("1001", frozenset({"a"})),
+    AgentProfile("1002", frozenset({"a", "b"}), (("tax", 70),)),
+    AgentProfile("1003", frozenset({"b"}), (("tax", 40),)),
+)
+
+rich_step = st.one_of(
+    st.tuples(st.just("join"), st.sampled_from(CALLS), st.sampled_from(["a", "b"]), st.integers(0, 3)),
+    st.tuples(st.just("hangup"), st.sampled_from(CALLS)),
+    st.tuples(st.just("dial"), st.sampled_from(CALLS), st.sampled_from(["ANSWER", "NOANSWER", "BUSY"])),
+    st.tuples(st.just("parked"), st.sampled_from(CALLS)),
+    st.tuples(st.just("device"), st.sampled_from(AGENTS), st.booleans(), st.booleans()),
+    st.tuples(st.just("control"), st.sampled_from(AGENTS),
+              st.sampled_from(["login", "logout", "pause", "unpause", "end_wrapup"])),
+    st.tuples(st.just("timer"), st.sampled_from(list(TimerKind)), st.sampled_from(CALLS + AGENTS)),
+    st.tuples(st.just("wait"), st.floats(1, 90)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(rich_step, max_size=80))
+@example([("join", "c0", "a", 0), ("wait", 90.0), ("join", "c1", "a", 3), ("device", "1001", True, False)])
+@example([("device", "1002", True, False), ("control", "1002", "pause"), ("join", "c0", "b", 0),
+          ("control", "1002", "logout"), ("control", "1002", "unpause"), ("control", "1002", "login")])
+def test_paused_or_logged_out_agents_are_never_rung_and_priority_never_starves(
+    steps: list[tuple[object, ...]],
+) -> None:
+    state = State(queues={q.name: q for q in QUEUES}, routing=True)
+    now = 1000.0
+    decide(state, AgentsConfigured(frozenset(AGENTS), PROFILES), now)
+    hung: set[str] = set()
+    for s in steps:
+        now += 1.0
+        kind = s[0]
+        events: list[Event] = []
+        if kind == "join" and s[1] not in hung:
+            events = [CallerJoined(str(s[1]), f"chan-{s[1]}", str(s[2]), priority=int(s[3]))]  # type: ignore[call-overload]
+        elif kind == "wait":
+            now += float(s[1])  # type: ignore[arg-type]
+        elif kind == "control":
+            events = [AgentControl(str(s[1]), str(s[2]))]
+        else:
+            events = _event(state, s, hung)
+        for ev in events:
+            waiting_before = {
+                c.call_id: (c.queue, c.arrived, c.skills)
+                for c in state.calls.values()
+                if c.phase is CallPhase.WAITING and c.parked and not c.leaving
+            }
+            _, out = decide(state, ev, now)
+            for cmd in out:
+                if not isinstance(cmd, RingAgent):
+                    continue
+                agent = state.agents[cmd.agent_id]
+                assert agent.logged_in and agent.paused is None and agent.registered
+                call = state.calls[cmd.call_id]
+                assert call.queue in agent.queues
+                assert all(agent.skills.get(k, 0) >= v for k, v in call.skills)
+                # Nobody in the same queue who waited more than max_boost longer is passed over.
+                boost = state.settings(call.queue).max_boost
+                for other, (queue, arrived, skills) in waiting_before.items():
+                    if other == call.call_id or queue != call.queue or other in {
+                        c.call_id for c in out if isinstance(c, RingAgent)
+                    }:
+                        continue
+                    if cmd.agent_id in state.calls[other].tried if other in state.calls else True:
+                        continue
+                    if all(agent.skills.get(k, 0) >= v for k, v in skills):
+                        assert arrived + boost >= call.arrived, (other, call.call_id)
+            _check(state)

@@ -1,0 +1,248 @@
+"""Issue 3 routing rules: queues, skills, priority, strategies, agent control."""
+
+from __future__ import annotations
+
+import pytest
+
+from acd import decide
+from acd.commands import AgentStateChanged, Command, RingAgent, StartTimer
+from acd.events import (
+    AgentControl,
+    AgentProfile,
+    AgentsConfigured,
+    CallerHungUp,
+    CallerJoined,
+    CallerParked,
+    DeviceChanged,
+    DialEnded,
+    Event,
+    QueuesConfigured,
+    TimerFired,
+    TimerKind,
+)
+from acd.model import CallPhase, QueueSettings, State, Strategy
+
+SALES = QueueSettings(name="sales")
+TAX = QueueSettings(name="tax", skills=(("tax", 50),))
+
+
+class World:
+    def __init__(self, queues: tuple[QueueSettings, ...], agents: dict[str, tuple[set[str], dict[str, int]]]) -> None:
+        self.state = State(queues={q.name: q for q in queues}, routing=True)
+        self.now = 1000.0
+        self.out: list[Command] = []
+        profiles = tuple(
+            AgentProfile(a, frozenset(qs), tuple(sorted(sk.items()))) for a, (qs, sk) in agents.items()
+        )
+        self.feed(AgentsConfigured(frozenset(agents), profiles))
+
+    def feed(self, event: Event, at: float | None = None) -> list[Command]:
+        if at is not None:
+            self.now = at
+        _, out = decide(self.state, event, self.now)
+        self.out += out
+        return out
+
+    def register(self, *agents: str, at: float | None = None) -> None:
+        for a in agents:
+            self.feed(DeviceChanged(a, True, False), at)
+
+    def join(self, call: str, queue: str, at: float, priority: int = 0,
+             skills: tuple[tuple[str, int], ...] = ()) -> list[tuple[str, str]]:
+        return rings(self.feed(CallerJoined(call, f"chan-{call}", queue, priority=priority, skills=skills), at))
+
+    def answer_and_finish(self, call: str, agent: str, at: float, talk: float = 10) -> None:
+        self.feed(DialEnded(call, agent, "ANSWER"), at)
+        self.feed(CallerHungUp(call, f"chan-{call}"), at + talk)
+
+
+def rings(out: list[Command]) -> list[tuple[str, str]]:
+    return [(c.call_id, c.agent_id) for c in out if isinstance(c, RingAgent)]
+
+
+def test_skills_pick_the_agent_at_or_above_the_level() -> None:
+    w = World((TAX,), {"1001": ({"tax"}, {"tax": 40}), "1002": ({"tax"}, {"tax": 60})})
+    w.register("1001", at=900)  # longest idle, but below the level
+    w.register("1002", at=950)
+    assert w.join("c1", "tax", 1000) == [("c1", "1002")]
+
+
+def test_a_number_can_ask_for_skills_on_top_of_the_queue() -> None:
+    w = World((SALES,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {"english": 70})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    assert w.join("c1", "sales", 1000, skills=(("english", 60),)) == [("c1", "1002")]
+
+
+def test_nobody_qualified_the_caller_waits() -> None:
+    w = World((TAX,), {"1001": ({"tax"}, {"tax": 10})})
+    w.register("1001")
+    assert w.join("c1", "tax", 1000) == []
+
+
+def test_an_agent_is_only_rung_for_queues_it_serves() -> None:
+    w = World((SALES, TAX), {"1001": ({"tax"}, {"tax": 90})})
+    w.register("1001")
+    assert w.join("c1", "sales", 1000) == []
+    assert w.join("c2", "tax", 1001) == [("c2", "1001")]
+
+
+@pytest.mark.parametrize(
+    ("later_by", "priority", "overtakes"),
+    [(30, 2, True), (59, 2, True), (61, 2, False), (100, 9, True), (121, 9, False)],
+)
+def test_a_priority_caller_overtakes_only_within_its_bounded_boost(later_by: float, priority: int,
+                                                                    overtakes: bool) -> None:
+    q = QueueSettings(name="sales", priority_step=30, max_boost=120)
+    w = World((q,), {"1001": ({"sales"}, {})})
+    w.join("normal", "sales", 1000)
+    w.join("vip", "sales", 1000 + later_by, priority=priority)
+    assert rings(w.feed(DeviceChanged("1001", True, False), at=1200)) == [("vip" if overtakes else "normal", "1001")]
+
+
+def test_across_queues_an_agent_takes_the_longest_weighted_wait() -> None:
+    w = World((SALES, TAX), {"1001": ({"sales", "tax"}, {"tax": 80})})
+    w.join("s1", "sales", 1000)
+    w.join("t1", "tax", 990)
+    w.join("s2", "sales", 995, priority=1)  # key 965: first in line overall
+    assert rings(w.feed(DeviceChanged("1001", True, False), at=1100)) == [("s2", "1001")]
+
+
+def five_agents(strategy: Strategy) -> World:
+    q = QueueSettings(name="sales", strategy=strategy, skills=(("sales", 1),))
+    levels = {"1001": 10, "1002": 90, "1003": 50, "1004": 20, "1005": 70}
+    w = World((q,), {a: ({"sales"}, {"sales": lvl}) for a, lvl in levels.items()})
+    for i, a in enumerate(levels):
+        w.register(a, at=900 + i)
+    agents = w.state.agents
+    agents["1001"].calls_taken, agents["1002"].calls_taken, agents["1003"].calls_taken = 5, 1, 3
+    agents["1004"].calls_taken, agents["1005"].calls_taken = 2, 4
+    agents["1001"].talk_total, agents["1002"].talk_total, agents["1003"].talk_total = 10, 500, 300
+    agents["1004"].talk_total, agents["1005"].talk_total = 5, 400
+    agents["1001"].last_offered, agents["1002"].last_offered, agents["1003"].last_offered = 9, 3, 1
+    agents["1004"].last_offered, agents["1005"].last_offered = 7, 5
+    return w
+
+
+@pytest.mark.parametrize(
+    ("strategy", "agent"),
+    [
+        (Strategy.LONGEST_IDLE, "1001"),
+        (Strategy.FEWEST_CALLS, "1002"),
+        (Strategy.LEAST_TALK_TIME, "1004"),
+        (Strategy.ROUND_ROBIN, "1003"),
+        (Strategy.BEST_SKILL, "1002"),
+    ],
+)
+def test_each_strategy_picks_its_agent(strategy: Strategy, agent: str) -> None:
+    assert five_agents(strategy).join("c1", "sales", 1000) == [("c1", agent)]
+
+
+def test_round_robin_moves_on_after_each_offer() -> None:
+    w = five_agents(Strategy.ROUND_ROBIN)
+    first = w.join("c1", "sales", 1000)[0][1]
+    second = w.join("c2", "sales", 1001)[0][1]
+    assert (first, second) == ("1003", "1002")
+
+
+def test_a_paused_or_logged_out_agent_is_never_rung_until_back() -> None:
+    w = World((SALES,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", "1002")
+    w.feed(AgentControl("1001", "pause", "05"))
+    w.feed(AgentControl("1002", "logout"))
+    assert w.join("c1", "sales", 1000) == []
+    changes = [c for c in w.out if isinstance(c, AgentStateChanged)]
+    assert AgentStateChanged("1001", "available", "paused", "05") in changes
+    assert AgentStateChanged("1002", "available", "logged_out", "") in changes
+    assert rings(w.feed(AgentControl("1001", "unpause"), at=1010)) == [("c1", "1001")]
+
+
+def test_ring_no_answer_n_times_in_a_row_pauses_the_agent() -> None:
+    q = QueueSettings(name="sales", max_no_answer=2)
+    w = World((q,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    for i, at in enumerate((1000, 1100)):
+        call = f"c{i}"
+        w.join(call, "sales", at)
+        w.feed(DialEnded(call, "1001", "NOANSWER"), at=at + 15)
+        w.feed(CallerHungUp(call, f"chan-{call}"), at=at + 16)
+    agent = w.state.agents["1001"]
+    assert agent.paused == "no answer"
+    assert w.join("c9", "sales", 1200) == []
+
+
+def test_an_answer_resets_the_no_answer_count() -> None:
+    q = QueueSettings(name="sales", max_no_answer=2, wrapup=0)
+    w = World((q,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    w.join("c0", "sales", 1000)
+    w.feed(DialEnded("c0", "1001", "NOANSWER"), at=1015)
+    w.feed(CallerParked("c0"), at=1015.1)  # rung again: the only agent
+    w.answer_and_finish("c0", "1001", at=1016)
+    assert w.state.agents["1001"].no_answer_streak == 0
+    assert w.state.agents["1001"].paused is None
+
+
+def test_a_busy_phone_backs_the_agent_off_for_a_while() -> None:
+    q = QueueSettings(name="sales", busy_backoff=10)
+    w = World((q,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    w.join("c1", "sales", 1000)
+    out = w.feed(DialEnded("c1", "1001", "BUSY"), at=1001)
+    assert any(isinstance(c, StartTimer) and c.kind is TimerKind.BACKOFF and c.at == 1011 for c in out)
+    assert rings(w.feed(CallerParked("c1"), at=1001.1)) == []
+    assert rings(w.feed(TimerFired(TimerKind.BACKOFF, "1001"), at=1011)) == [("c1", "1001")]
+
+
+def test_an_agent_can_end_wrap_up_early() -> None:
+    q = QueueSettings(name="sales", wrapup=60)
+    w = World((q,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    w.join("c1", "sales", 1000)
+    w.answer_and_finish("c1", "1001", at=1002)
+    assert w.join("c2", "sales", 1020) == []
+    assert rings(w.feed(AgentControl("1001", "end_wrapup"), at=1021)) == [("c2", "1001")]
+
+
+def test_an_agents_own_wrap_up_overrides_the_queue() -> None:
+    w = World((QueueSettings(name="sales", wrapup=60),), {})
+    w.feed(AgentsConfigured(frozenset({"1001"}), (AgentProfile("1001", frozenset({"sales"}), (), wrapup=2),)))
+    w.register("1001")
+    w.join("c1", "sales", 1000)
+    w.answer_and_finish("c1", "1001", at=1001, talk=9)
+    assert w.state.agents["1001"].wrap_until == 1012
+
+
+def test_reload_keeps_every_callers_place_and_applies_to_the_next_decision() -> None:
+    q = QueueSettings(name="sales")
+    w = World((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    for i in range(5):
+        w.join(f"c{i}", "sales", 1000 + i)
+    before = [cid for _, _, cid in w.state.lines["sales"]]
+    w.feed(QueuesConfigured((QueueSettings(name="sales", strategy=Strategy.FEWEST_CALLS),)), at=1010)
+    assert [cid for _, _, cid in w.state.lines["sales"]] == before
+    assert w.state.queues["sales"].strategy is Strategy.FEWEST_CALLS
+
+
+def test_a_changed_strategy_applies_to_the_next_decision() -> None:
+    w = World((QueueSettings(name="sales"),), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)  # longest idle
+    w.register("1002", at=950)
+    w.state.agents["1002"].calls_taken = 7
+    assert w.join("c0", "sales", 1000) == [("c0", "1001")]
+    w.feed(CallerHungUp("c0", "chan-c0"), at=1001)  # 1001 is free again, idle only since now
+    w.feed(QueuesConfigured((QueueSettings(name="sales", strategy=Strategy.FEWEST_CALLS),)), at=1002)
+    assert w.join("c1", "sales", 1003) == [("c1", "1001")]  # longest idle would have been 1002
+    assert w.state.calls["c1"].phase is CallPhase.RINGING
+
+
+def test_a_removed_agent_on_a_call_leaves_after_the_call() -> None:
+    w = World((SALES,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.join("c1", "sales", 1000)
+    w.feed(DialEnded("c1", "1001", "ANSWER"), at=1001)
+    w.feed(AgentsConfigured(frozenset({"1002"}), (AgentProfile("1002", frozenset({"sales"})),)), at=1002)
+    assert w.state.calls["c1"].phase is CallPhase.CONNECTED
+    w.feed(CallerHungUp("c1", "chan-c1"), at=1010)
+    w.feed(TimerFired(TimerKind.WRAPUP, "1001"), at=1020)
+    assert w.join("c2", "sales", 1021) == []
