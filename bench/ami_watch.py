@@ -30,6 +30,9 @@ class AmiWatch:
         self.sock.sendall(f"Action: Login\r\nUsername: {BENCH_USER}\r\nSecret: {BENCH_SECRET}\r\n\r\n".encode())
         self.joins: dict[str, float] = {}
         self.dials: dict[str, float] = {}
+        # Per agent: when its leg last hung up, and the gaps from that to its next dial.
+        self.freed: dict[str, float] = {}
+        self.gaps: list[float] = []
         self._stop = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -56,6 +59,11 @@ class AmiWatch:
                     self.joins.setdefault(linkedid, float(stamp))
                 elif name == "DialBegin" and str(msg.get("DestChannel", "")).startswith("PJSIP/agent"):
                     self.dials.setdefault(linkedid, float(stamp))
+                    agent = str(msg["DestChannel"]).split("-", 1)[0]
+                    if agent in self.freed:
+                        self.gaps.append((float(stamp) - self.freed.pop(agent)) * 1000)
+                elif name == "Hangup" and str(msg.get("Channel", "")).startswith("PJSIP/agent"):
+                    self.freed[str(msg["Channel"]).split("-", 1)[0]] = float(stamp)
 
     def latencies_ms(self) -> list[float]:
         return sorted((self.dials[k] - t) * 1000 for k, t in self.joins.items() if k in self.dials)
@@ -63,6 +71,8 @@ class AmiWatch:
     def reset(self) -> None:
         self.joins.clear()
         self.dials.clear()
+        self.freed.clear()
+        self.gaps.clear()
 
     def close(self) -> None:
         self._stop = True

@@ -59,7 +59,8 @@ def build(agents: int, queues: int, callers: int, rng: random.Random) -> tuple[S
     for i in range(callers):
         now += 0.001
         call = f"w{i}"
-        decide(state, CallerJoined(call, f"chan-{call}", f"q{rng.randrange(queues)}", priority=rng.choice((0, 0, 0, 1, 2))), now)
+        queue = f"q{rng.randrange(queues)}"
+        decide(state, CallerJoined(call, f"chan-{call}", queue, priority=rng.choice((0, 0, 0, 1, 2))), now)
     return state, now
 
 

@@ -64,7 +64,7 @@ def _hold_block(settings: Settings) -> str:
             # The join and "parked" events come right before a Wait: the engine only
             # Redirects a caller it knows to be inside Wait (or Dial).
             f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}},"
-            "Priority: ${HOTLINE_PRIORITY},Skills: ${HOTLINE_SKILLS})\n"
+            "CallPriority: ${HOTLINE_PRIORITY},CallSkills: ${HOTLINE_SKILLS})\n"
             " same => n(park),Wait(1)\n"
             " same => n,GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
             f"?hotline-hold,{q.name},fallback)\n"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+import structlog
+
 from acd.events import (
     AgentControl,
     CallerHungUp,
@@ -29,6 +31,9 @@ CALLER_CONTEXTS = frozenset({"hotline-inbound", "hotline-hold", "hotline-connect
 # Device states that mean "a phone is there" and "that phone is busy".
 ABSENT = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN"})
 BUSY = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+
+
+log = structlog.get_logger("hotline.decode")
 
 
 class DecodeError(ValueError):
@@ -71,8 +76,9 @@ def decode(msg: Fields) -> Event | None:
                 caller_num=_clean(msg.get("CallerIDNum", "")),
                 caller_name=_clean(msg.get("CallerIDName", "")),
                 restricted=pres.startswith("prohib") or pres == "unavailable",
-                priority=_priority(msg.get("Priority")),
-                skills=_skills(msg.get("Skills")),
+                # Not "Priority": every channel event already has that header (the dialplan priority).
+                priority=_priority(msg.get("CallPriority")),
+                skills=_skills(msg.get("CallSkills")),
             )
         if kind == "HotlineAgent":
             return _agent_control(msg)
@@ -115,9 +121,11 @@ def _agent_control(msg: Fields) -> AgentControl:
 
 
 def _priority(value: object) -> int:
+    """0-9; anything else is logged and read as 0: a caller is never dropped for it."""
     text = str(value or "0")
     if not text.isdigit() or int(text) > 9:
-        raise DecodeError(f"HotlineJoin with priority {text!r}, expected 0-9")
+        log.warning("ami_bad_priority", value=text[:40], hint="expected 0-9; the caller joins with priority 0")
+        return 0
     return int(text)
 
 
@@ -130,7 +138,8 @@ def _skills(value: object) -> tuple[tuple[str, int], ...]:
     for part in filter(None, str(value or "").split("+")):
         m = SKILL.match(part)
         if not m or not 1 <= int(m.group("level")) <= 100:
-            raise DecodeError(f"HotlineJoin with skill {part!r}, expected name=level (1-100)")
+            log.warning("ami_bad_skill", value=part[:40], hint="expected name=level (1-100); skill ignored")
+            continue
         out.append((m.group("name"), int(m.group("level"))))
     return tuple(out)
 

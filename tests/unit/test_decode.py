@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd.events import CallerHungUp, CallerJoined, DeviceChanged, DialEnded, DialStarted, RecordingStarted
+from acd.events import AgentControl, CallerHungUp, CallerJoined, DeviceChanged, DialEnded, DialStarted, RecordingStarted
 from cti.decode import DecodeError, decode, snapshot_callers
 
 
@@ -13,6 +13,39 @@ def test_hotline_join_user_event() -> None:
                  "Linkedid": "17.1", "Uniqueid": "17.1", "CallerIDNum": "138", "CallerIDName": "<unknown>",
                  "Pres": "prohib_passed_screen"})
     assert ev == CallerJoined("17.1", "PJSIP/carrier-01", "main", "138", "", restricted=True)
+
+
+def test_join_priority_and_skills_beside_the_channels_own_priority_header() -> None:
+    ev = decode({"Event": "UserEvent", "UserEvent": "HotlineJoin", "Queue": "tax", "Channel": "c", "Linkedid": "1",
+                 "Priority": "1", "CallPriority": "2", "CallSkills": "tax=60+english=40"})
+    assert isinstance(ev, CallerJoined)
+    assert (ev.priority, ev.skills) == (2, (("tax", 60), ("english", 40)))
+
+
+def test_a_join_with_junk_priority_or_skills_still_joins() -> None:
+    ev = decode({"Event": "UserEvent", "UserEvent": "HotlineJoin", "Queue": "tax", "Channel": "c", "Linkedid": "1",
+                 "CallPriority": "high", "CallSkills": "tax=900+ok=5+;rm"})
+    assert isinstance(ev, CallerJoined)
+    assert (ev.priority, ev.skills) == (0, (("ok", 5),))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [({"Agent": "agent1001", "Action": "pause", "Reason": "05"}, AgentControl("1001", "pause", "05")),
+     ({"Agent": "agent1002", "Action": "login", "Reason": ""}, AgentControl("1002", "login", ""))],
+)
+def test_agent_feature_code_events(fields: dict[str, str], expected: AgentControl) -> None:
+    assert decode({"Event": "UserEvent", "UserEvent": "HotlineAgent", **fields}) == expected
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"Agent": "carrier", "Action": "login"}, {"Agent": "agent1001", "Action": "reboot"},
+     {"Agent": "agent1001", "Action": "pause", "Reason": "x;System(rm)"}],
+)
+def test_bad_agent_events_are_rejected_with_the_reason(fields: dict[str, str]) -> None:
+    with pytest.raises(DecodeError):
+        decode({"Event": "UserEvent", "UserEvent": "HotlineAgent", **fields})
 
 
 def test_a_join_without_linkedid_is_rejected_with_the_reason() -> None:
