@@ -340,31 +340,46 @@ def _dial_ended(
     out: list[Command],
 ) -> None:
     call = state.calls.get(call_id)
+    if call is not None and status == "ANSWER" and call.phase is CallPhase.WAITING:
+        # Answered without us: the dialplan's own fallback rang the agents while the
+        # engine was away. The record must say answered, by whom it was.
+        _connect(state, call, agent_id, now, out)
+        return
     if call is None or call.phase is not CallPhase.RINGING or call.agent_id != agent_id:
         return  # a late answer to a ring we already gave up on
     if attempt is not None and attempt != call.attempt:
         return
     agent = state.agents.get(agent_id)
     if status == "ANSWER":
-        call.phase = CallPhase.CONNECTED
-        call.answered = now
-        if agent is not None:
-            agent.no_answer_streak = 0
-            agent.calls_taken += 1
-            _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
-        out.append(CallAnswered(call.call_id, call.queue, agent_id, call.waited(now)))
+        _connect(state, call, agent_id, now, out)
         return
     if agent is not None:
-        _agent_missed(state, agent, status, now, out)
+        _agent_missed(state, agent, state.settings(call.queue), status, now, out)
     # After Asterisk's Dial returned, the dialplan walks the caller back to the hold loop
     # and raises HotlineParked when it is safe to Redirect again. A Redirect that failed
     # (attempt given) left the caller where it was, blocked in Wait().
     _ring_over(state, call, now, out, parked=attempt is not None, agent_at_fault=status != "FAILED")
 
 
-def _agent_missed(state: State, agent: Agent, status: str, now: float, out: list[Command]) -> None:
-    """Ring-no-answer N times in a row pauses the agent; busy or rejected backs them off."""
-    q = state.settings(next(iter(agent.queues), ""))
+def _connect(state: State, call: Call, agent_id: str, now: float, out: list[Command]) -> None:
+    _unplace(state, call)
+    call.phase = CallPhase.CONNECTED
+    call.answered = now
+    call.agent_id = agent_id
+    agent = state.agents.get(agent_id)
+    # An agent already tied to another call keeps that tie (only Asterisk's fallback can
+    # put a second call on a phone); the record still names who answered.
+    if agent is not None and agent.call_id in (None, call.call_id):
+        agent.no_answer_streak = 0
+        agent.calls_taken += 1
+        _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
+    out.append(CallAnswered(call.call_id, call.queue, agent_id, call.waited(now)))
+
+
+def _agent_missed(state: State, agent: Agent, q: QueueSettings, status: str, now: float,
+                  out: list[Command]) -> None:
+    """Ring-no-answer N times in a row (N of the queue rung for) pauses the agent; busy or
+    rejected backs them off."""
     watch = _Watch(agent)
     if status in BUSY_STATUSES:
         agent.backoff_until = now + q.busy_backoff
@@ -406,7 +421,7 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
         if call is not None and call.phase is CallPhase.RINGING and call.attempt == ev.attempt:
             agent = state.agents.get(call.agent_id or "")
             if agent is not None:
-                _agent_missed(state, agent, "TIMEOUT", now, out)
+                _agent_missed(state, agent, state.settings(call.queue), "TIMEOUT", now, out)
             _ring_over(state, call, now, out)
     elif ev.kind is TimerKind.DIAL_CONFIRM:
         call = state.calls.get(ev.key)

@@ -66,7 +66,7 @@ def _hold_block(settings: Settings) -> str:
             f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}},"
             "CallPriority: ${HOTLINE_PRIORITY},CallSkills: ${HOTLINE_SKILLS})\n"
             " same => n(park),Wait(1)\n"
-            " same => n,GotoIf($[${EPOCH} - ${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
+            " same => n,GotoIf($[${EPOCH} - 0${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
             f"?hotline-hold,{q.name},fallback)\n"
             " same => n,GotoIf($[${EPOCH} - ${HOTLINE_JOINED} > ${HOTLINE_MAX_HOLD}]?hotline-timeout,s,1)\n"
             f" same => n,Goto(hotline-hold,{q.name},park)\n"

@@ -327,6 +327,16 @@ def test_resync_adopts_a_ring_in_progress() -> None:
     assert any(isinstance(c, StartTimer) and c.kind is TimerKind.RING for c in out)
 
 
+def test_a_caller_answered_by_the_dialplan_fallback_is_recorded_as_answered() -> None:
+    w = World(agents=("1001",))
+    w.join("c1", at=1000)  # nobody registered: the engine rang nobody
+    out = w.feed(DialEnded("c1", "1001", "ANSWER"), at=1030)
+    assert [c for c in out if isinstance(c, CallAnswered)] == [CallAnswered("c1", "main", "1001", 30.0)]
+    w.feed(CallerHungUp("c1", chan("c1")), at=1090)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.agent_id, rec.talk_seconds) == (Outcome.ANSWERED, "1001", 60.0)
+
+
 def test_a_duplicate_join_is_ignored() -> None:
     w = World(agents=("1001",))
     w.join("c1", at=1000)

@@ -1,0 +1,170 @@
+"""Issue 3 on the real Asterisk: skills, priority, feature codes, ring-no-answer, reload."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cti import sipp
+from cti.sandbox import Sandbox
+from tests.integration.harness import RunningEngine, password, write_config
+from tests.integration.test_calls import agent, settle
+
+QUEUES: list[dict[str, Any]] = [
+    {"name": "main", "number": "12345", "ring_timeout": 6, "wrapup": 1, "max_wait": 120, "short_abandon": 3,
+     "numbers": [{"number": "12346", "priority": 4}]},
+    {"name": "tax", "number": "12366", "skills": {"tax": 50}, "ring_timeout": 6, "wrapup": 1, "max_no_answer": 1},
+]
+AGENT_PROFILES = {"1001": {"skills": {"tax": 30}}, "1002": {"skills": {"tax": 80}}}
+
+
+def acd_config(directory: Path, queues: list[dict[str, Any]] | None = None) -> Path:
+    write_config(directory)
+    (directory / "queues.yaml").write_text(yaml.safe_dump({"queues": queues or QUEUES}), encoding="utf-8")
+    roster = yaml.safe_load((directory / "agents.yaml").read_text(encoding="utf-8"))
+    for entry in roster["agents"]:
+        entry.update(AGENT_PROFILES.get(entry["id"], {}))
+    (directory / "agents.yaml").write_text(yaml.safe_dump(roster, allow_unicode=True), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def acd(clean: Sandbox, tmp_path: Path) -> Iterator[RunningEngine]:
+    directory = acd_config(tmp_path / "acd")
+    engine = RunningEngine.from_dir(directory)
+    clean.install_conf(engine.settings)
+    clean.rx("dialplan reload")
+    try:
+        engine.wait_ready()
+        yield engine
+    finally:
+        engine.close()
+
+
+def available(engine: RunningEngine, *ids: str) -> None:
+    engine.wait_for(lambda e: all(e.dispatcher.state.agents[a].available() for a in ids), 10, f"agents {ids}")
+
+
+def test_skills_routing_rings_the_agent_with_the_level(acd: RunningEngine) -> None:
+    uas = sipp.agent_uas(6301)
+    sipp.register([agent("1001"), agent("1002")], contact_port=6301)
+    available(acd, "1001", "1002")
+    acd.call(lambda: setattr(acd.e.dispatcher.state.agents["1001"], "idle_since", 0.0))  # 1001 idle longest
+    assert sipp.callers(1, rate=1, names=[("税务咨询", "13900000061")], talk_ms=500,
+                        number="12366").check(30).successful == 1
+    (row,) = acd.records(wait_for=1)
+    assert (row.queue, row.agent_id) == ("tax", "1002")  # 1001's tax level 30 is below the queue's 50
+    uas.stop()
+
+
+def test_a_priority_caller_overtakes_an_earlier_one(acd: RunningEngine) -> None:
+    first = sipp.callers(1, rate=1, names=[("普通来电", "13900000071")], talk_ms=500)
+    acd.wait_for(lambda e: len(e.dispatcher.state.calls) == 1, 10, "first caller waiting")
+    time.sleep(1)
+    vip = sipp.callers(1, rate=1, names=[("优先来电", "13900000072")], talk_ms=500, number="12346")
+    acd.wait_for(lambda e: len(e.dispatcher.state.calls) == 2, 10, "priority caller waiting")
+    uas = sipp.agent_uas(6311)
+    sipp.register([agent("1003")], contact_port=6311)
+    assert vip.check(30).successful == 1
+    assert first.check(30).successful == 1
+    rows = sorted(acd.records(wait_for=2), key=lambda r: (r.answered is None, r.answered))
+    assert [r.caller_num for r in rows] == ["13900000072", "13900000071"]
+    uas.stop()
+
+
+def test_an_agent_logs_out_pauses_and_unpauses_from_the_softphone(acd: RunningEngine) -> None:
+    uas = sipp.agent_uas(6321)
+    sipp.register([agent("1004")], contact_port=6321)
+    available(acd, "1004")
+    user, pw = agent("1004")
+
+    def state() -> tuple[bool, str | None]:
+        a = acd.e.dispatcher.state.agents["1004"]
+        return (a.logged_in, a.paused)
+
+    sipp.agent_dial(user, pw, "*22")
+    acd.wait_for(lambda e: not e.dispatcher.state.agents["1004"].logged_in, 10, "logged out")
+    sipp.agent_dial(user, pw, "*21")
+    acd.wait_for(lambda e: e.dispatcher.state.agents["1004"].logged_in, 10, "logged in")
+    sipp.agent_dial(user, pw, "*2305")
+    acd.wait_for(lambda e: e.dispatcher.state.agents["1004"].paused == "05", 10, "paused with reason 05")
+    assert acd.call(state) == (True, "05")
+
+    waiting = sipp.callers(1, rate=1, names=[("等待来电", "13900000081")], talk_ms=500)
+    acd.wait_for(lambda e: len(e.dispatcher.state.calls) == 1, 10, "caller waiting")
+    time.sleep(2)
+    assert uas.stats().created == 0  # a paused agent is not rung
+    sipp.agent_dial(user, pw, "*24")
+    assert waiting.check(30).successful == 1
+    (row,) = acd.records(wait_for=1)
+    assert row.agent_id == "1004"
+    metrics = acd.metrics()
+    assert metrics['hotline_agent_state_changes_total{state=paused}'] >= 1
+    uas.stop()
+
+
+def test_ring_no_answer_pauses_the_agent(acd: RunningEngine) -> None:
+    silent = sipp.agent_uas(6331, scenario="agent_noanswer.xml")
+    sipp.register([agent("1002")], contact_port=6331)
+    available(acd, "1002")
+    run = sipp.callers(1, rate=1, names=[("无人接听", "13900000091")], talk_ms=500, number="12366",
+                       scenario="caller_abandon.xml", hold_ms=9000)
+    acd.wait_for(lambda e: e.dispatcher.state.agents["1002"].paused == "no answer", 20, "paused for no answer")
+    run.check(30)
+    assert settle(lambda: silent.stats().successful, 1) == 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{acd.e.http_port}/agents", timeout=5) as resp:
+        listed = {a["id"]: a for a in json.load(resp)}
+    assert (listed["1002"]["state"], listed["1002"]["reason"]) == ("paused", "no answer")
+    request = urllib.request.Request(f"http://127.0.0.1:{acd.e.http_port}/agents/1002/unpause", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 202
+    acd.wait_for(lambda e: e.dispatcher.state.agents["1002"].paused is None, 5, "unpaused over HTTP")
+    silent.stop()
+
+
+def test_a_reload_during_steady_load_drops_no_call(acd: RunningEngine) -> None:
+    uas = sipp.agent_uas(6341, answer_ms=200)
+    sipp.register([agent(a) for a in ("1005", "1006", "1007")], contact_port=6341)
+    available(acd, "1005", "1006", "1007")
+    run = sipp.callers(30, rate=3, names=None, talk_ms=1500)
+    config = acd.config_dir
+    assert config is not None
+    changed = [dict(QUEUES[0], strategy="fewest_calls", wrapup=0), QUEUES[1]]
+    for i in range(4):
+        time.sleep(2)
+        queues = changed if i % 2 == 0 else QUEUES
+        (config / "queues.yaml").write_text(yaml.safe_dump({"queues": queues}), encoding="utf-8")
+        request = urllib.request.Request(f"http://127.0.0.1:{acd.e.http_port}/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert json.load(resp)["ok"] is True
+    # A broken file is refused and the running configuration keeps serving.
+    (config / "queues.yaml").write_text("queues:\n  - name: main\n    ring_timeout: -1\n", encoding="utf-8")
+    refused = urllib.request.Request(f"http://127.0.0.1:{acd.e.http_port}/reload", method="POST")
+    try:
+        urllib.request.urlopen(refused, timeout=5)
+        raise AssertionError("a broken configuration was accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 422
+        assert "queues.yaml:3" in json.load(exc)["errors"][0]
+    stats = run.check(120)
+    assert (stats.successful, stats.failed) == (30, 0)
+    rows = acd.records(wait_for=30)
+    assert len(rows) == 30
+    assert [(r.caller_num, r.outcome) for r in rows if r.outcome != "answered"] == []
+    assert acd.e.dispatcher.state.queues["main"].ring_timeout == 6  # the old configuration still serves
+    assert settle(lambda: uas.stats().successful, 30) == 30  # nobody was rung twice
+    uas.stop()
+
+
+def test_feature_code_from_an_unknown_phone_changes_nothing(acd: RunningEngine) -> None:
+    with pytest.raises(sipp.SippError):
+        sipp.agent_dial("agent1001", "wrong-password", "*22")
+    assert acd.call(lambda: acd.e.dispatcher.state.agents["1001"].logged_in) is True
+    assert password("1001")  # the right one exists; only the wrong one was refused
