@@ -69,6 +69,8 @@ def decide(state: State, event: Event, now: float) -> Result:
                 call.parked = True
                 if now - call.arrived >= state.settings(call.queue).max_wait:
                     _send_to_timeout(state, call, out)
+                elif _overflow_due(state, call, now):
+                    _overflow(state, call, now, out)
                 _place(state, call)
         case CallerHungUp():
             call = state.calls.get(event.call_id)
@@ -236,8 +238,9 @@ def _configure_queues(state: State, queues: tuple[QueueSettings, ...]) -> None:
     if not queues:
         return
     state.queues = {q.name: q for q in queues}
+    state.reindex()
     for call in state.calls.values():
-        call.skills = _skills_for(state.settings(call.queue), ())
+        call.skills = _skills_for(state.settings(call.queue), call.extra_skills)
         _unplace(state, call)
     state.lines = {}
     for call in state.calls.values():
@@ -262,12 +265,51 @@ def _new_call(state: State, call: Call, extra: tuple[tuple[str, int], ...], out:
     q = state.settings(call.queue)
     state.seq += 1
     call.seq = state.seq
+    call.extra_skills = extra
     call.skills = _skills_for(q, extra)
     call.key = _key(q, call.arrived, call.priority)
+    call.queue_since = call.arrived
     state.calls[call.call_id] = call
     out.append(CallOffered(call.call_id, call.queue))
     out.append(StartTimer(TimerKind.MAX_WAIT, call.call_id, max(call.arrived + q.max_wait, 0.0)))
+    _arm_queue_timers(state, call, out)
     return call
+
+
+def _arm_queue_timers(state: State, call: Call, out: list[Command]) -> None:
+    """The next widening step and the overflow, counted from when the caller entered this queue."""
+    q = state.settings(call.queue)
+    if call.widened < len(q.widen):
+        at = call.queue_since + q.widen[call.widened].after
+        out.append(StartTimer(TimerKind.WIDEN, call.call_id, at, call.widened))
+    if q.overflow is not None:
+        out.append(StartTimer(TimerKind.OVERFLOW, call.call_id, call.queue_since + q.overflow.after, call.seq))
+
+
+def _overflow_due(state: State, call: Call, now: float) -> bool:
+    q = state.settings(call.queue)
+    return q.overflow is not None and now - call.queue_since >= q.overflow.after
+
+
+def _overflow(state: State, call: Call, now: float, out: list[Command]) -> None:
+    """Move the caller to the overflow queue (keeping their arrival), or to the message."""
+    q = state.settings(call.queue)
+    rule = q.overflow
+    if rule is not None and rule.action == "queue" and rule.target in state.queues and rule.target != call.queue:
+        _unplace(state, call)
+        target = state.queues[rule.target]
+        call.overflowed_from = call.queue
+        call.queue = target.name
+        call.queue_since = now
+        call.widened = 0
+        call.skills = _skills_for(target, call.extra_skills)
+        call.key = _key(target, call.arrived, call.priority)
+        state.seq += 1
+        call.seq = state.seq
+        _place(state, call)
+        _arm_queue_timers(state, call, out)
+        return
+    _send_to_timeout(state, call, out, reason="overflow")
 
 
 def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> None:
@@ -283,7 +325,16 @@ def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> Non
         restricted=ev.restricted,
         priority=ev.priority,
     )
-    _place(state, _new_call(state, call, ev.skills, out))
+    _new_call(state, call, ev.skills, out)
+    q = state.settings(call.queue)
+    full = q.max_length > 0 and len(state.lines.get(call.queue, ())) >= q.max_length
+    empty = q.when_empty == "overflow" and not any(
+        a.configured and a.logged_in and a.registered and call.queue in a.queues for a in state.agents.values()
+    )
+    if full or empty:
+        _overflow(state, call, now, out)
+    else:
+        _place(state, call)
 
 
 def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
@@ -304,7 +355,7 @@ def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
             out.append(StartTimer(TimerKind.WRAPUP, agent.agent_id, agent.wrap_until))
     else:
         if call.leaving:
-            outcome = Outcome.TIMED_OUT
+            outcome = Outcome.OVERFLOW if call.leave_reason == "overflow" else Outcome.TIMED_OUT
         elif wait < q.short_abandon:
             outcome = Outcome.SHORT_ABANDON
         else:
@@ -405,12 +456,15 @@ def _ring_over(
     call.parked = parked
     if parked and now - call.arrived >= state.settings(call.queue).max_wait:
         _send_to_timeout(state, call, out)
+    elif parked and _overflow_due(state, call, now):
+        _overflow(state, call, now, out)
     _place(state, call)
 
 
-def _send_to_timeout(state: State, call: Call, out: list[Command]) -> None:
+def _send_to_timeout(state: State, call: Call, out: list[Command], reason: str = "timeout") -> None:
     if not call.leaving:
         call.leaving = True
+        call.leave_reason = reason
         _unplace(state, call)
         out.append(SendToTimeout(call.call_id, call.channel))
 
@@ -432,6 +486,19 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
         agent = state.agents.get(ev.key)
         if agent is not None and agent.phase is AgentPhase.WRAP_UP and now >= agent.wrap_until:
             _set_phase(state, agent, AgentPhase.IDLE, now, out)
+    elif ev.kind is TimerKind.WIDEN:
+        call = state.calls.get(ev.key)
+        if call is not None and ev.attempt == call.widened:
+            call.widened += 1
+            q = state.settings(call.queue)
+            if call.widened < len(q.widen):
+                at = call.queue_since + q.widen[call.widened].after
+                out.append(StartTimer(TimerKind.WIDEN, call.call_id, at, call.widened))
+        # The route below now sees the wider pool.
+    elif ev.kind is TimerKind.OVERFLOW:
+        call = state.calls.get(ev.key)
+        if call is not None and ev.attempt == call.seq and _routable(call) and _overflow_due(state, call, now):
+            _overflow(state, call, now, out)
     elif ev.kind is TimerKind.BACKOFF:
         pass  # the route below looks at the agent again now that the backoff is over
     elif ev.kind is TimerKind.MAX_WAIT:
@@ -508,11 +575,27 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
 # -- routing ----------------------------------------------------------------------------
 
 
-def _qualified(agent: Agent, call: Call) -> bool:
-    if call.queue not in agent.queues:
+def _qualified(state: State, agent: Agent, call: Call, now: float) -> bool:
+    q = state.settings(call.queue)
+    serves = call.queue in agent.queues
+    floor: int | None = None
+    waited = now - call.queue_since
+    for rule in q.widen:
+        if waited < rule.after:
+            break
+        if rule.min_level is not None:
+            floor = rule.min_level
+        if not serves and not agent.queues.isdisjoint(rule.add_queues):
+            serves = True
+    if not serves:
         return False
     skills = agent.skills
-    return all(skills.get(skill, 0) >= level for skill, level in call.skills)
+    queue_skills = dict(q.skills)
+    for skill, level in call.skills:
+        need = min(level, floor) if floor is not None and skill in queue_skills else level
+        if skills.get(skill, 0) < need:
+            return False
+    return True
 
 
 def _route(state: State, now: float, out: list[Command]) -> None:
@@ -529,7 +612,7 @@ def _route(state: State, now: float, out: list[Command]) -> None:
         free.sort(key=lambda a: (a.idle_since, a.agent_id))
         lone = len(free) == 1
         for agent in free:
-            call = _first_caller(state, agent, lone)
+            call = _first_caller(state, agent, lone, now)
             if call is not None:
                 _ring(state, call, agent, now, out)
         return
@@ -538,7 +621,7 @@ def _route(state: State, now: float, out: list[Command]) -> None:
         if not free:
             break
         call = state.calls[call_id]
-        candidates = [a for a in free if _qualified(a, call)]
+        candidates = [a for a in free if _qualified(state, a, call, now)]
         if not candidates:
             continue
         agent = pick_agent(candidates, call.tried, state.settings(call.queue), call.skills)
@@ -546,14 +629,17 @@ def _route(state: State, now: float, out: list[Command]) -> None:
         _ring(state, call, agent, now, out)
 
 
-def _first_caller(state: State, agent: Agent, allow_tried: bool) -> Call | None:
+def _first_caller(state: State, agent: Agent, allow_tried: bool, now: float) -> Call | None:
     best: Call | None = None
-    for queue in agent.queues:
+    queues = set(agent.queues)
+    for served in agent.queues:
+        queues |= state.borrowers.get(served, frozenset())
+    for queue in queues:
         for key, seq, call_id in state.lines.get(queue, ()):
             if best is not None and (key, seq) >= (best.key, best.seq):
                 break
             call = state.calls[call_id]
-            if _qualified(agent, call) and (allow_tried or agent.agent_id not in call.tried):
+            if _qualified(state, agent, call, now) and (allow_tried or agent.agent_id not in call.tried):
                 best = call
                 break
     return best

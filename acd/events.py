@@ -78,6 +78,8 @@ class TimerKind(StrEnum):
     WRAPUP = "wrapup"
     MAX_WAIT = "max_wait"
     DIAL_CONFIRM = "dial_confirm"
+    WIDEN = "widen"
+    OVERFLOW = "overflow"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Outcome(StrEnum):
     ABANDONED = "abandoned"
     SHORT_ABANDON = "short_abandon"
     TIMED_OUT = "timed_out"
+    OVERFLOW = "overflow"  # sent to the overflow message (queue full, empty, or waited too long)
 
 
 class Strategy(StrEnum):
@@ -40,6 +41,25 @@ class Strategy(StrEnum):
     LEAST_TALK_TIME = "least_talk_time"
     ROUND_ROBIN = "round_robin"
     BEST_SKILL = "best_skill"
+
+
+@dataclass(frozen=True)
+class Widen:
+    """After `after` seconds in this queue, a caller also accepts..."""
+
+    after: float
+    min_level: int | None = None  # ...agents at this level or above in the queue's skills
+    add_queues: tuple[str, ...] = ()  # ...agents who serve these queues
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """Where a caller goes after `after` seconds in this queue (or at once when the queue
+    is full or has nobody logged in): another queue, or the overflow message."""
+
+    after: float
+    action: str = "message"  # "queue" | "message"
+    target: str = ""  # the queue, for action "queue"
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,11 @@ class QueueSettings:
     max_no_answer: int = 3
     # An agent whose phone was busy or rejected the call is left alone this long.
     busy_backoff: float = 10.0
+    widen: tuple[Widen, ...] = ()  # sorted by `after`
+    overflow: Overflow | None = None
+    max_length: int = 0  # callers in line; 0 = no limit. A caller beyond it overflows at once.
+    # What a caller meets when no agent serving the queue is logged in: "wait" or "overflow".
+    when_empty: str = "wait"
 
 
 @dataclass
@@ -132,6 +157,11 @@ class Call:
     # Order in line: arrival minus the priority boost (smaller goes first).
     key: float = 0.0
     seq: int = 0
+    extra_skills: tuple[tuple[str, int], ...] = ()  # asked for by the dialled number
+    queue_since: float = 0.0  # widening and overflow count from here (moves on overflow)
+    widened: int = 0  # how many of the queue's widening rules apply so far
+    overflowed_from: str | None = None
+    leave_reason: str = ""  # "timeout" or "overflow" once leaving
 
     def waited(self, now: float) -> float:
         return max(0.0, (self.answered if self.answered is not None else now) - self.arrived)
@@ -149,6 +179,20 @@ class State:
     # Agents that could take a call now, but for a backoff that may still run.
     free: set[str] = field(default_factory=set)
     seq: int = 0
+    # Queue -> the queues whose widening rules may borrow its agents.
+    borrowers: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Which queues may borrow each queue's agents (from the widening rules)."""
+        borrowers: dict[str, set[str]] = {}
+        for q in self.queues.values():
+            for rule in q.widen:
+                for lent in rule.add_queues:
+                    borrowers.setdefault(lent, set()).add(q.name)
+        self.borrowers = {k: frozenset(v) for k, v in borrowers.items()}
 
     @property
     def queue(self) -> QueueSettings:

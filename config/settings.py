@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from acd.events import AgentProfile
-from acd.model import QueueSettings, Strategy
+from acd.model import Overflow, QueueSettings, Strategy, Widen
 
 
 class _Strict(BaseModel):
@@ -91,6 +91,30 @@ class NumberConfig(_Strict):
     skills: Skills = Field(default_factory=dict)
 
 
+class WidenConfig(_Strict):
+    after: float = Field(gt=0, le=86400)
+    min_level: int | None = Field(None, ge=1, le=100)
+    add_queues: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> WidenConfig:
+        if self.min_level is None and not self.add_queues:
+            raise ValueError("a widening step needs min_level or add_queues")
+        return self
+
+
+class OverflowConfig(_Strict):
+    after: float = Field(gt=0, le=86400)
+    to: Literal["queue", "message"] = "message"
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> OverflowConfig:
+        if self.to == "queue" and not self.queue:
+            raise ValueError("overflow to a queue needs `queue:`")
+        return self
+
+
 class QueueConfig(_Strict):
     name: str = Field("main", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     number: str | None = Field(None, pattern=r"^[0-9]{3,15}$")
@@ -106,6 +130,10 @@ class QueueConfig(_Strict):
     max_boost: float = Field(120, ge=0, le=86400)
     max_no_answer: int = Field(3, ge=1, le=100)
     busy_backoff: float = Field(10, ge=0, le=3600)
+    widen: list[WidenConfig] = Field(default_factory=list)
+    overflow: OverflowConfig | None = None
+    max_length: int = Field(0, ge=0, le=100000)
+    when_empty: Literal["wait", "overflow"] = "wait"
 
     def dialled(self) -> list[NumberConfig]:
         extra = [NumberConfig(number=self.number)] if self.number else []
@@ -125,6 +153,14 @@ class QueueConfig(_Strict):
             max_boost=self.max_boost,
             max_no_answer=self.max_no_answer,
             busy_backoff=self.busy_backoff,
+            widen=tuple(
+                Widen(w.after, w.min_level, tuple(w.add_queues)) for w in sorted(self.widen, key=lambda w: w.after)
+            ),
+            overflow=Overflow(self.overflow.after, self.overflow.to, self.overflow.queue or "")
+            if self.overflow
+            else None,
+            max_length=self.max_length,
+            when_empty=self.when_empty,
         )
 
 
@@ -143,6 +179,16 @@ class QueuesFile(_Strict):
                 if n.number in numbers:
                     raise ValueError(f"number {n.number} is used by queues {numbers[n.number]} and {q.name}")
                 numbers[n.number] = q.name
+        for q in self.queues:
+            refs = [name for w in q.widen for name in w.add_queues]
+            if q.overflow and q.overflow.queue:
+                refs.append(q.overflow.queue)
+            for ref in refs:
+                if ref not in names:
+                    known = ", ".join(sorted(names))
+                    raise ValueError(f"queue {q.name} refers to unknown queue {ref!r} (known: {known})")
+            if (q.when_empty == "overflow" or q.max_length) and q.overflow is None:
+                raise ValueError(f"queue {q.name}: when_empty: overflow and max_length need an `overflow:` rule")
         return self
 
 

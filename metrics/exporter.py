@@ -48,6 +48,8 @@ class Metrics:
         self.short_abandoned = Counter(
             "hotline_calls_short_abandoned", "Abandons within the short-abandon threshold", q, registry=registry
         )
+        self.overflowed = Counter("hotline_calls_overflowed", "Callers sent to the overflow message", q,
+                                  registry=registry)
         self.timed_out = Counter("hotline_calls_timed_out", "Callers sent to the time-out message", q,
                                  registry=registry)
         self.wait = Histogram("hotline_wait_seconds", "Queue wait of finished calls", ["queue", "outcome"],
@@ -77,7 +79,8 @@ class Metrics:
 
     def init_queue(self, queue: str) -> None:
         """Create the per-queue series at 0 so that dashboards show a queue before its first call."""
-        for counter in (self.offered, self.answered, self.abandoned, self.short_abandoned, self.timed_out):
+        for counter in (self.offered, self.answered, self.abandoned, self.short_abandoned, self.timed_out,
+                        self.overflowed):
             counter.labels(queue)
         self.answered_sl.labels(queue, f"{self.service_level:g}")
 
@@ -105,6 +108,8 @@ class Metrics:
                         self.short_abandoned.labels(cmd.queue).inc()
                 elif cmd.outcome is Outcome.TIMED_OUT:
                     self.timed_out.labels(cmd.queue).inc()
+                elif cmd.outcome is Outcome.OVERFLOW:
+                    self.overflowed.labels(cmd.queue).inc()
             case _:
                 pass
 

@@ -71,3 +71,22 @@ def test_duplicate_agent_ids_are_refused(tmp_path: Path) -> None:
     ))
     with pytest.raises(ConfigError, match="appears twice"):
         load(tmp_path)
+
+
+def test_widening_and_overflow_are_read_and_checked(tmp_path: Path) -> None:
+    write(tmp_path, "queues.yaml", (
+        "queues:\n"
+        "  - name: main\n    number: '12345'\n"
+        "  - name: tax\n    number: '12366'\n    skills: {tax: 60}\n"
+        "    widen:\n      - {after: 60, add_queues: [main]}\n      - {after: 20, min_level: 30}\n"
+        "    overflow: {after: 120, to: queue, queue: main}\n    max_length: 5\n"
+    ))
+    tax = load(tmp_path).queues[1].to_core()
+    assert [(w.after, w.min_level, w.add_queues) for w in tax.widen] == [(20, 30, ()), (60, None, ("main",))]
+    assert (tax.overflow.after, tax.overflow.action, tax.overflow.target) == (120, "queue", "main")  # type: ignore[union-attr]
+
+
+def test_a_rule_pointing_at_an_unknown_queue_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "queues.yaml", "queues:\n  - name: main\n    overflow: {after: 9, to: queue, queue: nowhere}\n")
+    with pytest.raises(ConfigError, match="unknown queue 'nowhere'"):
+        load(tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from acd import decide
-from acd.commands import AgentStateChanged, Command, RingAgent, StartTimer
+from acd.commands import AgentStateChanged, CallRecord, Command, RingAgent, SendToTimeout, StartTimer
 from acd.events import (
     AgentControl,
     AgentProfile,
@@ -20,7 +20,7 @@ from acd.events import (
     TimerFired,
     TimerKind,
 )
-from acd.model import CallPhase, QueueSettings, State, Strategy
+from acd.model import CallPhase, Outcome, Overflow, QueueSettings, State, Strategy, Widen
 
 SALES = QueueSettings(name="sales")
 TAX = QueueSettings(name="tax", skills=(("tax", 50),))
@@ -246,3 +246,69 @@ def test_a_removed_agent_on_a_call_leaves_after_the_call() -> None:
     w.feed(CallerHungUp("c1", "chan-c1"), at=1010)
     w.feed(TimerFired(TimerKind.WRAPUP, "1001"), at=1020)
     assert w.join("c2", "sales", 1021) == []
+
+
+def test_after_the_widening_time_a_lower_level_is_accepted() -> None:
+    q = QueueSettings(name="tax", skills=(("tax", 60),), widen=(Widen(after=20, min_level=30),))
+    w = World((q,), {"1001": ({"tax"}, {"tax": 40})})
+    w.register("1001")
+    assert w.join("c1", "tax", 1000) == []
+    out = w.feed(TimerFired(TimerKind.WIDEN, "c1", 0), at=1020)
+    assert rings(out) == [("c1", "1001")]
+
+
+def test_after_the_widening_time_another_queues_agents_may_take_the_caller() -> None:
+    tax = QueueSettings(name="tax", widen=(Widen(after=60, add_queues=("sales",)),))
+    w = World((tax, SALES), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    assert w.join("c1", "tax", 1000) == []
+    assert rings(w.feed(TimerFired(TimerKind.WIDEN, "c1", 0), at=1059)) == []  # early timer: not yet
+    w.feed(CallerHungUp("x", "x"), at=1060)
+    assert ("c1", "1001") in rings(w.out)
+
+
+def test_widening_steps_are_timed_one_after_another() -> None:
+    q = QueueSettings(name="tax", widen=(Widen(after=20, min_level=50), Widen(after=60, min_level=10)))
+    w = World((q,), {})
+    out = w.feed(CallerJoined("c1", "chan-c1", "tax"), at=1000)
+    assert [c.at for c in out if isinstance(c, StartTimer) and c.kind is TimerKind.WIDEN] == [1020]
+    out = w.feed(TimerFired(TimerKind.WIDEN, "c1", 0), at=1020)
+    assert [c.at for c in out if isinstance(c, StartTimer) and c.kind is TimerKind.WIDEN] == [1060]
+
+
+def test_overflow_moves_the_caller_to_another_queue_keeping_the_arrival() -> None:
+    tax = QueueSettings(name="tax", overflow=Overflow(after=120, action="queue", target="sales"))
+    w = World((tax, SALES), {"1001": ({"sales"}, {})})
+    w.join("c1", "tax", 1000)
+    w.join("s1", "sales", 1050)
+    w.feed(TimerFired(TimerKind.OVERFLOW, "c1", w.state.calls["c1"].seq), at=1120)
+    call = w.state.calls["c1"]
+    assert (call.queue, call.overflowed_from, call.arrived) == ("sales", "tax", 1000)
+    assert rings(w.feed(DeviceChanged("1001", True, False), at=1121)) == [("c1", "1001")]  # still first in line
+
+
+def test_overflow_to_the_message_ends_as_overflow() -> None:
+    q = QueueSettings(name="tax", overflow=Overflow(after=30))
+    w = World((q,), {})
+    w.join("c1", "tax", 1000)
+    out = w.feed(TimerFired(TimerKind.OVERFLOW, "c1", w.state.calls["c1"].seq), at=1030)
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
+    w.feed(CallerHungUp("c1", "chan-c1"), at=1035)
+    assert [c.outcome for c in w.out if isinstance(c, CallRecord)] == [Outcome.OVERFLOW]
+
+
+def test_a_full_queue_overflows_the_next_caller_at_once() -> None:
+    q = QueueSettings(name="tax", max_length=2, overflow=Overflow(after=600, action="queue", target="sales"))
+    w = World((q, SALES), {})
+    for i in range(3):
+        w.join(f"c{i}", "tax", 1000 + i)
+    assert [w.state.calls[f"c{i}"].queue for i in range(3)] == ["tax", "tax", "sales"]
+
+
+def test_a_queue_with_nobody_logged_in_can_send_callers_on_at_once() -> None:
+    q = QueueSettings(name="tax", when_empty="overflow", overflow=Overflow(after=600))
+    w = World((q,), {"1001": ({"tax"}, {})})
+    out = w.feed(CallerJoined("c1", "chan-c1", "tax"), at=1000)
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
+    w.register("1001")
+    assert w.join("c2", "tax", 1001) == [("c2", "1001")]  # somebody is there now
