@@ -168,3 +168,56 @@ def test_feature_code_from_an_unknown_phone_changes_nothing(acd: RunningEngine) 
         sipp.agent_dial("agent1001", "wrong-password", "*22")
     assert acd.call(lambda: acd.e.dispatcher.state.agents["1001"].logged_in) is True
     assert password("1001")  # the right one exists; only the wrong one was refused
+
+
+def widened_queues() -> list[dict[str, Any]]:
+    main = dict(QUEUES[0])
+    tax = dict(QUEUES[1], widen=[{"after": 4, "min_level": 20}])
+    return [main, tax]
+
+
+def overflowing_queues() -> list[dict[str, Any]]:
+    main = dict(QUEUES[0])
+    tax = dict(QUEUES[1], overflow={"after": 4, "to": "queue", "queue": "main"})
+    return [main, tax]
+
+
+def start(box: Sandbox, directory: Path) -> RunningEngine:
+    engine = RunningEngine.from_dir(directory)
+    box.install_conf(engine.settings)
+    box.rx("dialplan reload")
+    engine.wait_ready()
+    return engine
+
+
+def test_widening_happens_at_the_configured_time(clean: Sandbox, tmp_path: Path) -> None:
+    engine = start(clean, acd_config(tmp_path / "widen", widened_queues()))
+    try:
+        uas = sipp.agent_uas(6351)
+        sipp.register([agent("1001")], contact_port=6351)  # tax level 30: below 50 until the widening at 4 s
+        available(engine, "1001")
+        assert sipp.callers(1, rate=1, names=[("加宽", "13900000101")], talk_ms=500,
+                            number="12366").check(30).successful == 1
+        (row,) = engine.records(wait_for=1)
+        assert (row.queue, row.agent_id) == ("tax", "1001")
+        assert 4 <= row.wait_seconds < 6, row.wait_seconds
+        uas.stop()
+    finally:
+        engine.close()
+
+
+def test_overflow_to_another_queue_happens_at_the_configured_time(clean: Sandbox, tmp_path: Path) -> None:
+    engine = start(clean, acd_config(tmp_path / "overflow", overflowing_queues()))
+    try:
+        uas = sipp.agent_uas(6361)
+        # 1003 has no tax skill: the caller waits 4 s in tax, then overflows to main.
+        sipp.register([agent("1003")], contact_port=6361)
+        available(engine, "1003")
+        assert sipp.callers(1, rate=1, names=[("溢出", "13900000111")], talk_ms=500,
+                            number="12366").check(30).successful == 1
+        (row,) = engine.records(wait_for=1)
+        assert (row.queue, row.agent_id) == ("main", "1003")
+        assert 4 <= row.wait_seconds < 6, row.wait_seconds
+        uas.stop()
+    finally:
+        engine.close()
