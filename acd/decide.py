@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 
+from acd.calendar import is_open
 from acd.commands import (
     AgentStateChanged,
     CallAnswered,
@@ -100,6 +101,8 @@ def decide(state: State, event: Event, now: float) -> Result:
         case AgentsConfigured():
             _configure_agents(state, event, now, out)
         case QueuesConfigured():
+            if event.calendar is not None:
+                state.calendar = event.calendar
             _configure_queues(state, event.queues)
         case AgentControl():
             _control(state, event, now, out)
@@ -327,6 +330,12 @@ def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> Non
     )
     _new_call(state, call, ev.skills, out)
     q = state.settings(call.queue)
+    if not is_open(state.calendar, q.hours, now):
+        if q.when_closed == "overflow" and q.overflow is not None:
+            _overflow(state, call, now, out)
+        else:
+            _send_to_timeout(state, call, out, reason="closed")
+        return
     full = q.max_length > 0 and len(state.lines.get(call.queue, ())) >= q.max_length
     empty = q.when_empty == "overflow" and not any(
         a.configured and a.logged_in and a.registered and call.queue in a.queues for a in state.agents.values()
@@ -355,7 +364,8 @@ def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
             out.append(StartTimer(TimerKind.WRAPUP, agent.agent_id, agent.wrap_until))
     else:
         if call.leaving:
-            outcome = Outcome.OVERFLOW if call.leave_reason == "overflow" else Outcome.TIMED_OUT
+            outcome = {"overflow": Outcome.OVERFLOW, "closed": Outcome.CLOSED}.get(call.leave_reason,
+                                                                                    Outcome.TIMED_OUT)
         elif wait < q.short_abandon:
             outcome = Outcome.SHORT_ABANDON
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from acd.calendar import Calendar
 from acd.model import QueueSettings
 
 
@@ -136,6 +137,7 @@ class QueuesConfigured:
     """The configured queues (at start and on reload); callers keep their place."""
 
     queues: tuple[QueueSettings, ...]
+    calendar: Calendar | None = None
 
 
 @dataclass(frozen=True)

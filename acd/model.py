@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from acd.calendar import ALWAYS, Calendar, Hours
+
 
 class AgentPhase(StrEnum):
     """What the engine has this agent doing (the phone's own state is separate)."""
@@ -31,6 +33,7 @@ class Outcome(StrEnum):
     SHORT_ABANDON = "short_abandon"
     TIMED_OUT = "timed_out"
     OVERFLOW = "overflow"  # sent to the overflow message (queue full, empty, or waited too long)
+    CLOSED = "closed"  # the queue was closed (its hours, a holiday): heard the closed message
 
 
 class Strategy(StrEnum):
@@ -92,6 +95,8 @@ class QueueSettings:
     max_length: int = 0  # callers in line; 0 = no limit. A caller beyond it overflows at once.
     # What a caller meets when no agent serving the queue is logged in: "wait" or "overflow".
     when_empty: str = "wait"
+    hours: Hours = ALWAYS
+    when_closed: str = "message"  # or "overflow" (e.g. to a 7x24 queue)
 
 
 @dataclass
@@ -179,6 +184,7 @@ class State:
     # Agents that could take a call now, but for a backoff that may still run.
     free: set[str] = field(default_factory=set)
     seq: int = 0
+    calendar: Calendar = field(default_factory=Calendar)
     # Queue -> the queues whose widening rules may borrow its agents.
     borrowers: dict[str, frozenset[str]] = field(default_factory=dict)
 

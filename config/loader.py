@@ -9,13 +9,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from config.settings import AgentsFile, EngineFile, QueuesFile, Settings
+from config.settings import AgentsFile, CalendarFile, EngineFile, QueuesFile, Settings
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 FILES: dict[str, type[BaseModel]] = {
     "engine.yaml": EngineFile,
     "queues.yaml": QueuesFile,
     "agents.yaml": AgentsFile,
+    "calendar.yaml": CalendarFile,
 }
 
 Path_ = tuple[str | int, ...]
@@ -52,10 +53,18 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     return _scalar(node)
 
 
+class _BadScalar(Exception):
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+
+
 def _scalar(node: yaml.ScalarNode) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)
+    except (ValueError, yaml.YAMLError) as exc:  # e.g. 2026-13-01 looks like a date but is not one
+        raise _BadScalar(node.start_mark.line + 1, f"{node.value!r}: {exc}") from None
     finally:
         loader.dispose()
 
@@ -70,7 +79,10 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
     lines: dict[Path_, int] = {}
     if node is None:
         return {}, {(): 1}
-    return _build(node, (), lines), lines
+    try:
+        return _build(node, (), lines), lines
+    except _BadScalar as exc:
+        raise ConfigError([Problem(name, exc.line, str(exc))]) from None
 
 
 def _line_for(loc: Path_, lines: dict[Path_, int]) -> int:
@@ -128,4 +140,6 @@ def load(config_dir: Path | None = None) -> Settings:
                                         f"(known: {', '.join(sorted(known))})"))
     if problems:
         raise ConfigError(problems)
-    return Settings(engine=engine, queues=queues.queues, agents=agents.agents)
+    calendar = parts["calendar.yaml"]
+    assert isinstance(calendar, CalendarFile)
+    return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar)

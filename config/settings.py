@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
 from acd.model import Overflow, QueueSettings, Strategy, Widen
 
@@ -115,6 +118,64 @@ class OverflowConfig(_Strict):
         return self
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_GROUPS = {"daily": DAYS, "mon-fri": DAYS[:5], "sat-sun": DAYS[5:], **{d: (d,) for d in DAYS}}
+SPAN = re.compile(r"^(?P<a>[0-2][0-9]):(?P<b>[0-5][0-9])-(?P<c>[0-2][0-9]):(?P<d>[0-5][0-9])$")
+
+
+def parse_spans(text: str) -> tuple[tuple[time, time], ...]:
+    """'08:30-12:00, 13:30-17:30' -> intervals; '24:00' closes at midnight."""
+    spans = []
+    for part in (p.strip() for p in text.split(",")):
+        m = SPAN.match(part)
+        if not m:
+            raise ValueError(f"{part!r} is not HH:MM-HH:MM")
+        start = time(int(m["a"]), int(m["b"])) if int(m["a"]) < 24 else None
+        end = time.max if (m["c"], m["d"]) == ("24", "00") else (
+            time(int(m["c"]), int(m["d"])) if int(m["c"]) < 24 else None)
+        if start is None or end is None or not start < end:
+            raise ValueError(f"{part!r}: the start must come before the end, both within 00:00-24:00")
+        spans.append((start, end))
+    return tuple(spans)
+
+
+class CalendarFile(_Strict):
+    utc_offset: float = Field(8, ge=-12, le=14)
+    holidays: list[str] = Field(default_factory=list)
+    workdays: list[str] = Field(default_factory=list)
+
+    @field_validator("holidays", "workdays", mode="before")
+    @classmethod
+    def _as_text(cls, v: object) -> object:
+        # YAML reads 2026-01-01 as a date; keep one spelling.
+        return [str(x) for x in v] if isinstance(v, list) else v
+
+    @staticmethod
+    def _days(items: list[str]) -> frozenset[date]:
+        out: set[date] = set()
+        for item in items:
+            first, _, last = item.partition("..")
+            try:
+                a = date.fromisoformat(first.strip())
+                b = date.fromisoformat(last.strip()) if last else a
+            except ValueError:
+                raise ValueError(f"{item!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+            if b < a:
+                raise ValueError(f"{item!r}: the range ends before it starts")
+            out.update(a + timedelta(days=i) for i in range((b - a).days + 1))
+        return frozenset(out)
+
+    @model_validator(mode="after")
+    def _check(self) -> CalendarFile:
+        both = self._days(self.holidays) & self._days(self.workdays)
+        if both:
+            raise ValueError(f"a day cannot be a holiday and a working day: {sorted(both)[0]}")
+        return self
+
+    def to_core(self) -> Calendar:
+        return Calendar(self.utc_offset, self._days(self.holidays), self._days(self.workdays))
+
+
 class QueueConfig(_Strict):
     name: str = Field("main", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     number: str | None = Field(None, pattern=r"^[0-9]{3,15}$")
@@ -134,6 +195,27 @@ class QueueConfig(_Strict):
     overflow: OverflowConfig | None = None
     max_length: int = Field(0, ge=0, le=100000)
     when_empty: Literal["wait", "overflow"] = "wait"
+    hours: dict[str, str] = Field(default_factory=dict)  # {"mon-fri": "08:30-17:30", "sat": "09:00-12:00"}
+    open_on_holidays: bool = False
+    when_closed: Literal["message", "overflow"] = "message"
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, spans in v.items():
+            if key not in DAY_GROUPS:
+                raise ValueError(f"unknown day {key!r}; use {', '.join(DAY_GROUPS)}")
+            parse_spans(spans)
+        return v
+
+    def core_hours(self) -> Hours:
+        if not self.hours:
+            return ALWAYS
+        weekly: list[tuple[tuple[time, time], ...]] = [()] * 7
+        for key, spans in self.hours.items():
+            for day in DAY_GROUPS[key]:
+                weekly[DAYS.index(day)] = parse_spans(spans)
+        return Hours(tuple(weekly), self.open_on_holidays)
 
     def dialled(self) -> list[NumberConfig]:
         extra = [NumberConfig(number=self.number)] if self.number else []
@@ -161,6 +243,8 @@ class QueueConfig(_Strict):
             else None,
             max_length=self.max_length,
             when_empty=self.when_empty,
+            hours=self.core_hours(),
+            when_closed=self.when_closed,
         )
 
 
@@ -220,6 +304,7 @@ class Settings:
     engine: EngineFile
     queues: list[QueueConfig]
     agents: list[AgentConfig]
+    calendar: CalendarFile = field(default_factory=CalendarFile)
 
     @property
     def queue(self) -> QueueConfig:

@@ -19,6 +19,7 @@ import structlog
 from panoramisk.message import Message
 
 from acd import decide
+from acd.calendar import Calendar
 from acd.commands import (
     AgentStateChanged,
     CallAnswered,
@@ -36,6 +37,7 @@ from acd.events import (
     DeviceChanged,
     Event,
     LinkLost,
+    QueuesConfigured,
     Resynced,
     RingFailed,
     TimerFired,
@@ -70,9 +72,11 @@ class Dispatcher:
         outbox: Outbox,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        calendar: Calendar | None = None,
     ) -> None:
         self.state = State(queues={q.name: q for q in queues})
         self.profiles = profiles
+        self.calendar = calendar
         self.outbox = outbox
         self.metrics = metrics
         self.clock = clock
@@ -100,6 +104,8 @@ class Dispatcher:
     # -- the loop ---------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.calendar is not None:
+            self.apply(QueuesConfigured(tuple(self.state.queues.values()), self.calendar))
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
         while True:
             item = await self.inbox.get()

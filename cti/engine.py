@@ -46,7 +46,7 @@ class Engine:
             return errors
         self.settings = settings
         inbox = self.dispatcher.inbox
-        inbox.put_nowait(("event", QueuesConfigured(settings.core_queues())))
+        inbox.put_nowait(("event", QueuesConfigured(settings.core_queues(), settings.calendar.to_core())))
         profiles = settings.profiles()
         inbox.put_nowait(("event", AgentsConfigured(frozenset(p.agent_id for p in profiles), profiles)))
         log.info("reloaded", queues=len(settings.queues), agents=len(settings.agents))
@@ -62,7 +62,8 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     metrics = Metrics(registry, settings.queue.service_level)
     for q in settings.queues:
         metrics.init_queue(q.name)
-    dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics)
+    dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics,
+                            calendar=settings.calendar.to_core())
     ami = AmiClient(
         AmiSettings(
             host=e.ami.host,
