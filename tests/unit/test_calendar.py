@@ -79,5 +79,5 @@ def test_a_bad_calendar_names_file_and_line(tmp_path: Path) -> None:
 def test_bad_hours_are_refused(tmp_path: Path) -> None:
     (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n    hours: {mon: '18:00-08:00'}\n",
                                           encoding="utf-8")
-    with pytest.raises(ConfigError, match="queues.yaml:3"):
+    with pytest.raises(ConfigError, match=r"queues\.yaml:3"):
         load(tmp_path)
