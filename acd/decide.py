@@ -43,6 +43,7 @@ from acd.events import (
     DialEnded,
     DialStarted,
     Event,
+    History,
     LinkLost,
     QueuesConfigured,
     RecordingStarted,
@@ -106,6 +107,9 @@ def decide(state: State, event: Event, now: float) -> Result:
             _configure_queues(state, event.queues)
         case AgentControl():
             _control(state, event, now, out)
+        case History():
+            for number, agent_id, ended in event.answered:
+                state.last_agent[number] = (agent_id, ended)
     _route(state, now, out)
     return state, out
 
@@ -342,8 +346,23 @@ def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> Non
     )
     if full or empty:
         _overflow(state, call, now, out)
-    else:
-        _place(state, call)
+        return
+    _make_sticky(state, call, q, now, out)
+    _place(state, call)
+
+
+def _make_sticky(state: State, call: Call, q: QueueSettings, now: float, out: list[Command]) -> None:
+    if q.sticky_days <= 0 or not call.caller_num:
+        return
+    last = state.last_agent.get(call.caller_num)
+    if last is None or now - last[1] > q.sticky_days * 86400:
+        return
+    agent = state.agents.get(last[0])
+    if agent is None or not agent.configured or call.queue not in agent.queues:
+        return
+    call.sticky_agent = agent.agent_id
+    call.sticky_until = now + q.sticky_wait
+    out.append(StartTimer(TimerKind.STICKY, call.call_id, call.sticky_until))
 
 
 def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
@@ -356,6 +375,8 @@ def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
     if call.phase is CallPhase.CONNECTED:
         outcome = Outcome.ANSWERED
         talk = max(0.0, now - (call.answered or now))
+        if call.caller_num and call.agent_id:
+            state.last_agent[call.caller_num] = (call.agent_id, now)
         if agent is not None and agent.call_id == call.call_id:
             agent.talk_total += talk
             wrapup = agent.wrapup if agent.wrapup is not None else q.wrapup
@@ -509,8 +530,8 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
         call = state.calls.get(ev.key)
         if call is not None and ev.attempt == call.seq and _routable(call) and _overflow_due(state, call, now):
             _overflow(state, call, now, out)
-    elif ev.kind is TimerKind.BACKOFF:
-        pass  # the route below looks at the agent again now that the backoff is over
+    elif ev.kind in (TimerKind.BACKOFF, TimerKind.STICKY):
+        pass  # the route below looks again now that the backoff or the sticky wait is over
     elif ev.kind is TimerKind.MAX_WAIT:
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.WAITING and call.parked:
@@ -585,7 +606,17 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
 # -- routing ----------------------------------------------------------------------------
 
 
+def _sticky_elsewhere(state: State, agent: Agent, call: Call, now: float) -> bool:
+    """The caller is being kept for the agent who last answered them (while they can come)."""
+    if call.sticky_agent is None or call.sticky_agent == agent.agent_id or now >= call.sticky_until:
+        return False
+    held = state.agents.get(call.sticky_agent)
+    return held is not None and held.configured and held.logged_in and held.registered and held.paused is None
+
+
 def _qualified(state: State, agent: Agent, call: Call, now: float) -> bool:
+    if _sticky_elsewhere(state, agent, call, now):
+        return False
     q = state.settings(call.queue)
     serves = call.queue in agent.queues
     floor: int | None = None

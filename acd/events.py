@@ -81,6 +81,7 @@ class TimerKind(StrEnum):
     DIAL_CONFIRM = "dial_confirm"
     WIDEN = "widen"
     OVERFLOW = "overflow"
+    STICKY = "sticky"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,13 @@ class QueuesConfigured:
 
 
 @dataclass(frozen=True)
+class History:
+    """Who last answered whom, read from the store at start: (caller number, agent, ended)."""
+
+    answered: tuple[tuple[str, str, float], ...]
+
+
+@dataclass(frozen=True)
 class AgentControl:
     """An agent's own request, from a softphone feature code or the HTTP API."""
 
@@ -164,4 +172,5 @@ Event = (
     | AgentsConfigured
     | QueuesConfigured
     | AgentControl
+    | History
 )

@@ -97,6 +97,10 @@ class QueueSettings:
     when_empty: str = "wait"
     hours: Hours = ALWAYS
     when_closed: str = "message"  # or "overflow" (e.g. to a 7x24 queue)
+    # A caller who rings again within sticky_days is offered first to the agent who last
+    # answered them, if that agent frees up within sticky_wait seconds. 0 days: off.
+    sticky_days: float = 0.0
+    sticky_wait: float = 30.0
 
 
 @dataclass
@@ -167,6 +171,8 @@ class Call:
     widened: int = 0  # how many of the queue's widening rules apply so far
     overflowed_from: str | None = None
     leave_reason: str = ""  # "timeout" or "overflow" once leaving
+    sticky_agent: str | None = None
+    sticky_until: float = 0.0
 
     def waited(self, now: float) -> float:
         return max(0.0, (self.answered if self.answered is not None else now) - self.arrived)
@@ -185,6 +191,8 @@ class State:
     free: set[str] = field(default_factory=set)
     seq: int = 0
     calendar: Calendar = field(default_factory=Calendar)
+    # Caller number -> (agent who last answered them, when that call ended), for sticky routing.
+    last_agent: dict[str, tuple[str, float]] = field(default_factory=dict)
     # Queue -> the queues whose widening rules may borrow its agents.
     borrowers: dict[str, frozenset[str]] = field(default_factory=dict)
 

@@ -198,6 +198,8 @@ class QueueConfig(_Strict):
     hours: dict[str, str] = Field(default_factory=dict)  # {"mon-fri": "08:30-17:30", "sat": "09:00-12:00"}
     open_on_holidays: bool = False
     when_closed: Literal["message", "overflow"] = "message"
+    sticky_days: float = Field(0, ge=0, le=90)
+    sticky_wait: float = Field(30, ge=0, le=3600)
 
     @field_validator("hours")
     @classmethod
@@ -245,6 +247,8 @@ class QueueConfig(_Strict):
             when_empty=self.when_empty,
             hours=self.core_hours(),
             when_closed=self.when_closed,
+            sticky_days=self.sticky_days,
+            sticky_wait=self.sticky_wait,
         )
 
 

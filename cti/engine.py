@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from acd import agent_state
-from acd.events import AgentControl, AgentsConfigured, QueuesConfigured
+from acd.events import AgentControl, AgentsConfigured, History, QueuesConfigured
 from config.loader import ConfigError, load
 from config.settings import Settings
 from cti.ami import AmiClient, AmiSettings
 from cti.decode import AGENT_ACTIONS, REASON
 from cti.dispatcher import Dispatcher
 from metrics.exporter import LiveCollector, Metrics
-from tickets.store import Outbox, migrate, open_engine
+from tickets.store import Outbox, migrate, open_engine, recent_answers
 
 log = structlog.get_logger("hotline.engine")
 
@@ -149,6 +150,12 @@ async def serve(engine: Engine, stop: asyncio.Event) -> None:
         recovered = engine.outbox.recover()
         if recovered:
             log.info("store_recovering_spool", records=recovered)
+        days = max((q.sticky_days for q in engine.settings.queues), default=0)
+        if days > 0:
+            since = time.time() - days * 86400
+            answered = await asyncio.to_thread(recent_answers, engine.outbox.engine, since)
+            engine.dispatcher.inbox.put_nowait(("event", History(tuple(answered))))
+            log.info("sticky_history_loaded", callers=len(answered), days=days)
         runner = web.AppRunner(http_app(engine), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

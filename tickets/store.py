@@ -92,6 +92,23 @@ def read_records(engine: Engine) -> list[CallRecordRow]:
         return list(s.scalars(select(CallRecordRow).order_by(CallRecordRow.arrived)))
 
 
+def recent_answers(engine: Engine, since: float) -> list[tuple[str, str, float]]:
+    """(caller number, agent, ended) of answered calls since `since`, oldest first."""
+    rows = CallRecordRow
+    query = (
+        select(rows.caller_num, rows.agent_id, rows.ended)
+        .where(rows.outcome == Outcome.ANSWERED.value, rows.ended >= _ts(since), rows.caller_num != "")
+        .order_by(rows.ended)
+    )
+    with Session(engine) as s:
+        out = []
+        for num, agent, ended in s.execute(query):
+            if agent:
+                stamp = ended if ended.tzinfo else ended.replace(tzinfo=UTC)  # SQLite drops the zone
+                out.append((str(num), str(agent), stamp.timestamp()))
+        return out
+
+
 def record_to_json(rec: CallRecord) -> str:
     data = asdict(rec)
     data["outcome"] = rec.outcome.value

@@ -158,3 +158,20 @@ def test_the_same_call_records_on_sqlite_and_postgresql(clean: Sandbox, tmp_path
     on_pg = _scenario(write_config(tmp_path / "pg", db_url=pg_url))
     assert on_sqlite == on_pg
     assert [row[2] for row in on_pg] == ["answered", "answered", "short_abandon"]
+
+
+def test_recent_answers_come_back_from_both_stores(tmp_path: Path, pg_url: str) -> None:
+    from acd.commands import CallRecord
+    from acd.model import Outcome
+    from tickets.store import insert_record, migrate, open_engine, recent_answers
+
+    for url in (f"sqlite:///{tmp_path / 'h.db'}", pg_url):
+        db = open_engine(url)
+        migrate(db)
+        calls = [("138", "1001", Outcome.ANSWERED), ("139", None, Outcome.ABANDONED), ("138", "1002", Outcome.ANSWERED)]
+        for i, (num, agent_id, outcome) in enumerate(calls):
+            insert_record(db, CallRecord(f"c{i}", "main", num, "", 1000.0 + i, 1001.0 + i if agent_id else None,
+                                         1010.0 + i, agent_id, outcome, 1.0, 9.0, None))
+        assert recent_answers(db, 1005.0) == [("138", "1001", 1010.0), ("138", "1002", 1012.0)]
+        assert recent_answers(db, 1011.0) == [("138", "1002", 1012.0)]
+        db.dispose()

@@ -16,6 +16,7 @@ from acd.events import (
     DeviceChanged,
     DialEnded,
     Event,
+    History,
     QueuesConfigured,
     TimerFired,
     TimerKind,
@@ -312,3 +313,49 @@ def test_a_queue_with_nobody_logged_in_can_send_callers_on_at_once() -> None:
     assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
     w.register("1001")
     assert w.join("c2", "tax", 1001) == [("c2", "1001")]  # somebody is there now
+
+
+def sticky_world() -> World:
+    q = QueueSettings(name="sales", sticky_days=3, sticky_wait=30, wrapup=0)
+    w = World((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    w.feed(CallerJoined("first", "chan-first", "sales", caller_num="13800000001"), at=1000)  # -> 1001
+    w.answer_and_finish("first", "1001", at=1001)
+    w.feed(TimerFired(TimerKind.WRAPUP, "1001"), at=1011)
+    return w
+
+
+def test_a_caller_ringing_again_is_offered_to_the_agent_who_answered_them_last() -> None:
+    w = sticky_world()
+    w.feed(DeviceChanged("1001", True, True), at=1100)  # 1001 busy with something else
+    out = w.feed(CallerJoined("again", "chan-again", "sales", caller_num="13800000001"), at=1200)
+    assert rings(out) == []  # 1002 is free but the caller is kept for 1001
+    assert rings(w.feed(DeviceChanged("1001", True, False), at=1210)) == [("again", "1001")]
+
+
+def test_the_sticky_wait_runs_out_and_anyone_may_answer() -> None:
+    w = sticky_world()
+    w.feed(DeviceChanged("1001", True, True), at=1100)
+    w.feed(CallerJoined("again", "chan-again", "sales", caller_num="13800000001"), at=1200)
+    assert rings(w.feed(TimerFired(TimerKind.STICKY, "again"), at=1230)) == [("again", "1002")]
+
+
+def test_stickiness_ends_after_the_configured_days() -> None:
+    w = sticky_world()
+    w.feed(DeviceChanged("1001", True, True), at=1100)
+    later = 1011 + 3 * 86400 + 1
+    assert w.join("again", "sales", later) == [("again", "1002")]  # caller_num differs: nobody to stick to
+    out = w.feed(CallerJoined("again2", "chan-again2", "sales", caller_num="13800000001"), at=later + 1)
+    assert rings(out) == []  # 1002 is busy now, 1001 too; and no stickiness past 3 days
+    assert w.state.calls["again2"].sticky_agent is None
+
+
+def test_history_from_the_store_makes_callers_sticky_after_a_restart() -> None:
+    q = QueueSettings(name="sales", sticky_days=3, sticky_wait=30)
+    w = World((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.feed(History((("13800000009", "1002", 900.0),)), at=950)
+    w.register("1001", at=960)
+    w.register("1002", at=970)
+    out = w.feed(CallerJoined("c1", "chan-c1", "sales", caller_num="13800000009"), at=1000)
+    assert rings(out) == [("c1", "1002")]  # 1001 is idle longer, but 1002 answered this caller last
