@@ -19,13 +19,14 @@ from acd.events import (
     DialStarted,
     Event,
     LinkLost,
+    QueuesConfigured,
     Resynced,
     RingFailed,
     SnapshotChannel,
     TimerFired,
     TimerKind,
 )
-from acd.model import AgentPhase, CallPhase, QueueSettings, State
+from acd.model import AgentPhase, CallPhase, QueueSettings, State, Strategy
 
 AGENTS = ("1001", "1002", "1003")
 CALLS = tuple(f"c{i}" for i in range(6))
@@ -226,3 +227,26 @@ def test_paused_or_logged_out_agents_are_never_rung_and_priority_never_starves(
                     if all(agent.skills.get(k, 0) >= v for k, v in skills):
                         assert arrived + boost >= call.arrived, (other, call.call_id)
             _check(state)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3)), min_size=1, max_size=30),
+    st.lists(st.tuples(st.sampled_from(list(Strategy)), st.floats(0, 120), st.floats(0, 300)), min_size=1, max_size=5),
+)
+def test_a_reload_never_costs_a_caller_their_place(joins: list[tuple[str, int]],
+                                                   reloads: list[tuple[Strategy, float, float]]) -> None:
+    state = State(queues={q.name: q for q in QUEUES}, routing=True)
+    now = 1000.0
+    for i, (queue, priority) in enumerate(joins):
+        now += 1
+        decide(state, CallerJoined(f"c{i}", f"chan-c{i}", queue, priority=priority), now)
+    before = {q: [cid for _, _, cid in line] for q, line in state.lines.items()}
+    for strategy, step, boost in reloads:
+        now += 1
+        queues = tuple(QueueSettings(name=q.name, skills=q.skills, strategy=strategy, priority_step=step,
+                                     max_boost=boost) for q in QUEUES)
+        decide(state, QueuesConfigured(queues), now)
+        assert {q: [cid for _, _, cid in line] for q, line in state.lines.items() if line} == {
+            q: ids for q, ids in before.items() if ids
+        }
