@@ -13,70 +13,23 @@ Run as root: python3 bench/dispatch_latency.py [--calls 500 --rate 20 --agents 6
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ami_watch import MANAGER_USER, AmiWatch
-from config.loader import load
+from bench.ami_watch import AmiWatch
+from bench.rig import APP_QUEUE_NUMBER, Rig, percentile, rig
 from cti import sipp
-from cti.sandbox import Sandbox
-from tests.integration.harness import password, write_config
 
-APP_QUEUE_NUMBER = "12399"
 UAS_PORT = 6300
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    if not values:
-        return float("nan")
-    rank = max(1, min(len(values), round(p / 100 * len(values) + 0.5)))
-    return values[rank - 1]
-
-
-def install_app_queue(box: Sandbox, agent_ids: list[str]) -> None:
-    etc = box.root / "etc/asterisk"
-    members = "\n".join(f"member => PJSIP/agent{a}" for a in agent_ids)
-    (etc / "queues.conf").write_text(
-        "[general]\npersistentmembers = no\n\n[benchq]\nstrategy = leastrecent\ntimeout = 15\nretry = 1\n"
-        f"wrapuptime = 0\nringinuse = no\nautopause = no\nautofill = yes\njoinempty = yes\n{members}\n"
-    )
-    (etc / "extensions_local.conf").write_text(
-        f"[hotline-inbound](+)\nexten => {APP_QUEUE_NUMBER},1,Queue(benchq,r)\n same => n,Hangup()\n"
-    )
-
-
-def remove_app_queue(box: Sandbox) -> None:
-    for name in ("queues.conf", "extensions_local.conf"):
-        (box.root / "etc/asterisk" / name).unlink(missing_ok=True)
-    box.rx("core reload")
-
-
-def wait_agents_available(port: int, n: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        except OSError:
-            text = ""
-        if f'hotline_agents{{state="available"}} {float(n)}' in text:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the engine did not see {n} available agents within {timeout:.0f} s")
-
-
-def dispatch_buckets(port: int) -> str:
+def dispatch_buckets(r: Rig) -> str:
     """The engine's own share (AMI event read -> Redirect written) from its histogram."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     buckets = []
-    for line in text.splitlines():
+    for line in r.metrics().splitlines():
         if line.startswith("hotline_ring_dispatch_seconds_bucket"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
@@ -113,46 +66,12 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=60)
     args = ap.parse_args()
 
-    agent_ids = [str(1001 + i) for i in range(args.agents)]
-    tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
-    config = write_config(tmp, agents=agent_ids, queue={"wrapup": 0, "ring_timeout": 15}, http_port=9119)
-    settings = load(config)
-    box = Sandbox()
-    install_app_queue(box, agent_ids)
-    box.up(settings, extra_manager_users=MANAGER_USER)
-    box.rx("core reload")
-    # app_queue declines to load while there is no queues.conf, and a reload does not retry it.
-    if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
-        with contextlib.suppress(Exception):
-            box.rx("module unload app_queue.so")
-        box.rx("module load app_queue.so")
-    watch = AmiWatch()
-    creds = [(f"agent{a}", password(a)) for a in agent_ids]
-    uas = sipp.agent_uas(UAS_PORT, answer_ms=100)
-    try:
-        sipp.register(creds, contact_port=UAS_PORT, timeout=60)
+    with rig(args.agents, UAS_PORT, {"wrapup": 0, "ring_timeout": 15}) as r:
         print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls", flush=True)
-
-        # The engine runs as its own process, as in production (in this process it would
-        # share the GIL with the AMI listener and wait for it in 5 ms slices).
-        engine = subprocess.Popen(
-            [sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "engine.log", "wb"),  # noqa: SIM115
-        )
-        try:
-            wait_agents_available(settings.engine.http.port, args.agents)
-            ours, ours_ok = run_load(watch, args.calls, args.rate, settings.queue.number)
-            engine_share = dispatch_buckets(settings.engine.http.port)
-        finally:
-            engine.terminate()
-            engine.wait(15)
-        time.sleep(3)
-        theirs, theirs_ok = run_load(watch, args.calls, args.rate, APP_QUEUE_NUMBER)
-    finally:
-        uas.stop()
-        sipp.register(creds, contact_port=UAS_PORT, expires=0, timeout=60)
-        watch.close()
-        remove_app_queue(box)
+        with r.engine():
+            ours, ours_ok = run_load(r.watch, args.calls, args.rate, r.settings.queue.number or "12345")
+            engine_share = dispatch_buckets(r)
+        theirs, theirs_ok = run_load(r.watch, args.calls, args.rate, APP_QUEUE_NUMBER)
 
     report("hotline", ours, ours_ok, args.calls)
     report("app_queue", theirs, theirs_ok, args.calls)

@@ -13,26 +13,15 @@ Run as root: python3 bench/free_to_dial.py [--agents 10 --calls 150 --rate 10]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ami_watch import MANAGER_USER, AmiWatch
-from bench.dispatch_latency import (
-    APP_QUEUE_NUMBER,
-    install_app_queue,
-    percentile,
-    remove_app_queue,
-    wait_agents_available,
-)
-from config.loader import load
+from bench.ami_watch import AmiWatch
+from bench.rig import APP_QUEUE_NUMBER, percentile, rig
 from cti import sipp
-from cti.sandbox import Sandbox
-from tests.integration.harness import password, write_config
 
 UAS_PORT = 6400
 
@@ -56,39 +45,12 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=150)
     ap.add_argument("--rate", type=float, default=10)
     args = ap.parse_args()
-    agent_ids = [str(1001 + i) for i in range(args.agents)]
-    tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
-    config = write_config(tmp, agents=agent_ids, queue={"wrapup": 0, "max_wait": 600}, http_port=9119)
-    settings = load(config)
-    box = Sandbox()
-    install_app_queue(box, agent_ids)
-    box.up(settings, extra_manager_users=MANAGER_USER)
-    box.rx("core reload")
-    if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
-        box.rx("module load app_queue.so")
-    watch = AmiWatch()
-    creds = [(f"agent{a}", password(a)) for a in agent_ids]
-    uas = sipp.agent_uas(UAS_PORT, answer_ms=100)
-    try:
-        sipp.register(creds, contact_port=UAS_PORT, timeout=60)
-        print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls (congested)", flush=True)
-        engine = subprocess.Popen(
-            [sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "engine.log", "wb"),  # noqa: SIM115
-        )
-        try:
-            wait_agents_available(settings.engine.http.port, args.agents)
-            ours, ours_ok = load_run(watch, args.calls, args.rate, settings.queue.number or "12345")
-        finally:
-            engine.terminate()
-            engine.wait(15)
-        time.sleep(3)
-        theirs, theirs_ok = load_run(watch, args.calls, args.rate, APP_QUEUE_NUMBER)
-    finally:
-        uas.stop()
-        sipp.register(creds, contact_port=UAS_PORT, expires=0, timeout=60)
-        watch.close()
-        remove_app_queue(box)
+    with rig(args.agents, UAS_PORT, {"wrapup": 0, "max_wait": 600}) as r:
+        print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls (congested)",
+              flush=True)
+        with r.engine():
+            ours, ours_ok = load_run(r.watch, args.calls, args.rate, r.settings.queue.number or "12345")
+        theirs, theirs_ok = load_run(r.watch, args.calls, args.rate, APP_QUEUE_NUMBER)
     report("hotline", ours, ours_ok, args.calls)
     report("app_queue", theirs, theirs_ok, args.calls)
     print(f"  p99 hotline / app_queue = {percentile(ours, 99) / percentile(theirs, 99):.3f}; "
