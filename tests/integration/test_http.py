@@ -53,3 +53,49 @@ def test_a_good_request_is_accepted_and_applied(offline: RunningEngine) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"http://127.0.0.1:{offline.e.http_port}/healthz", timeout=5)
     assert err.value.code == 503  # AMI is down, and /healthz says so
+
+
+def test_sighup_reloads_and_a_broken_file_keeps_the_old_configuration(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.test_prometheus import free_port
+
+    port = free_port()
+    config = write_config(tmp_path, ami_port=1, http_port=port)
+    log = open(tmp_path / "engine.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+    def gauges() -> str:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return ""
+
+    def wait_for(text: str, present: bool = True) -> bool:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if (text in gauges()) is present:
+                return True
+            time.sleep(0.2)
+        return False
+
+    try:
+        assert wait_for('hotline_queue_waiting_callers{queue="main"}')
+        queues = (config / "queues.yaml").read_text(encoding="utf-8")
+        (config / "queues.yaml").write_text(queues + "- name: extra\n  number: '12399'\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for('hotline_queue_waiting_callers{queue="extra"}')
+        (config / "queues.yaml").write_text("queues: [{name: main, ring_timeout: nope}]\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None  # still serving
+        assert 'hotline_queue_waiting_callers{queue="extra"}' in gauges()  # the old configuration
+        assert b"reload_refused" in (tmp_path / "engine.log").read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
