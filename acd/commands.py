@@ -15,6 +15,11 @@ class RingAgent:
     agent_id: str
     timeout: float
     attempt: int
+    also: tuple[str, ...] = ()  # ring_all: the other agents rung at the same time
+
+    @property
+    def agent_ids(self) -> tuple[str, ...]:
+        return (self.agent_id, *self.also)
 
 
 @dataclass(frozen=True)

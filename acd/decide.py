@@ -53,7 +53,7 @@ from acd.events import (
     TimerFired,
     TimerKind,
 )
-from acd.model import Agent, AgentPhase, Call, CallPhase, Outcome, QueueSettings, State
+from acd.model import Agent, AgentPhase, Call, CallPhase, Outcome, QueueSettings, State, Strategy
 from acd.strategy import pick_agent
 
 Result = tuple[State, list[Command]]
@@ -81,7 +81,7 @@ def decide(state: State, event: Event, now: float) -> Result:
                 _finish(state, call, now, out)
         case DialStarted():
             call = state.calls.get(event.call_id)
-            if call is not None and call.phase is CallPhase.RINGING and call.agent_id == event.agent_id:
+            if call is not None and call.phase is CallPhase.RINGING and event.agent_id in call.ringing:
                 call.dialing = True
         case DialEnded():
             _dial_ended(state, event.call_id, event.agent_id, event.status, None, now, out)
@@ -391,8 +391,7 @@ def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
             outcome = Outcome.SHORT_ABANDON
         else:
             outcome = Outcome.ABANDONED
-        if agent is not None and agent.call_id == call.call_id:
-            _set_phase(state, agent, AgentPhase.IDLE, now, out)
+        _release(state, call, now, out)
     out.append(
         CallRecord(
             call_id=call.call_id,
@@ -427,7 +426,7 @@ def _dial_ended(
         # engine was away. The record must say answered, by whom it was.
         _connect(state, call, agent_id, now, out)
         return
-    if call is None or call.phase is not CallPhase.RINGING or call.agent_id != agent_id:
+    if call is None or call.phase is not CallPhase.RINGING or agent_id not in call.ringing:
         return  # a late answer to a ring we already gave up on
     if attempt is not None and attempt != call.attempt:
         return
@@ -435,16 +434,35 @@ def _dial_ended(
     if status == "ANSWER":
         _connect(state, call, agent_id, now, out)
         return
-    if agent is not None:
+    if agent is not None and status != "CANCEL":
         _agent_missed(state, agent, state.settings(call.queue), status, now, out)
+    if len(call.ringing) > 1 and attempt is None:
+        # ring_all: this phone gave up, the others still ring.
+        call.ringing = call.ringing - {agent_id}
+        call.tried = call.tried | {agent_id}
+        if agent is not None and agent.call_id == call.call_id:
+            _set_phase(state, agent, AgentPhase.IDLE, now, out)
+        if call.agent_id == agent_id:
+            call.agent_id = min(call.ringing)
+        return
     # After Asterisk's Dial returned, the dialplan walks the caller back to the hold loop
     # and raises HotlineParked when it is safe to Redirect again. A Redirect that failed
     # (attempt given) left the caller where it was, blocked in Wait().
     _ring_over(state, call, now, out, parked=attempt is not None, agent_at_fault=status != "FAILED")
 
 
+def _release(state: State, call: Call, now: float, out: list[Command], keep: str | None = None) -> None:
+    """Free every agent this call's ring had reserved (but `keep`)."""
+    for agent_id in call.ringing | ({call.agent_id} if call.agent_id else set()):
+        agent = state.agents.get(agent_id)
+        if agent_id != keep and agent is not None and agent.call_id == call.call_id:
+            _set_phase(state, agent, AgentPhase.IDLE, now, out)
+    call.ringing = frozenset()
+
+
 def _connect(state: State, call: Call, agent_id: str, now: float, out: list[Command]) -> None:
     _unplace(state, call)
+    _release(state, call, now, out, keep=agent_id)
     call.phase = CallPhase.CONNECTED
     call.answered = now
     call.agent_id = agent_id
@@ -477,11 +495,9 @@ def _ring_over(
     state: State, call: Call, now: float, out: list[Command], agent_at_fault: bool = True, parked: bool = True
 ) -> None:
     """The agent did not take the call: free them and put the caller back in line."""
-    agent = state.agents.get(call.agent_id) if call.agent_id else None
-    if agent is not None and agent.call_id == call.call_id:
-        _set_phase(state, agent, AgentPhase.IDLE, now, out)
-    if call.agent_id and agent_at_fault:
-        call.tried = call.tried | {call.agent_id}
+    if agent_at_fault:
+        call.tried = call.tried | call.ringing | ({call.agent_id} if call.agent_id else set())
+    _release(state, call, now, out)
     call.phase = CallPhase.WAITING
     call.agent_id = None
     call.parked = parked
@@ -504,9 +520,10 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
     if ev.kind is TimerKind.RING:
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.RINGING and call.attempt == ev.attempt:
-            agent = state.agents.get(call.agent_id or "")
-            if agent is not None:
-                _agent_missed(state, agent, state.settings(call.queue), "TIMEOUT", now, out)
+            for agent_id in sorted(call.ringing):
+                agent = state.agents.get(agent_id)
+                if agent is not None:
+                    _agent_missed(state, agent, state.settings(call.queue), "TIMEOUT", now, out)
             _ring_over(state, call, now, out)
     elif ev.kind is TimerKind.DIAL_CONFIRM:
         call = state.calls.get(ev.key)
@@ -575,7 +592,9 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
     agent = state.agents.get(snap.agent_id) if snap.agent_id else None
     if snap.bridged and snap.agent_id:
         if call.phase is not CallPhase.CONNECTED:
-            if call.phase is CallPhase.RINGING and call.agent_id not in (None, snap.agent_id):
+            if call.phase is CallPhase.RINGING and snap.agent_id in call.ringing:
+                _release(state, call, now, out, keep=snap.agent_id)
+            elif call.phase is CallPhase.RINGING:
                 _ring_over(state, call, now, out)
             call.phase = CallPhase.CONNECTED
             call.agent_id = snap.agent_id
@@ -584,12 +603,13 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
         if agent is not None:
             _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
     elif snap.agent_id:
-        if call.phase is CallPhase.RINGING and call.agent_id == snap.agent_id:
+        if call.phase is CallPhase.RINGING and snap.agent_id in call.ringing:
             return
         if call.phase is CallPhase.RINGING:
             _ring_over(state, call, now, out)
         call.phase = CallPhase.RINGING
         call.agent_id = snap.agent_id
+        call.ringing = frozenset({snap.agent_id})
         call.attempt += 1
         call.rung_at = now
         call.dialing = True  # the agent's leg exists
@@ -665,9 +685,12 @@ def _route(state: State, now: float, out: list[Command]) -> None:
         candidates = [a for a in free if _qualified(state, a, call, now)]
         if not candidates:
             continue
-        agent = pick_agent(candidates, call.tried, state.settings(call.queue), call.skills)
-        free.remove(agent)
-        _ring(state, call, agent, now, out)
+        q = state.settings(call.queue)
+        agent = pick_agent(candidates, call.tried, q, call.skills)
+        others = [a for a in candidates if a is not agent] if q.strategy is Strategy.RING_ALL else []
+        for a in (agent, *others):
+            free.remove(a)
+        _ring(state, call, agent, now, out, others)
 
 
 def _first_caller(state: State, agent: Agent, allow_tried: bool, now: float) -> Call | None:
@@ -686,18 +709,23 @@ def _first_caller(state: State, agent: Agent, allow_tried: bool, now: float) -> 
     return best
 
 
-def _ring(state: State, call: Call, agent: Agent, now: float, out: list[Command]) -> None:
+def _ring(state: State, call: Call, agent: Agent, now: float, out: list[Command],
+          others: list[Agent] | None = None) -> None:
     _unplace(state, call)
     call.phase = CallPhase.RINGING
     call.agent_id = agent.agent_id
+    everyone = [agent, *(others or [])]
+    call.ringing = frozenset(a.agent_id for a in everyone)
     call.attempt += 1
     call.rung_at = now
     call.dialing = False
-    state.seq += 1
-    agent.last_offered = state.seq
-    _set_phase(state, agent, AgentPhase.RINGING, now, out, call.call_id)
+    for a in everyone:
+        state.seq += 1
+        a.last_offered = state.seq
+        _set_phase(state, a, AgentPhase.RINGING, now, out, call.call_id)
     q = state.settings(call.queue)
-    out.append(RingAgent(call.call_id, call.channel, agent.agent_id, q.ring_timeout, call.attempt))
+    out.append(RingAgent(call.call_id, call.channel, agent.agent_id, q.ring_timeout, call.attempt,
+                         tuple(a.agent_id for a in everyone[1:])))
     out.append(StartTimer(TimerKind.RING, call.call_id, now + q.ring_timeout + q.ring_grace, call.attempt))
     out.append(StartTimer(TimerKind.DIAL_CONFIRM, call.call_id, now + q.dial_confirm, call.attempt))
 

@@ -44,6 +44,7 @@ class Strategy(StrEnum):
     LEAST_TALK_TIME = "least_talk_time"
     ROUND_ROBIN = "round_robin"
     BEST_SKILL = "best_skill"
+    RING_ALL = "ring_all"  # every qualified free agent at once; the first to answer takes it
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Call:
     attempt: int = 0  # bumped on every ring, so a stale timer can tell it is stale
     rung_at: float = 0.0
     tried: frozenset[str] = frozenset()
+    ringing: frozenset[str] = frozenset()  # the agents the current ring reaches (several for ring_all)
     recording: str | None = None
     leaving: bool = False  # sent to the time-out message; only the hangup is left
     dialing: bool = False  # Asterisk confirmed the Dial of the current ring

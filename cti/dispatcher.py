@@ -171,11 +171,18 @@ class Dispatcher:
         self.metrics.observe(cmd)
         match cmd:
             case RingAgent():
-                log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt)
-                exten = f"{cmd.agent_id}*{max(1, round(cmd.timeout))}"
+                log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt,
+                         also=list(cmd.also) or None)
+                seconds = max(1, round(cmd.timeout))
+                exten = f"{cmd.agent_id}*{seconds}"
+                dial = None
+                if cmd.also:
+                    # ring_all: the dial string goes in a channel variable (agent ids are digits only).
+                    exten = f"all*{seconds}"
+                    dial = "&".join(f"PJSIP/agent{a}" for a in cmd.agent_ids)
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, CONNECT_CONTEXT, exten,
                                            RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt),
-                                           self._item_read_at, priority=2))
+                                           self._item_read_at, priority=2, dial=dial))
             case SendToTimeout():
                 log.info("caller_timed_out", call_id=cmd.call_id)
                 self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None, priority=2))
@@ -216,11 +223,15 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _redirect(self, call_id: str, channel: str, context: str, exten: str,
-                        on_fail: Event | None, read_at: float | None = None, priority: int = 1) -> None:
+                        on_fail: Event | None, read_at: float | None = None, priority: int = 1,
+                        dial: str | None = None) -> None:
         ami = self.ami
         try:
             if ami is None:
                 raise AmiError("no AMI link")
+            if dial is not None:
+                await ami.checked({"Action": "Setvar", "Channel": channel, "Variable": "HOTLINE_DIAL",
+                                   "Value": dial})
             if read_at is not None:
                 # The action is written synchronously at the start of `checked`.
                 self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)

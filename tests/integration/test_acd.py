@@ -221,3 +221,24 @@ def test_overflow_to_another_queue_happens_at_the_configured_time(clean: Sandbox
         uas.stop()
     finally:
         engine.close()
+
+
+def test_ring_all_connects_to_whoever_answers_first(clean: Sandbox, tmp_path: Path) -> None:
+    queues = [dict(QUEUES[0], strategy="ring_all"), QUEUES[1]]
+    engine = start(clean, acd_config(tmp_path / "ringall", queues))
+    try:
+        silent = sipp.agent_uas(6371, scenario="agent_noanswer.xml")
+        sipp.register([agent("1008")], contact_port=6371)  # registered first: idle longest
+        available(engine, "1008")
+        answering = sipp.agent_uas(6372)
+        sipp.register([agent("1009")], contact_port=6372)
+        available(engine, "1009")
+        assert sipp.callers(1, rate=1, names=[("同振", "13900000121")], talk_ms=500).check(30).successful == 1
+        (row,) = engine.records(wait_for=1)
+        assert row.agent_id == "1009"
+        assert row.wait_seconds < 3  # not the 6 s a one-by-one ring of 1008 would have cost
+        assert settle(lambda: silent.stats().successful, 1) == 1  # 1008 rang too, then got the CANCEL
+        silent.stop()
+        answering.stop()
+    finally:
+        engine.close()

@@ -107,7 +107,7 @@ def _check(state: State) -> None:
         if agent.phase in (AgentPhase.RINGING, AgentPhase.ON_CALL):
             assert agent.call_id is not None
             call = state.calls[agent.call_id]
-            assert call.agent_id == agent.agent_id
+            assert call.agent_id == agent.agent_id or agent.agent_id in call.ringing
         else:
             assert agent.call_id is None
     for call in state.calls.values():
@@ -154,7 +154,7 @@ def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ..
 
 
 QUEUES = (
-    QueueSettings(name="a", priority_step=30, max_boost=60),
+    QueueSettings(name="a", priority_step=30, max_boost=60, strategy=Strategy.RING_ALL),
     QueueSettings(name="b", skills=(("tax", 50),), priority_step=30, max_boost=60),
 )
 PROFILES = (
@@ -167,6 +167,8 @@ rich_step = st.one_of(
     st.tuples(st.just("join"), st.sampled_from(CALLS), st.sampled_from(["a", "b"]), st.integers(0, 3)),
     st.tuples(st.just("hangup"), st.sampled_from(CALLS)),
     st.tuples(st.just("dial"), st.sampled_from(CALLS), st.sampled_from(["ANSWER", "NOANSWER", "BUSY"])),
+    st.tuples(st.just("dial_any"), st.sampled_from(CALLS), st.sampled_from(AGENTS),
+              st.sampled_from(["ANSWER", "NOANSWER", "CANCEL"])),
     st.tuples(st.just("parked"), st.sampled_from(CALLS)),
     st.tuples(st.just("device"), st.sampled_from(AGENTS), st.booleans(), st.booleans()),
     st.tuples(st.just("control"), st.sampled_from(AGENTS),
@@ -198,6 +200,8 @@ def test_paused_or_logged_out_agents_are_never_rung_and_priority_never_starves(
             now += float(s[1])  # type: ignore[arg-type]
         elif kind == "control":
             events = [AgentControl(str(s[1]), str(s[2]))]
+        elif kind == "dial_any":
+            events = [DialEnded(str(s[1]), str(s[2]), str(s[3]))]
         else:
             events = _event(state, s, hung)
         for ev in events:

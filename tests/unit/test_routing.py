@@ -359,3 +359,35 @@ def test_history_from_the_store_makes_callers_sticky_after_a_restart() -> None:
     w.register("1002", at=970)
     out = w.feed(CallerJoined("c1", "chan-c1", "sales", caller_num="13800000009"), at=1000)
     assert rings(out) == [("c1", "1002")]  # 1001 is idle longer, but 1002 answered this caller last
+
+
+def ring_all_world() -> World:
+    q = QueueSettings(name="sales", strategy=Strategy.RING_ALL, skills=(("sales", 10),))
+    w = World((q,), {"1001": ({"sales"}, {"sales": 50}), "1002": ({"sales"}, {"sales": 50}),
+                     "1003": ({"sales"}, {"sales": 5})})
+    w.register("1001", "1002", "1003")
+    return w
+
+
+def test_ring_all_rings_every_qualified_free_agent_and_the_first_answer_wins() -> None:
+    w = ring_all_world()
+    out = w.feed(CallerJoined("c1", "chan-c1", "sales"), at=1000)
+    (ring,) = [c for c in out if isinstance(c, RingAgent)]
+    assert sorted(ring.agent_ids) == ["1001", "1002"]  # 1003 lacks the level
+    w.feed(DialEnded("c1", "1002", "ANSWER"), at=1003)
+    w.feed(DialEnded("c1", "1001", "CANCEL"), at=1003)
+    agents = w.state.agents
+    assert (agents["1002"].phase.value, agents["1001"].phase.value) == ("on_call", "idle")
+    assert w.state.calls["c1"].agent_id == "1002"
+    assert w.join("c2", "sales", 1004) == [("c2", "1001")]  # 1001 was freed at once
+
+
+def test_ring_all_goes_on_until_the_last_phone_gives_up() -> None:
+    w = ring_all_world()
+    w.feed(CallerJoined("c1", "chan-c1", "sales"), at=1000)
+    w.feed(DialEnded("c1", "1001", "BUSY"), at=1001)
+    assert w.state.calls["c1"].phase is CallPhase.RINGING  # 1002 still rings
+    assert w.state.agents["1001"].phase.value == "idle"
+    w.feed(DialEnded("c1", "1002", "NOANSWER"), at=1015)
+    assert w.state.calls["c1"].phase is CallPhase.WAITING
+    assert w.state.calls["c1"].tried == frozenset({"1001", "1002"})
