@@ -24,10 +24,13 @@ class RingAgent:
 
 @dataclass(frozen=True)
 class SendToTimeout:
-    """Take a caller who waited too long to the time-out message."""
+    """Take a caller out of line: the time-out (or overflow, closed, callback) message, or
+    `number` to forward the call to an external number."""
 
     call_id: str
     channel: str
+    reason: str = "timeout"
+    number: str = ""
 
 
 @dataclass(frozen=True)

@@ -316,6 +316,9 @@ def _overflow(state: State, call: Call, now: float, out: list[Command]) -> None:
         _place(state, call)
         _arm_queue_timers(state, call, out)
         return
+    if rule is not None and rule.action in ("number", "callback"):
+        _send_to_timeout(state, call, out, reason=rule.action, number=rule.target if rule.action == "number" else "")
+        return
     _send_to_timeout(state, call, out, reason="overflow")
 
 
@@ -385,8 +388,12 @@ def _finish(state: State, call: Call, now: float, out: list[Command]) -> None:
             out.append(StartTimer(TimerKind.WRAPUP, agent.agent_id, agent.wrap_until))
     else:
         if call.leaving:
-            outcome = {"overflow": Outcome.OVERFLOW, "closed": Outcome.CLOSED}.get(call.leave_reason,
-                                                                                    Outcome.TIMED_OUT)
+            outcome = {
+                "overflow": Outcome.OVERFLOW,
+                "closed": Outcome.CLOSED,
+                "number": Outcome.FORWARDED,
+                "callback": Outcome.CALLBACK,
+            }.get(call.leave_reason, Outcome.TIMED_OUT)
         elif wait < q.short_abandon:
             outcome = Outcome.SHORT_ABANDON
         else:
@@ -508,12 +515,13 @@ def _ring_over(
     _place(state, call)
 
 
-def _send_to_timeout(state: State, call: Call, out: list[Command], reason: str = "timeout") -> None:
+def _send_to_timeout(state: State, call: Call, out: list[Command], reason: str = "timeout",
+                     number: str = "") -> None:
     if not call.leaving:
         call.leaving = True
         call.leave_reason = reason
         _unplace(state, call)
-        out.append(SendToTimeout(call.call_id, call.channel))
+        out.append(SendToTimeout(call.call_id, call.channel, reason, number))
 
 
 def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None:

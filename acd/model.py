@@ -34,6 +34,8 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     OVERFLOW = "overflow"  # sent to the overflow message (queue full, empty, or waited too long)
     CLOSED = "closed"  # the queue was closed (its hours, a holiday): heard the closed message
+    FORWARDED = "forwarded"  # overflow to an external number
+    CALLBACK = "callback"  # overflow to a callback: the caller left their number to be called back
 
 
 class Strategy(StrEnum):
@@ -62,8 +64,8 @@ class Overflow:
     is full or has nobody logged in): another queue, or the overflow message."""
 
     after: float
-    action: str = "message"  # "queue" | "message"
-    target: str = ""  # the queue, for action "queue"
+    action: str = "message"  # "queue" | "message" | "number" | "callback"
+    target: str = ""  # the queue for "queue", the digits for "number"
 
 
 @dataclass(frozen=True)

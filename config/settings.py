@@ -53,8 +53,10 @@ class RecordingsSection(_Strict):
 class SipSection(_Strict):
     bind: str = "127.0.0.1"
     port: int = Field(5060, ge=1, le=65535)
-    # The carrier's address: INVITEs from here are citizens' calls.
+    # The carrier's address: INVITEs from here are citizens' calls, and calls forwarded
+    # to an external number (overflow `to: number`) go there.
     trunk_address: str = "127.0.0.2"
+    trunk_port: int = Field(5060, ge=1, le=65535)
     rtp_start: int = Field(10000, ge=1024, le=65535)
     rtp_end: int = Field(20000, ge=1024, le=65535)
 
@@ -108,13 +110,16 @@ class WidenConfig(_Strict):
 
 class OverflowConfig(_Strict):
     after: float = Field(gt=0, le=86400)
-    to: Literal["queue", "message"] = "message"
+    to: Literal["queue", "message", "number", "callback"] = "message"
     queue: str | None = None
+    number: str | None = Field(None, pattern=r"^[0-9]{3,20}$")  # sent to the carrier trunk
 
     @model_validator(mode="after")
     def _target(self) -> OverflowConfig:
         if self.to == "queue" and not self.queue:
             raise ValueError("overflow to a queue needs `queue:`")
+        if self.to == "number" and not self.number:
+            raise ValueError("overflow to a number needs `number:` (digits)")
         return self
 
 
@@ -240,7 +245,8 @@ class QueueConfig(_Strict):
             widen=tuple(
                 Widen(w.after, w.min_level, tuple(w.add_queues)) for w in sorted(self.widen, key=lambda w: w.after)
             ),
-            overflow=Overflow(self.overflow.after, self.overflow.to, self.overflow.queue or "")
+            overflow=Overflow(self.overflow.after, self.overflow.to,
+                              (self.overflow.number if self.overflow.to == "number" else self.overflow.queue) or "")
             if self.overflow
             else None,
             max_length=self.max_length,

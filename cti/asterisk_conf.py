@@ -92,6 +92,7 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
         "SIP_BIND": e.sip.bind,
         "SIP_PORT": str(e.sip.port),
         "TRUNK_ADDRESS": e.sip.trunk_address,
+        "TRUNK_PORT": str(e.sip.trunk_port),
         "RTP_START": str(e.sip.rtp_start),
         "RTP_END": str(e.sip.rtp_end),
         "AGENTS": _agents_block(settings),

@@ -184,8 +184,13 @@ class Dispatcher:
                                            RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt),
                                            self._item_read_at, priority=2, dial=dial))
             case SendToTimeout():
-                log.info("caller_timed_out", call_id=cmd.call_id)
-                self._spawn(self._redirect(cmd.call_id, cmd.channel, TIMEOUT_CONTEXT, "s", None, priority=2))
+                log.info("caller_leaves_line", call_id=cmd.call_id, reason=cmd.reason)
+                context, exten = TIMEOUT_CONTEXT, "s"
+                if cmd.reason == "number":
+                    context, exten = "hotline-external", cmd.number
+                elif cmd.reason == "callback":
+                    context = "hotline-callback"
+                self._spawn(self._redirect(cmd.call_id, cmd.channel, context, exten, None, priority=2))
             case StartTimer():
                 self._arm(cmd, now)
             case CallOffered():

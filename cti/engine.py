@@ -22,7 +22,7 @@ from cti.ami import AmiClient, AmiSettings
 from cti.decode import AGENT_ACTIONS, REASON
 from cti.dispatcher import Dispatcher
 from metrics.exporter import LiveCollector, Metrics
-from tickets.store import Outbox, migrate, open_engine, recent_answers
+from tickets.store import Outbox, callback_requests, migrate, open_engine, recent_answers
 
 log = structlog.get_logger("hotline.engine")
 
@@ -126,6 +126,17 @@ def http_app(engine: Engine) -> web.Application:
         engine.dispatcher.inbox.put_nowait(("event", AgentControl(agent_id, action, reason)))
         return web.json_response({"accepted": True, "agent": agent_id, "action": action}, status=202)
 
+    async def callbacks(request: web.Request) -> web.Response:
+        try:
+            hours = float(request.query.get("hours", "24"))
+        except ValueError:
+            return _problem(400, "hours must be a number, e.g. ?hours=24")
+        if not 0 < hours <= 24 * 90:
+            return _problem(400, "hours must be between 0 and 2160")
+        since = time.time() - hours * 3600
+        rows = await asyncio.to_thread(callback_requests, engine.outbox.engine, since)
+        return web.json_response(rows)
+
     async def reload(_: web.Request) -> web.Response:
         errors = await engine.reload()
         return web.json_response({"ok": not errors, "errors": errors}, status=200 if not errors else 422)
@@ -136,6 +147,7 @@ def http_app(engine: Engine) -> web.Application:
     app.router.add_get("/agents", agents)
     app.router.add_post("/agents/{agent}/{action}", control)
     app.router.add_post("/reload", reload)
+    app.router.add_get("/callbacks", callbacks)
     return app
 
 

@@ -377,22 +377,24 @@ def agent_uas(
     media: int | None = None,
     root: Path | None = None,
     trace_msg: bool = False,
+    host: str = AGENT_IP,
 ) -> SippRun:
-    """Start an agent softphone UAS on 127.0.0.1:port (the port the agent registered as
-    its Contact) with -rtp_echo. It serves calls until stop(). The media port is chosen
-    above Asterisk's RTP range unless given."""
-    if not _udp_free(AGENT_IP, port):
-        raise SippError(f"UDP {AGENT_IP}:{port} is taken; is another agent UAS still running?")
-    mp = media if media is not None else media_port(AGENT_IP)
+    """Start an agent softphone UAS on host:port (127.0.0.1 and the port the agent
+    registered as its Contact; or the carrier's address, to answer forwarded calls) with
+    -rtp_echo. It serves calls until stop(). The media port is chosen above Asterisk's
+    RTP range unless given."""
+    if not _udp_free(host, port):
+        raise SippError(f"UDP {host}:{port} is taken; is another agent UAS still running?")
+    mp = media if media is not None else media_port(host)
     run = SippRun(
         scenario,
         [
             "-i",
-            AGENT_IP,
+            host,
             "-p",
             str(port),
             "-mi",
-            AGENT_IP,
+            host,
             "-mp",
             str(mp),
             "-rtp_echo",
@@ -402,7 +404,7 @@ def agent_uas(
         root=root,
         trace_msg=trace_msg,
     )
-    _wait_bound(run, AGENT_IP, port)
+    _wait_bound(run, host, port)
     return run
 
 

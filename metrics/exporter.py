@@ -52,6 +52,8 @@ class Metrics:
                                   registry=registry)
         self.timed_out = Counter("hotline_calls_timed_out", "Callers sent to the time-out message", q,
                                  registry=registry)
+        self.ended = Counter("hotline_calls_ended", "Finished calls by outcome", ["queue", "outcome"],
+                             registry=registry)
         self.wait = Histogram("hotline_wait_seconds", "Queue wait of finished calls", ["queue", "outcome"],
                               buckets=WAIT_BUCKETS, registry=registry)
         self.talk = Histogram("hotline_talk_seconds", "Talk time of answered calls", q, buckets=TALK_BUCKETS,
@@ -99,6 +101,7 @@ class Metrics:
                 if cmd.wait <= self.service_level:
                     self.answered_sl.labels(cmd.queue, f"{self.service_level:g}").inc()
             case CallRecord():
+                self.ended.labels(cmd.queue, cmd.outcome.value).inc()
                 self.wait.labels(cmd.queue, cmd.outcome.value).observe(cmd.wait_seconds)
                 if cmd.outcome is Outcome.ANSWERED:
                     self.talk.labels(cmd.queue).observe(cmd.talk_seconds)

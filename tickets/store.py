@@ -109,6 +109,22 @@ def recent_answers(engine: Engine, since: float) -> list[tuple[str, str, float]]
         return out
 
 
+def callback_requests(engine: Engine, since: float) -> list[dict[str, Any]]:
+    """Callers who chose (or were offered) a callback since `since`, newest first."""
+    rows = CallRecordRow
+    query = (
+        select(rows.call_id, rows.queue, rows.caller_num, rows.caller_name, rows.ended)
+        .where(rows.outcome == Outcome.CALLBACK.value, rows.ended >= _ts(since))
+        .order_by(rows.ended.desc())
+    )
+    with Session(engine) as s:
+        return [
+            {"call_id": cid, "queue": queue, "caller_num": num, "caller_name": name,
+             "requested": (ended if ended.tzinfo else ended.replace(tzinfo=UTC)).isoformat()}
+            for cid, queue, num, name, ended in s.execute(query)
+        ]
+
+
 def record_to_json(rec: CallRecord) -> str:
     data = asdict(rec)
     data["outcome"] = rec.outcome.value

@@ -242,3 +242,46 @@ def test_ring_all_connects_to_whoever_answers_first(clean: Sandbox, tmp_path: Pa
         answering.stop()
     finally:
         engine.close()
+
+
+def with_trunk_port(directory: Path, port: int) -> Path:
+    engine_yaml = yaml.safe_load((directory / "engine.yaml").read_text(encoding="utf-8"))
+    engine_yaml["sip"] = {"trunk_port": port}
+    (directory / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
+    return directory
+
+
+def test_overflow_forwards_to_an_external_number_on_the_carrier(clean: Sandbox, tmp_path: Path) -> None:
+    queues = [QUEUES[0], dict(QUEUES[1], overflow={"after": 2, "to": "number", "number": "057188880000"})]
+    directory = with_trunk_port(acd_config(tmp_path / "forward", queues), 5070)
+    engine = RunningEngine.from_dir(directory)
+    clean.install_conf(engine.settings)
+    clean.rx("module reload res_pjsip.so")
+    clean.rx("dialplan reload")
+    try:
+        engine.wait_ready()
+        far_end = sipp.agent_uas(5070, host="127.0.0.2")  # the carrier side that takes the forwarded call
+        assert sipp.callers(1, rate=1, names=[("转外线", "13900000131")], talk_ms=500,
+                            number="12366").check(30).successful == 1
+        (row,) = engine.records(wait_for=1)
+        assert (row.outcome, row.agent_id) == ("forwarded", None)
+        assert 2 <= row.wait_seconds < 4
+        assert settle(lambda: far_end.stats().successful, 1) == 1
+        far_end.stop()
+    finally:
+        engine.close()
+
+
+def test_overflow_to_a_callback_is_listed_for_the_agents(clean: Sandbox, tmp_path: Path) -> None:
+    queues = [QUEUES[0], dict(QUEUES[1], overflow={"after": 2, "to": "callback"})]
+    engine = start(clean, acd_config(tmp_path / "callback", queues))
+    try:
+        assert sipp.callers(1, rate=1, names=[("请回电", "13900000141")], talk_ms=300,
+                            number="12366").check(30).successful == 1
+        (row,) = engine.records(wait_for=1)
+        assert row.outcome == "callback"
+        with urllib.request.urlopen(f"http://127.0.0.1:{engine.e.http_port}/callbacks", timeout=5) as resp:
+            listed = json.load(resp)
+        assert [(c["caller_num"], c["queue"]) for c in listed] == [("13900000141", "tax")]
+    finally:
+        engine.close()

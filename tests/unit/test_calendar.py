@@ -63,7 +63,7 @@ def test_a_caller_to_a_closed_queue_hears_the_closed_message(office: tuple[objec
     state = State(queues={"main": QueueSettings(hours=hours)}, calendar=calendar, routing=True)  # type: ignore[arg-type]
     now = at("2026-10-02 10:00")
     _, out = decide(state, CallerJoined("c1", "chan-c1", "main"), now)
-    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1", "closed")]
     _, out = decide(state, CallerHungUp("c1", "chan-c1"), now + 8)
     assert [c.outcome for c in out if isinstance(c, CallRecord)] == [Outcome.CLOSED]
 

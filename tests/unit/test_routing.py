@@ -293,7 +293,7 @@ def test_overflow_to_the_message_ends_as_overflow() -> None:
     w = World((q,), {})
     w.join("c1", "tax", 1000)
     out = w.feed(TimerFired(TimerKind.OVERFLOW, "c1", w.state.calls["c1"].seq), at=1030)
-    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1", "overflow")]
     w.feed(CallerHungUp("c1", "chan-c1"), at=1035)
     assert [c.outcome for c in w.out if isinstance(c, CallRecord)] == [Outcome.OVERFLOW]
 
@@ -310,7 +310,7 @@ def test_a_queue_with_nobody_logged_in_can_send_callers_on_at_once() -> None:
     q = QueueSettings(name="tax", when_empty="overflow", overflow=Overflow(after=600))
     w = World((q,), {"1001": ({"tax"}, {})})
     out = w.feed(CallerJoined("c1", "chan-c1", "tax"), at=1000)
-    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1")]
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1", "overflow")]
     w.register("1001")
     assert w.join("c2", "tax", 1001) == [("c2", "1001")]  # somebody is there now
 
@@ -391,3 +391,20 @@ def test_ring_all_goes_on_until_the_last_phone_gives_up() -> None:
     w.feed(DialEnded("c1", "1002", "NOANSWER"), at=1015)
     assert w.state.calls["c1"].phase is CallPhase.WAITING
     assert w.state.calls["c1"].tried == frozenset({"1001", "1002"})
+
+
+@pytest.mark.parametrize(
+    ("rule", "command", "outcome"),
+    [
+        (Overflow(after=30, action="number", target="057112345"),
+         SendToTimeout("c1", "chan-c1", "number", "057112345"), Outcome.FORWARDED),
+        (Overflow(after=30, action="callback"), SendToTimeout("c1", "chan-c1", "callback"), Outcome.CALLBACK),
+    ],
+)
+def test_overflow_to_a_number_or_a_callback(rule: Overflow, command: SendToTimeout, outcome: Outcome) -> None:
+    w = World((QueueSettings(name="tax", overflow=rule),), {})
+    w.join("c1", "tax", 1000)
+    out = w.feed(TimerFired(TimerKind.OVERFLOW, "c1", w.state.calls["c1"].seq), at=1030)
+    assert [c for c in out if isinstance(c, SendToTimeout)] == [command]
+    w.feed(CallerHungUp("c1", "chan-c1"), at=1090)
+    assert [c.outcome for c in w.out if isinstance(c, CallRecord)] == [outcome]
