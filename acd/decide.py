@@ -93,6 +93,8 @@ def decide(state: State, event: Event, now: float) -> Result:
                 call.recording = event.path
         case DeviceChanged():
             _device(state, event, now, out)
+            if not event.registered:
+                _leave_empty_queues(state, now, out)
         case TimerFired():
             _timer(state, event, now, out)
         case LinkLost():
@@ -101,12 +103,15 @@ def decide(state: State, event: Event, now: float) -> Result:
             _resync(state, event, now, out)
         case AgentsConfigured():
             _configure_agents(state, event, now, out)
+            _leave_empty_queues(state, now, out)
         case QueuesConfigured():
             if event.calendar is not None:
                 state.calendar = event.calendar
             _configure_queues(state, event.queues)
         case AgentControl():
             _control(state, event, now, out)
+            if event.action == "logout":
+                _leave_empty_queues(state, now, out)
         case History():
             for number, agent_id, ended in event.answered:
                 state.last_agent[number] = (agent_id, ended)
@@ -344,14 +349,27 @@ def _join(state: State, ev: CallerJoined, now: float, out: list[Command]) -> Non
             _send_to_timeout(state, call, out, reason="closed")
         return
     full = q.max_length > 0 and len(state.lines.get(call.queue, ())) >= q.max_length
-    empty = q.when_empty == "overflow" and not any(
-        a.configured and a.logged_in and a.registered and call.queue in a.queues for a in state.agents.values()
-    )
+    empty = q.when_empty == "overflow" and not _staffed(state, call.queue)
     if full or empty:
         _overflow(state, call, now, out)
         return
     _make_sticky(state, call, q, now, out)
     _place(state, call)
+
+
+def _staffed(state: State, queue: str) -> bool:
+    return any(a.configured and a.logged_in and a.registered and queue in a.queues for a in state.agents.values())
+
+
+def _leave_empty_queues(state: State, now: float, out: list[Command]) -> None:
+    """When the last agent of a `when_empty: overflow` queue logs out, its callers move on
+    (app_queue's leavewhenempty)."""
+    for q in state.queues.values():
+        line = state.lines.get(q.name)
+        if q.when_empty != "overflow" or not line or _staffed(state, q.name):
+            continue
+        for _, _, call_id in list(line):
+            _overflow(state, state.calls[call_id], now, out)
 
 
 def _make_sticky(state: State, call: Call, q: QueueSettings, now: float, out: list[Command]) -> None:

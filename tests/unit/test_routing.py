@@ -408,3 +408,17 @@ def test_overflow_to_a_number_or_a_callback(rule: Overflow, command: SendToTimeo
     assert [c for c in out if isinstance(c, SendToTimeout)] == [command]
     w.feed(CallerHungUp("c1", "chan-c1"), at=1090)
     assert [c.outcome for c in w.out if isinstance(c, CallRecord)] == [outcome]
+
+
+def test_callers_move_on_when_the_last_agent_of_the_queue_logs_out() -> None:
+    q = QueueSettings(name="tax", when_empty="overflow", overflow=Overflow(after=600, action="queue", target="sales"))
+    w = World((q, SALES), {"1001": ({"tax"}, {}), "1002": ({"tax"}, {})})
+    w.register("1001", "1002")
+    w.feed(AgentControl("1001", "pause"))
+    w.feed(AgentControl("1002", "pause"))  # paused is still logged in: callers wait
+    w.join("c1", "tax", 1000)
+    assert w.state.calls["c1"].queue == "tax"
+    w.feed(AgentControl("1001", "logout"), at=1010)
+    assert w.state.calls["c1"].queue == "tax"
+    w.feed(DeviceChanged("1002", registered=False, busy=False), at=1020)  # the last one's phone goes away
+    assert (w.state.calls["c1"].queue, w.state.calls["c1"].overflowed_from) == ("sales", "tax")
