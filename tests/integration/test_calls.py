@@ -77,7 +77,7 @@ def test_an_agent_who_never_answers_is_passed_over_after_the_ring_timeout(engine
     (row,) = engine.records(wait_for=1)
     assert (row.outcome, row.agent_id) == ("answered", "1002")
     ring_timeout = engine.settings.queue.ring_timeout
-    assert ring_timeout <= row.wait_seconds < ring_timeout + 3
+    assert ring_timeout <= row.wait_seconds < 2 * ring_timeout  # one ring timeout, not two
     assert settle(lambda: silent.stats().successful, 1) == 1  # it was rung, then got the CANCEL
     silent.stop()
     answering.stop()
@@ -89,7 +89,7 @@ def test_a_caller_who_hangs_up_while_waiting_is_abandoned_and_never_offered(engi
     assert run.check(30).successful == 1
     (row,) = engine.records(wait_for=1)
     assert row.outcome == "abandoned"
-    assert 4 <= row.wait_seconds < 6
+    assert 4 <= row.wait_seconds < 9
     assert engine.call(lambda: len(engine.e.dispatcher.state.calls)) == 0
     uas = sipp.agent_uas(6121)
     sipp.register([agent("1001")], contact_port=6121)
