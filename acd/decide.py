@@ -249,11 +249,17 @@ def _configure_queues(state: State, queues: tuple[QueueSettings, ...]) -> None:
     """New queue settings apply to the next decision; nobody loses their place."""
     if not queues:
         return
+    for call in state.calls.values():
+        _unplace(state, call)
     state.queues = {q.name: q for q in queues}
     state.reindex()
     for call in state.calls.values():
+        if call.queue not in state.queues:
+            # Its queue was removed: the caller goes to the first queue, keeping their arrival.
+            call.overflowed_from = call.queue
+            call.queue = state.queue.name
+            call.key = _key(state.queue, call.arrived, call.priority)
         call.skills = _skills_for(state.settings(call.queue), call.extra_skills)
-        _unplace(state, call)
     state.lines = {}
     for call in state.calls.values():
         _place(state, call)
@@ -451,6 +457,11 @@ def _dial_ended(
         # engine was away. The record must say answered, by whom it was.
         _connect(state, call, agent_id, now, out)
         return
+    if (call is not None and status == "ANSWER" and call.phase is CallPhase.RINGING
+            and agent_id not in call.ringing and agent_id not in call.tried):
+        # Somebody we did not ring answered (the dialplan's fallback): that is the truth.
+        _connect(state, call, agent_id, now, out)
+        return
     if call is None or call.phase is not CallPhase.RINGING or agent_id not in call.ringing:
         return  # a late answer to a ring we already gave up on
     if attempt is not None and attempt != call.attempt:
@@ -526,6 +537,9 @@ def _ring_over(
     call.phase = CallPhase.WAITING
     call.agent_id = None
     call.parked = parked
+    if not parked:
+        # If HotlineParked is lost, assume the dialplan is back in the loop after a while.
+        out.append(StartTimer(TimerKind.PARK, call.call_id, now + 5.0, call.attempt))
     if parked and now - call.arrived >= state.settings(call.queue).max_wait:
         _send_to_timeout(state, call, out)
     elif parked and _overflow_due(state, call, now):
@@ -560,6 +574,15 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
         agent = state.agents.get(ev.key)
         if agent is not None and agent.phase is AgentPhase.WRAP_UP and now >= agent.wrap_until:
             _set_phase(state, agent, AgentPhase.IDLE, now, out)
+    elif ev.kind is TimerKind.PARK:
+        call = state.calls.get(ev.key)
+        if call is not None and call.phase is CallPhase.WAITING and not call.parked and call.attempt == ev.attempt:
+            call.parked = True
+            if now - call.arrived >= state.settings(call.queue).max_wait:
+                _send_to_timeout(state, call, out)
+            elif _overflow_due(state, call, now):
+                _overflow(state, call, now, out)
+            _place(state, call)
     elif ev.kind is TimerKind.WIDEN:
         call = state.calls.get(ev.key)
         if call is not None and ev.attempt == call.widened:
@@ -591,7 +614,7 @@ def _resync(state: State, ev: Resynced, now: float, out: list[Command]) -> None:
         _device(state, device, now, out)
     seen = {c.call_id: c for c in ev.callers}
     for call in list(state.calls.values()):
-        if call.call_id not in seen:
+        if call.call_id not in seen and call.call_id not in ev.joined:
             # Ended while we could not see it: the record is still owed.
             _finish(state, call, now, out)
     for snap in ev.callers:
@@ -616,23 +639,23 @@ def _adopt(state: State, snap: SnapshotChannel, now: float, out: list[Command]) 
 
 def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out: list[Command]) -> None:
     agent = state.agents.get(snap.agent_id) if snap.agent_id else None
+    if call.phase is CallPhase.CONNECTED:
+        return  # answered while the snapshot was taken: never downgrade a conversation
     if snap.bridged and snap.agent_id:
-        if call.phase is not CallPhase.CONNECTED:
-            if call.phase is CallPhase.RINGING and snap.agent_id in call.ringing:
-                _release(state, call, now, out, keep=snap.agent_id)
-            elif call.phase is CallPhase.RINGING:
-                _ring_over(state, call, now, out)
-            call.phase = CallPhase.CONNECTED
-            call.agent_id = snap.agent_id
-            call.answered = now  # answered while we were away; the nearest honest time
-            out.append(CallAnswered(call.call_id, call.queue, snap.agent_id, call.waited(now)))
+        if call.phase is CallPhase.RINGING:
+            _release(state, call, now, out, keep=snap.agent_id)
+        call.phase = CallPhase.CONNECTED
+        call.agent_id = snap.agent_id
+        call.answered = now  # answered while we were away; the nearest honest time
+        out.append(CallAnswered(call.call_id, call.queue, snap.agent_id, call.waited(now)))
         if agent is not None:
             _set_phase(state, agent, AgentPhase.ON_CALL, now, out, call.call_id)
     elif snap.agent_id:
         if call.phase is CallPhase.RINGING and snap.agent_id in call.ringing:
             return
         if call.phase is CallPhase.RINGING:
-            _ring_over(state, call, now, out)
+            _release(state, call, now, out)  # no time-out or overflow side effects mid-resync
+        _unplace(state, call)
         call.phase = CallPhase.RINGING
         call.agent_id = snap.agent_id
         call.ringing = frozenset({snap.agent_id})
@@ -645,7 +668,9 @@ def _reconcile(state: State, call: Call, snap: SnapshotChannel, now: float, out:
         out.append(StartTimer(TimerKind.RING, call.call_id, now + q.ring_timeout + q.ring_grace, call.attempt))
     else:
         if call.phase is CallPhase.RINGING:
-            _ring_over(state, call, now, out)
+            _release(state, call, now, out)
+            call.phase = CallPhase.WAITING
+            call.agent_id = None
         call.parked = True  # in the hold loop now, whatever event was missed
 
 
@@ -697,9 +722,9 @@ def _route(state: State, now: float, out: list[Command]) -> None:
     if len(free) < waiting:
         # Few agents, many callers: each agent takes the caller first in line it can serve.
         free.sort(key=lambda a: (a.idle_since, a.agent_id))
-        lone = len(free) == 1
         for agent in free:
-            call = _first_caller(state, agent, lone, now)
+            # A caller who already rang this agent comes only when it has nobody else.
+            call = _first_caller(state, agent, False, now) or _first_caller(state, agent, True, now)
             if call is not None:
                 _ring(state, call, agent, now, out)
         return

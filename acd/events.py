@@ -78,6 +78,7 @@ class TimerKind(StrEnum):
     BACKOFF = "backoff"
     WRAPUP = "wrapup"
     MAX_WAIT = "max_wait"
+    PARK = "park"
     DIAL_CONFIRM = "dial_confirm"
     WIDEN = "widen"
     OVERFLOW = "overflow"
@@ -114,6 +115,8 @@ class Resynced:
 
     callers: tuple[SnapshotChannel, ...] = ()
     devices: tuple[DeviceChanged, ...] = ()
+    # Callers who joined after the snapshot was taken: alive though absent from it.
+    joined: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,10 @@ def snapshot_callers(channels: Iterable[Fields], default_queue: str) -> tuple[Sn
     for ch in rows:
         agent = agent_of_channel(str(ch.get("Channel", "")))
         if agent:
-            legs[str(ch.get("Linkedid", ""))] = (agent, bool(ch.get("BridgeId")))
+            linkedid = str(ch.get("Linkedid", ""))
+            bridged = bool(ch.get("BridgeId"))
+            if linkedid not in legs or (bridged and not legs[linkedid][1]):  # the answered leg wins
+                legs[linkedid] = (agent, bridged)
     out = []
     for ch in rows:
         linkedid = str(ch.get("Linkedid", ""))

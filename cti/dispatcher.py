@@ -34,6 +34,7 @@ from acd.events import (
     AgentProfile,
     AgentsConfigured,
     CallerHungUp,
+    CallerJoined,
     DeviceChanged,
     Event,
     LinkLost,
@@ -62,6 +63,7 @@ class _Window:
 
     hung: set[str] = field(default_factory=set)
     devices: set[str] = field(default_factory=set)
+    joined: set[str] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -133,6 +135,8 @@ class Dispatcher:
             if self._window is not None:
                 if isinstance(event, CallerHungUp):
                     self._window.hung.add(event.channel)
+                elif isinstance(event, CallerJoined):
+                    self._window.joined.add(event.call_id)
                 elif isinstance(event, DeviceChanged):
                     self._window.devices.add(event.agent_id)
             self.apply(event)
@@ -154,6 +158,7 @@ class Dispatcher:
                 Resynced(
                     callers=tuple(c for c in snap.callers if c.channel not in window.hung),
                     devices=tuple(d for d in snap.devices if d.agent_id not in window.devices),
+                    joined=frozenset(window.joined),
                 )
             )
             log.info("resynced", callers=len(snap.callers), devices=len(snap.devices),
@@ -163,7 +168,12 @@ class Dispatcher:
         now = self.clock()
         _, commands = decide(self.state, event, now)
         for cmd in commands:
-            self.execute(cmd, now)
+            try:
+                self.execute(cmd, now)
+            except Exception:
+                # One command failing (a full disk for the spool, say) must not cost the others.
+                self.metrics.event_errors.inc()
+                log.exception("command_failed", command=repr(cmd)[:300])
 
     # -- commands -----------------------------------------------------------------
 
@@ -256,8 +266,10 @@ class Dispatcher:
             channels = await ami.collect({"Action": "CoreShowChannels"}, timeout=15)
             devices = await ami.collect({"Action": "DeviceStateList"}, timeout=15)
         except AmiError as exc:
-            log.warning("resync_failed", error=str(exc))
-            return  # the link is going down; the next "up" starts over
+            # Never stay connected with routing off: drop the link, the reconnect resyncs.
+            log.warning("resync_failed", error=str(exc), hint="dropping the AMI link to start over")
+            ami.drop()
+            return
         snap = Resynced(
             callers=snapshot_callers(channels, self.state.queue.name),
             devices=tuple(d for d in (device_event(m) for m in devices) if d is not None),

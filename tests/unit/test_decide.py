@@ -384,3 +384,45 @@ def test_after_an_unanswered_ring_the_caller_is_not_redirected_until_parked_agai
     assert not w.state.calls["c1"].parked
     assert w.rings(w.feed(DeviceChanged("1003", True, False), at=1001.5)) == []
     assert w.rings(w.feed(CallerParked("c1"), at=1001.6)) == [("c1", "1002")]
+
+
+def test_a_caller_who_joined_after_the_snapshot_is_not_taken_for_gone() -> None:
+    w = World(agents=("1001",))
+    w.feed(LinkLost(), at=1000)
+    w.join("c1", at=1001)  # arrives while the (older) snapshot is being taken
+    w.feed(Resynced(callers=(), joined=frozenset({"c1"})), at=1002)
+    assert "c1" in w.state.calls
+    assert w.records() == []
+
+
+def test_resync_never_downgrades_a_call_answered_meanwhile() -> None:
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.feed(LinkLost(), at=1001)
+    w.feed(DialEnded("c1", "1001", "ANSWER"), at=1002)
+    w.feed(Resynced(callers=(SnapshotChannel("c1", chan("c1"), "main", age=2, agent_id="1001"),)), at=1003)
+    assert w.state.calls["c1"].phase is CallPhase.CONNECTED
+    assert w.feed(TimerFired(TimerKind.RING, "c1", w.state.calls["c1"].attempt), at=1030) == []
+
+
+def test_resync_finding_a_caller_bridged_elsewhere_never_sends_them_to_the_timeout() -> None:
+    w = World(agents=("1001", "1002"), queue=QueueSettings(max_wait=60, ring_timeout=15, wrapup=5))
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    w.join("c1", at=1000)  # rings 1001
+    w.feed(LinkLost(), at=1001)
+    out = w.feed(Resynced(callers=(SnapshotChannel("c1", chan("c1"), "main", age=70, agent_id="1002",
+                                                   bridged=True),)), at=1070)
+    assert timeouts(out) == []
+    assert (w.state.calls["c1"].phase, w.state.calls["c1"].agent_id) == (CallPhase.CONNECTED, "1002")
+    assert w.state.agents["1001"].phase is AgentPhase.IDLE
+
+
+def test_an_answer_from_an_agent_the_fallback_rang_connects_the_call() -> None:
+    w = World(agents=("1001", "1002"))
+    w.register("1001", at=900)
+    w.join("c1", at=1000)  # the engine rings 1001; the dialplan fallback rang 1002 too
+    w.feed(DialEnded("c1", "1002", "ANSWER"), at=1002)
+    assert (w.state.calls["c1"].phase, w.state.calls["c1"].agent_id) == (CallPhase.CONNECTED, "1002")
+    assert w.state.agents["1001"].phase is AgentPhase.IDLE

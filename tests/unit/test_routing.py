@@ -422,3 +422,25 @@ def test_callers_move_on_when_the_last_agent_of_the_queue_logs_out() -> None:
     assert w.state.calls["c1"].queue == "tax"
     w.feed(DeviceChanged("1002", registered=False, busy=False), at=1020)  # the last one's phone goes away
     assert (w.state.calls["c1"].queue, w.state.calls["c1"].overflowed_from) == ("sales", "tax")
+
+
+def test_callers_of_a_removed_queue_move_to_the_first_queue_on_reload() -> None:
+    w = World((QueueSettings(name="main"), SALES), {"1001": ({"main"}, {})})
+    w.join("c1", "sales", 1000)
+    w.feed(QueuesConfigured((QueueSettings(name="main"),)), at=1010)
+    assert (w.state.calls["c1"].queue, w.state.calls["c1"].overflowed_from) == ("main", "sales")
+    assert rings(w.feed(DeviceChanged("1001", True, False), at=1011)) == [("c1", "1001")]
+
+
+def test_a_caller_who_rang_every_free_agent_is_offered_again_when_they_have_nobody_else() -> None:
+    w = World((SALES, TAX), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", "1002")
+    w.join("c1", "sales", 1000)
+    for agent in ("1001", "1002"):
+        ringing = w.state.calls["c1"].agent_id
+        w.feed(DialEnded("c1", ringing or agent, "NOANSWER"), at=1010)
+        w.feed(CallerParked("c1"), at=1010.1)
+    w.join("c2", "tax", 1011)
+    w.join("c3", "tax", 1012)  # more callers than free agents, none of them for these agents
+    w.feed(DeviceChanged("1001", True, False), at=1013)
+    assert w.state.calls["c1"].phase is CallPhase.RINGING
