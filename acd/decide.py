@@ -101,6 +101,7 @@ def decide(state: State, event: Event, now: float) -> Result:
             state.routing = False
         case Resynced():
             _resync(state, event, now, out)
+            _leave_empty_queues(state, now, out)
         case AgentsConfigured():
             _configure_agents(state, event, now, out)
             _leave_empty_queues(state, now, out)

@@ -17,7 +17,10 @@ from acd.events import (
     DialEnded,
     Event,
     History,
+    LinkLost,
     QueuesConfigured,
+    Resynced,
+    SnapshotChannel,
     TimerFired,
     TimerKind,
 )
@@ -422,6 +425,19 @@ def test_callers_move_on_when_the_last_agent_of_the_queue_logs_out() -> None:
     assert w.state.calls["c1"].queue == "tax"
     w.feed(DeviceChanged("1002", registered=False, busy=False), at=1020)  # the last one's phone goes away
     assert (w.state.calls["c1"].queue, w.state.calls["c1"].overflowed_from) == ("sales", "tax")
+
+
+def test_after_a_resync_callers_of_a_queue_nobody_is_logged_into_move_on() -> None:
+    q = QueueSettings(name="tax", when_empty="overflow", overflow=Overflow(after=600, action="queue", target="sales"))
+    w = World((q, SALES), {"1001": ({"tax"}, {})})
+    w.register("1001")
+    w.join("c1", "tax", 1000)
+    w.feed(DialEnded("c1", "1001", "NOANSWER"), at=1015)
+    w.feed(CallerParked("c1"), at=1015.1)
+    w.feed(LinkLost(), at=1016)
+    snap = (SnapshotChannel("c1", "chan-c1", "tax", age=20),)
+    w.feed(Resynced(callers=snap, devices=(DeviceChanged("1001", False, False),)), at=1020)
+    assert w.state.calls["c1"].queue == "sales"
 
 
 def test_callers_of_a_removed_queue_move_to_the_first_queue_on_reload() -> None:
