@@ -68,12 +68,7 @@ def decide(state: State, event: Event, now: float) -> Result:
         case CallerParked():
             call = state.calls.get(event.call_id)
             if call is not None and call.phase is CallPhase.WAITING and not call.parked:
-                call.parked = True
-                if now - call.arrived >= state.settings(call.queue).max_wait:
-                    _send_to_timeout(state, call, out)
-                elif _overflow_due(state, call, now):
-                    _overflow(state, call, now, out)
-                _place(state, call)
+                _back_in_line(state, call, now, out)
         case CallerHungUp():
             call = state.calls.get(event.call_id)
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
@@ -537,13 +532,20 @@ def _ring_over(
     _release(state, call, now, out)
     call.phase = CallPhase.WAITING
     call.agent_id = None
-    call.parked = parked
-    if not parked:
+    if parked:
+        _back_in_line(state, call, now, out)
+    else:
+        call.parked = False
         # If HotlineParked is lost, assume the dialplan is back in the loop after a while.
         out.append(StartTimer(TimerKind.PARK, call.call_id, now + 5.0, call.attempt))
-    if parked and now - call.arrived >= state.settings(call.queue).max_wait:
+
+
+def _back_in_line(state: State, call: Call, now: float, out: list[Command]) -> None:
+    """A caller safe to Redirect again: the time-out or overflow if due, else their place in line."""
+    call.parked = True
+    if now - call.arrived >= state.settings(call.queue).max_wait:
         _send_to_timeout(state, call, out)
-    elif parked and _overflow_due(state, call, now):
+    elif _overflow_due(state, call, now):
         _overflow(state, call, now, out)
     _place(state, call)
 
@@ -578,12 +580,7 @@ def _timer(state: State, ev: TimerFired, now: float, out: list[Command]) -> None
     elif ev.kind is TimerKind.PARK:
         call = state.calls.get(ev.key)
         if call is not None and call.phase is CallPhase.WAITING and not call.parked and call.attempt == ev.attempt:
-            call.parked = True
-            if now - call.arrived >= state.settings(call.queue).max_wait:
-                _send_to_timeout(state, call, out)
-            elif _overflow_due(state, call, now):
-                _overflow(state, call, now, out)
-            _place(state, call)
+            _back_in_line(state, call, now, out)
     elif ev.kind is TimerKind.WIDEN:
         call = state.calls.get(ev.key)
         if call is not None and ev.attempt == call.widened:
