@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from acd.events import TimerKind
 from acd.model import Outcome
+
+# Who answered (or rang) the caller: the engine's routing, or the dialplan's own fallback
+# that rings every agent while no engine is routing.
+ServedBy = Literal["engine", "fallback"]
+# How the record was made: seen live by the engine; closed at a resync (the call ended
+# while the engine could not see it, so `ended` is when the engine noticed); or
+# reconstructed from Asterisk's own durable account (CEL) for a call the engine never saw.
+RecordSource = Literal["live", "resync", "asterisk"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,16 @@ class CallAnswered:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One finished call, exactly as it is written to the store."""
+    """One finished call, exactly as it is written to the store.
+
+    What a report needs is here: the queue the call was offered in (KPIs count the call
+    there), every queue it waited in, its priority, and the service level and short-abandon
+    threshold that applied to it. Whether a hang-up was a short abandon is decided by the
+    KPI module (metrics/kpi.py) from `wait_seconds` and `short_abandon`, never here.
+    """
 
     call_id: str
-    queue: str
+    queue: str  # where the call ended: the queue that answered it, or the last one it waited in
     caller_num: str
     caller_name: str
     arrived: float
@@ -71,7 +86,14 @@ class CallRecord:
     wait_seconds: float
     talk_seconds: float
     recording: str | None
-    restricted: bool = False
+    restricted: bool = False  # presentation restricted: mask the number wherever it is shown
+    offered_queue: str = ""  # the queue the call was first offered in ("" in old records: `queue`)
+    path: tuple[str, ...] = ()  # every queue the caller waited in, in order (overflow path)
+    priority: int = 0
+    service_level: float = 15.0  # seconds; the offered queue's, in force when the call was offered
+    short_abandon: float = 5.0  # seconds; likewise
+    served_by: ServedBy = "engine"
+    source: RecordSource = "live"
 
 
 @dataclass(frozen=True)
