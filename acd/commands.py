@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from acd.events import TimerKind
-from acd.model import Outcome
+from acd.agents import Control
+from acd.model import LeaveReason, Outcome
 
 # Who answered (or rang) the caller: the engine's routing, or the dialplan's own fallback
 # that rings every agent while no engine is routing.
@@ -19,6 +19,9 @@ RecordSource = Literal["live", "resync", "asterisk"]
 
 @dataclass(frozen=True)
 class RingAgent:
+    """Redirect the caller to Dial the agent(s); the attempt travels in the extension so
+    that Asterisk's Dial events can be tied to this ring."""
+
     call_id: str
     channel: str
     agent_id: str
@@ -32,26 +35,40 @@ class RingAgent:
 
 
 @dataclass(frozen=True)
-class SendToTimeout:
-    """Take a caller out of line: the time-out (or overflow, closed, callback) message, or
-    `number` to forward the call to an external number."""
+class SendOut:
+    """Take a caller out of line: the time-out, overflow, closed or callback message, or
+    forward the call to the external `number`."""
 
     call_id: str
     channel: str
-    reason: str = "timeout"
+    reason: LeaveReason
     number: str = ""
 
 
 @dataclass(frozen=True)
-class StartTimer:
-    kind: TimerKind
-    key: str
-    at: float
-    attempt: int = 0
+class ProbeCall:
+    """Ask Asterisk where the caller is (the answer comes back as a `Probed` event)."""
+
+    call_id: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class TagCaller:
+    """Store the caller's current queue and path on their channel, so that the dialplan's
+    walk back, a restarted engine and Asterisk's own account all see the queue they are in."""
+
+    call_id: str
+    channel: str
+    queue: str
+    offered: str
+    path: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class CallOffered:
+    """A caller entered an open queue: one offered call, counted in `queue` (the offered queue)."""
+
     call_id: str
     queue: str
 
@@ -59,9 +76,11 @@ class CallOffered:
 @dataclass(frozen=True)
 class CallAnswered:
     call_id: str
-    queue: str
+    queue: str  # the offered queue, where KPIs count the call
     agent_id: str
     wait: float
+    service_level: float  # the offered queue's, in force when the call was offered
+    answered_in: str = ""  # the queue the caller was in when answered
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,7 @@ class CallRecord:
     queue: str  # where the call ended: the queue that answered it, or the last one it waited in
     caller_num: str
     caller_name: str
-    arrived: float
+    arrived: float  # wall clock, when the caller joined the first queue
     answered: float | None
     ended: float
     agent_id: str | None
@@ -106,4 +125,35 @@ class AgentStateChanged:
     reason: str = ""
 
 
-Command = RingAgent | SendToTimeout | StartTimer | CallOffered | CallAnswered | CallRecord | AgentStateChanged
+@dataclass(frozen=True)
+class ControlDone:
+    """The answer to an agent's request: applied, or refused with the reason."""
+
+    agent_id: str
+    action: Control
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Unexpected:
+    """An event the state machines have no move for (counted and logged by the shell)."""
+
+    machine: Literal["call", "agent"]
+    state: str
+    trigger: str
+    key: str
+
+
+Command = (
+    RingAgent
+    | SendOut
+    | ProbeCall
+    | TagCaller
+    | CallOffered
+    | CallAnswered
+    | CallRecord
+    | AgentStateChanged
+    | ControlDone
+    | Unexpected
+)

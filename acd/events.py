@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from acd.agents import Control
 from acd.calendar import Calendar
-from acd.model import QueueSettings
+from acd.model import LeaveReason, QueueSettings
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class CallerJoined:
 
 @dataclass(frozen=True)
 class CallerParked:
-    """The caller is back in the hold loop, blocked in Wait(): safe to Redirect again."""
+    """The dialplan walked the caller back to the hold loop after a ring: safe to Redirect."""
 
     call_id: str
 
@@ -36,10 +37,13 @@ class CallerHungUp:
 
 @dataclass(frozen=True)
 class DialStarted:
-    """Asterisk began dialling an agent for this caller: our Redirect took effect."""
+    """Asterisk began dialling an agent for this caller. `attempt` is the engine's ring
+    attempt the Dial belongs to (carried in the dialplan extension); None for a Dial the
+    engine did not ask for (the dialplan's fallback)."""
 
     call_id: str
     agent_id: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class DialEnded:
     call_id: str
     agent_id: str
     status: str  # ANSWER, NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, CANCEL, ...
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,30 +71,47 @@ class DeviceChanged:
 
 @dataclass(frozen=True)
 class RingFailed:
-    """The command to ring an agent could not be carried out (AMI error or timeout)."""
+    """The Redirect (or Setvar) that should ring an agent failed. `sure`: Asterisk refused
+    it, so the caller did not move; otherwise (a time-out, the link dropped) it may or may
+    not have happened."""
 
     call_id: str
-    agent_id: str
     attempt: int
-
-
-class TimerKind(StrEnum):
-    RING = "ring"
-    BACKOFF = "backoff"
-    WRAPUP = "wrapup"
-    MAX_WAIT = "max_wait"
-    PARK = "park"
-    DIAL_CONFIRM = "dial_confirm"
-    WIDEN = "widen"
-    OVERFLOW = "overflow"
-    STICKY = "sticky"
+    sure: bool = True
 
 
 @dataclass(frozen=True)
-class TimerFired:
-    kind: TimerKind
-    key: str  # call_id or agent_id
-    attempt: int = 0
+class LeaveFailed:
+    """The Redirect that should take a caller out of line failed (`sure` as for RingFailed)."""
+
+    call_id: str
+    sure: bool = True
+
+
+class Where(StrEnum):
+    """Where Asterisk has a caller's channel (from its context and application)."""
+
+    INBOUND = "inbound"  # before the queue (greeting, IVR): not ours yet
+    HOLD = "hold"  # the hold loop: waiting for an agent
+    CONNECT = "connect"  # ringing or talking to an agent we asked for
+    FALLBACK = "fallback"  # the hold loop's own fallback Dial to every agent
+    LEAVING = "leaving"  # a time-out, overflow, closed or callback message, or a forward
+    DONE = "done"  # the conversation is over, the channel is hanging up
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Probed:
+    """Asterisk's answer to "where is this caller now?" (None: no such channel any more)."""
+
+    call_id: str
+    where: Where | None
+    attempt: int | None = None  # the ring attempt in the extension, when in CONNECT
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A deadline the core asked for (`next_deadline`) has come."""
 
 
 @dataclass(frozen=True)
@@ -98,25 +120,50 @@ class LinkLost:
 
 
 @dataclass(frozen=True)
-class SnapshotChannel:
-    call_id: str
-    channel: str
-    queue: str
-    age: float  # seconds since the caller's channel was created
-    caller_num: str = ""
-    caller_name: str = ""
-    agent_id: str | None = None  # set when the caller is ringing or talking to an agent
-    bridged: bool = False
+class AgentLeg:
+    agent_id: str
+    bridged: bool  # answered and talking (in a bridge)
 
 
 @dataclass(frozen=True)
-class Resynced:
-    """Asterisk's current view after (re)connect: callers in our contexts and phones."""
+class SnapshotCall:
+    """One caller's channel in Asterisk's snapshot, with what the dialplan and the engine
+    stored on it (channel variables), so that a restarted engine loses nothing."""
 
-    callers: tuple[SnapshotChannel, ...] = ()
+    call_id: str
+    channel: str
+    where: Where
+    age: float  # seconds since the caller's channel was created
+    queue: str = ""
+    offered_queue: str = ""
+    path: tuple[str, ...] = ()
+    caller_num: str = ""
+    caller_name: str = ""
+    restricted: bool = False
+    priority: int = 0
+    skills: tuple[tuple[str, int], ...] = ()
+    attempt: int | None = None  # the ring attempt in the extension (hotline-connect)
+    legs: tuple[AgentLeg, ...] = ()
+    joined_ago: float | None = None  # seconds since it joined the queue, if the dialplan says
+    answered_ago: float | None = None  # seconds since an agent answered, if the dialplan says
+    answered_by: str | None = None  # the agent who answered, if the dialplan says
+    leave_reason: LeaveReason | None = None
+    fallback: bool = False  # the dialplan's fallback rang (or connected) this caller
+
+
+@dataclass(frozen=True)
+class ChannelsSnapshot:
+    """Asterisk's callers at one instant, delivered in the order of the AMI stream: every
+    event before it is older, and the events after it are applied on top."""
+
+    callers: tuple[SnapshotCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class DevicesSnapshot:
+    """Asterisk's agent phones at one instant, in stream order like ChannelsSnapshot."""
+
     devices: tuple[DeviceChanged, ...] = ()
-    # Callers who joined after the snapshot was taken: alive though absent from it.
-    joined: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -146,7 +193,7 @@ class QueuesConfigured:
 
 @dataclass(frozen=True)
 class History:
-    """Who last answered whom, read from the store at start: (caller number, agent, ended)."""
+    """Who last answered whom, read from the store at start: (caller number, agent, ended wall time)."""
 
     answered: tuple[tuple[str, str, float], ...]
 
@@ -156,7 +203,7 @@ class AgentControl:
     """An agent's own request, from a softphone feature code or the HTTP API."""
 
     agent_id: str
-    action: str  # login, logout, pause, unpause, end_wrapup
+    action: Control
     reason: str = ""
 
 
@@ -169,9 +216,12 @@ Event = (
     | RecordingStarted
     | DeviceChanged
     | RingFailed
-    | TimerFired
+    | LeaveFailed
+    | Probed
+    | Tick
     | LinkLost
-    | Resynced
+    | ChannelsSnapshot
+    | DevicesSnapshot
     | AgentsConfigured
     | QueuesConfigured
     | AgentControl

@@ -1,0 +1,148 @@
+"""An agent's life as two explicit state machines.
+
+Presence is what the agent chose (logged out, ready, paused with a reason), changed by
+their own requests (feature codes, HTTP). Activity is what the engine has them doing
+(idle, ringing, on a call, in wrap-up). The phone's own state (registered, busy with a
+call of its own) comes from Asterisk and is kept beside them. The label a supervisor
+sees is derived from all three (`label`).
+
+A request that the presence table does not allow is rejected with a reason (the HTTP
+API answers 409 with it); an activity move the table does not allow is an unexpected
+event, counted by the shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+
+class Presence(StrEnum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    PAUSED = "paused"
+
+
+class Control(StrEnum):
+    """What an agent may ask for, from a softphone feature code or over HTTP."""
+
+    LOGIN = "login"
+    LOGOUT = "logout"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
+    END_WRAPUP = "end_wrapup"
+
+
+class Activity(StrEnum):
+    IDLE = "idle"
+    RINGING = "ringing"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+
+
+class ActivityTrigger(StrEnum):
+    RESERVE = "reserve"  # a ring of ours reaches the agent
+    RELEASE = "release"  # that ring is over without an answer
+    ANSWER = "answer"
+    HANG_UP = "hang_up"  # the call the agent was on ended
+    WRAPUP_DUE = "wrapup_due"
+    END_WRAPUP = "end_wrapup"  # the agent ends wrap-up early (*25)
+
+
+P, C = Presence, Control
+
+PRESENCE_TRANSITIONS: Final[dict[tuple[Presence, Control], Presence]] = {
+    (P.LOGGED_OUT, C.LOGIN): P.READY,
+    (P.READY, C.LOGIN): P.READY,
+    (P.PAUSED, C.LOGIN): P.READY,  # logging in again clears a pause
+    (P.READY, C.LOGOUT): P.LOGGED_OUT,
+    (P.PAUSED, C.LOGOUT): P.LOGGED_OUT,
+    (P.LOGGED_OUT, C.LOGOUT): P.LOGGED_OUT,
+    (P.READY, C.PAUSE): P.PAUSED,
+    (P.PAUSED, C.PAUSE): P.PAUSED,  # a new reason
+    (P.PAUSED, C.UNPAUSE): P.READY,
+    (P.READY, C.UNPAUSE): P.READY,
+}
+
+# Why a request is refused in a presence where the table has no move for it.
+REFUSALS: Final[dict[tuple[Presence, Control], str]] = {
+    (P.LOGGED_OUT, C.PAUSE): "not logged in: log in first (*21)",
+    (P.LOGGED_OUT, C.UNPAUSE): "not logged in: log in first (*21)",
+}
+
+A, AT = Activity, ActivityTrigger
+
+ACTIVITY_TRANSITIONS: Final[dict[tuple[Activity, ActivityTrigger], Activity]] = {
+    (A.IDLE, AT.RESERVE): A.RINGING,
+    (A.RINGING, AT.RELEASE): A.IDLE,
+    (A.RINGING, AT.ANSWER): A.ON_CALL,
+    # Answers with no ring of ours: the dialplan's fallback rang while we were away.
+    (A.IDLE, AT.ANSWER): A.ON_CALL,
+    (A.WRAP_UP, AT.ANSWER): A.ON_CALL,
+    (A.ON_CALL, AT.HANG_UP): A.WRAP_UP,
+    (A.WRAP_UP, AT.WRAPUP_DUE): A.IDLE,
+    (A.WRAP_UP, AT.END_WRAPUP): A.IDLE,
+}
+
+
+@dataclass(eq=False)  # identity: an agent is itself, not its field values
+class Agent:
+    agent_id: str
+    registered: bool = False
+    # The phone is busy with something (any call, ours or not): never ring it.
+    device_busy: bool = False
+    presence: Presence = Presence.READY
+    pause_reason: str | None = None
+    activity: Activity = Activity.IDLE
+    call_id: str | None = None  # the call the agent is ringing for or talking on
+    # When the agent last became free to take a call; longest-idle orders by it.
+    idle_since: float = 0.0
+    wrap_until: float = 0.0
+    # False once removed from configuration: finishes its call, never rung again.
+    configured: bool = True
+    queues: frozenset[str] = frozenset({"main"})
+    skills: dict[str, int] = field(default_factory=dict)
+    wrapup: float | None = None  # overrides the queue's wrap-up time
+    backoff_until: float = 0.0
+    no_answer_streak: int = 0
+    calls_taken: int = 0
+    talk_total: float = 0.0
+    last_offered: int = 0  # round-robin position
+
+    def present(self) -> bool:
+        """Logged in with a registered phone: counts as staff for `when_empty` (paused too)."""
+        return self.configured and self.registered and self.presence is not Presence.LOGGED_OUT
+
+    def available(self, now: float | None = None) -> bool:
+        """Free to be rung now (with `now`: and not backed off)."""
+        return (
+            self.configured
+            and self.registered
+            and self.presence is Presence.READY
+            and not self.device_busy
+            and self.activity is Activity.IDLE
+            and (now is None or now >= self.backoff_until)
+        )
+
+
+def label(agent: Agent) -> str:
+    """The state a supervisor sees (metrics, /agents, logs)."""
+    if agent.activity is not Activity.IDLE:
+        return str(agent.activity.value)
+    if not agent.registered or agent.presence is Presence.LOGGED_OUT:
+        return "logged_out"
+    if agent.presence is Presence.PAUSED:
+        return "paused"
+    if agent.device_busy:
+        return "busy_other"
+    return "available"
+
+
+def move(agent: Agent, trigger: ActivityTrigger) -> bool:
+    """Move the agent's activity along the table; False (and no change) if there is no such move."""
+    nxt = ACTIVITY_TRANSITIONS.get((agent.activity, trigger))
+    if nxt is None:
+        return False
+    agent.activity = nxt
+    return True
