@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
-from acd.model import Overflow, QueueSettings, Strategy, Widen
+from acd.model import Overflow, OverflowTo, QueueSettings, Strategy, WhenClosed, WhenEmpty, Widen
 
 
 class _Strict(BaseModel):
@@ -245,14 +245,14 @@ class QueueConfig(_Strict):
             widen=tuple(
                 Widen(w.after, w.min_level, tuple(w.add_queues)) for w in sorted(self.widen, key=lambda w: w.after)
             ),
-            overflow=Overflow(self.overflow.after, self.overflow.to,
+            overflow=Overflow(self.overflow.after, OverflowTo(self.overflow.to),
                               (self.overflow.number if self.overflow.to == "number" else self.overflow.queue) or "")
             if self.overflow
             else None,
             max_length=self.max_length,
-            when_empty=self.when_empty,
+            when_empty=WhenEmpty(self.when_empty),
             hours=self.core_hours(),
-            when_closed=self.when_closed,
+            when_closed=WhenClosed(self.when_closed),
             sticky_days=self.sticky_days,
             sticky_wait=self.sticky_wait,
         )

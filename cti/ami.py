@@ -1,31 +1,34 @@
-"""The AMI link: connect, log in, reconnect with backoff, ping with a deadline,
-actions with timeouts. Messages go to callbacks that only enqueue; nothing here
-knows about calls.
+"""The AMI link: connect, log in, reconnect with backoff, ping with a deadline, actions
+with timeouts. Messages go to callbacks that only enqueue; nothing here knows about calls.
 
-panoramisk's `Message` and `Action` are reused for parsing and for matching
-multi-part replies; its `Manager` is not (fixed 2 s reconnect, unchecked pings,
-futures without timeouts, fire-and-forget coroutine dispatch).
+List actions (Status, DeviceStateList) can hand their result over *in stream order*: the
+callback runs while the message that completes the list is being read, before any later
+message of the stream is passed on. That is what lets the dispatcher apply a snapshot
+exactly where it belongs among the events (every event before it is older).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
-from panoramisk.actions import Action
-from panoramisk.message import Message
 
-from cti.ami_frame import AmiFramer
+from cti.ami_frame import AmiFramer, AmiMessage
 
 log = structlog.get_logger("hotline.ami")
 
 
 class AmiError(Exception):
-    """An action failed, timed out, or the link is down."""
+    """An action failed, timed out, or the link is down. `refused`: Asterisk answered with
+    an error, so the action certainly did not happen (a time-out or a lost link leaves
+    that open)."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,39 @@ class AmiSettings:
     backoff_max: float = 10.0
 
 
-EventSink = Callable[[int, Message], None]
+@dataclass
+class Reply:
+    """An action's answer: the Response message, and for list actions the events of the list."""
+
+    response: AmiMessage
+    events: list[AmiMessage] = field(default_factory=list)
+
+
+InOrder = Callable[[Reply | AmiError], None]
+
+
+@dataclass
+class _Pending:
+    name: str
+    future: asyncio.Future[Reply]
+    in_order: InOrder | None = None
+    reply: Reply | None = None  # a list in progress
+    listing: bool = False
+
+    def settle(self, outcome: Reply | AmiError) -> None:
+        if self.in_order is not None:
+            self.in_order(outcome)
+            self.in_order = None
+        if self.future.done():
+            return
+        if isinstance(outcome, AmiError):
+            self.future.set_exception(outcome)
+            self.future.exception()  # nobody may be waiting any more: not "never retrieved"
+        else:
+            self.future.set_result(outcome)
+
+
+EventSink = Callable[[AmiMessage], None]
 
 
 class _Wire(asyncio.Protocol):
@@ -58,9 +93,9 @@ class _Wire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for message in self.framer.feed(data):
             try:
-                self.client._on_message(message)
+                self.client.on_message(message)
             except Exception:  # one bad message must not cost the link (asyncio would close it)
-                log.exception("ami_message_failed", message=str(dict(message))[:500])
+                log.exception("ami_message_failed", event=message.event, action_id=message.action_id)
                 self.client.handler_errors += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -73,41 +108,41 @@ class AmiClient:
         self,
         settings: AmiSettings,
         on_event: EventSink,
-        on_up: Callable[[], None],
-        on_down: Callable[[], None],
+        on_up: Callable[[int], None],
+        on_down: Callable[[int], None],
     ) -> None:
         self.settings = settings
         self.on_event = on_event
         self.on_up = on_up
         self.on_down = on_down
         self.connected = False
+        self.session = 0  # bumped at every login: tells one link's results from the next one's
         self.handler_errors = 0
         self.reconnects = 0
         self._wire: _Wire | None = None
-        self._pending: dict[str, Action] = {}
-        self._seq = itertools.count(1)
-        self._last_seq = 0
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
         self._booted: asyncio.Event | None = None
         self._stopping = False
-
-    @property
-    def last_seq(self) -> int:
-        """Sequence number of the newest message read; events carry theirs."""
-        return self._last_seq
+        self._penalty = False
 
     @property
     def framer(self) -> AmiFramer | None:
         return self._wire.framer if self._wire else None
 
-    # -- lifecycle -----------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Stay connected until `close()`; every drop is followed by a reconnect."""
+        """Stay connected until `close()`; every drop is followed by a reconnect. The backoff
+        starts over only after a session that was not dropped as unusable (`drop(penalize=True)`),
+        so an engine that can log in but never finish a resync does not flap at full speed."""
         delay = self.settings.backoff_initial
         while not self._stopping:
+            self._penalty = False
             try:
                 await self._session()
-                delay = self.settings.backoff_initial
+                if not self._penalty:
+                    delay = self.settings.backoff_initial
             except (TimeoutError, OSError, AmiError) as exc:
                 log.warning("ami_connect_failed", error=str(exc) or type(exc).__name__, retry_in=round(delay, 2))
             if self._stopping:
@@ -121,8 +156,9 @@ class AmiClient:
         if self._wire and self._wire.transport:
             self._wire.transport.close()
 
-    def drop(self) -> None:
-        """Cut the TCP link (used when a ping goes unanswered, and by tests)."""
+    def drop(self, penalize: bool = False) -> None:
+        """Cut the TCP link (a ping unanswered, a failed resync, tests)."""
+        self._penalty = self._penalty or penalize
         if self._wire and self._wire.transport:
             self._wire.transport.abort()
 
@@ -130,25 +166,21 @@ class AmiClient:
         loop = asyncio.get_running_loop()
         s = self.settings
         self._booted = asyncio.Event()
-        _, wire = await asyncio.wait_for(
-            loop.create_connection(lambda: _Wire(self), s.host, s.port), s.action_timeout
-        )
+        _, wire = await asyncio.wait_for(loop.create_connection(lambda: _Wire(self), s.host, s.port), s.action_timeout)
         self._wire = wire
         pinger: asyncio.Task[None] | None = None
         try:
-            reply = await self.action(
-                {"Action": "Login", "Username": s.username, "Secret": s.secret, "Events": "on"}
-            )
-            if not isinstance(reply, Message) or not reply.success:
-                raise AmiError(
-                    f"AMI login as {s.username!r} refused: {getattr(reply, 'message', reply)}. "
-                    "Check ami.username/ami.secret against manager.conf"
-                )
+            try:
+                await self.action({"Action": "Login", "Username": s.username, "Secret": s.secret, "Events": "on"})
+            except AmiError as exc:
+                raise AmiError(f"AMI login as {s.username!r} refused: {exc}. Check ami.username/ami.secret "
+                               "against manager.conf") from None
             # Asterisk sends FullyBooted right after login once it has finished starting.
             await asyncio.wait_for(self._booted.wait(), 60)
+            self.session += 1
             self.connected = True
-            log.info("ami_connected", host=s.host, port=s.port, version=wire.framer.version)
-            self.on_up()
+            log.info("ami_connected", host=s.host, port=s.port, version=wire.framer.version, session=self.session)
+            self.on_up(self.session)
             pinger = asyncio.create_task(self._ping_loop())
             await wire.lost
         finally:
@@ -161,8 +193,8 @@ class AmiClient:
                 wire.transport.abort()
             self._fail_pending(AmiError("AMI connection lost"))
             if was:
-                log.warning("ami_disconnected")
-                self.on_down()
+                log.warning("ami_disconnected", session=self.session)
+                self.on_down(self.session)
 
     async def _ping_loop(self) -> None:
         while True:
@@ -174,61 +206,82 @@ class AmiClient:
                 self.drop()
                 return
 
-    # -- messages ------------------------------------------------------------
+    # -- messages --------------------------------------------------------------
 
-    def _on_message(self, message: Message) -> None:
-        seq = next(self._seq)
-        self._last_seq = seq
-        action_id = message.get("ActionID")
-        if action_id and action_id in self._pending:
-            action = self._pending[action_id]
-            if action.add_message(message):
-                self._pending.pop(action_id, None)
+    def on_message(self, message: AmiMessage) -> None:
+        action_id = message.action_id
+        pending = self._pending.get(action_id) if action_id else None
+        if pending is not None:
+            self._answer(pending, message)
             return
-        if "Event" in message:
-            name = message["Event"]
-            if name == "FullyBooted" and self._booted is not None:
-                self._booted.set()
-            elif name == "Shutdown":
-                log.warning("asterisk_shutdown")
-                self.drop()
-            self.on_event(seq, message)
+        event = message.event
+        if event is None:
+            return
+        if event == "FullyBooted" and self._booted is not None:
+            self._booted.set()
+        elif event == "Shutdown":
+            log.warning("asterisk_shutdown")
+            self.drop()
+        self.on_event(message)
 
-    def _fail_pending(self, exc: Exception) -> None:
-        for action in self._pending.values():
-            if not action.future.done():
-                action.future.set_exception(exc)
-                action.future.exception()  # mark retrieved: nobody may be waiting any more
-        self._pending.clear()
+    def _answer(self, pending: _Pending, message: AmiMessage) -> None:
+        action_id = message.action_id or ""
+        if pending.reply is None:
+            # The first message is the Response.
+            if message.get("Response") != "Success":
+                self._pending.pop(action_id, None)
+                pending.settle(AmiError(f"AMI action {pending.name} failed: {message.get('Message', '')}",
+                                        refused=True))
+                return
+            pending.reply = Reply(message)
+            if message.get("EventList", "").lower() != "start":
+                self._pending.pop(action_id, None)
+                pending.settle(pending.reply)
+            return
+        if message.get("EventList", "").lower() == "complete":
+            self._pending.pop(action_id, None)
+            pending.settle(pending.reply)
+            return
+        pending.reply.events.append(message)
 
-    async def action(self, fields: dict[str, Any], timeout: float | None = None) -> Message | list[Message]:
+    def _fail_pending(self, exc: AmiError) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            p.settle(exc)
+
+    def send(self, fields: Mapping[str, str], in_order: InOrder | None = None) -> asyncio.Future[Reply]:
+        """Write an action now; its Reply (or AmiError) arrives in the future, and also
+        through `in_order` at its place in the stream."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        name = fields.get("Action", "?")
+        pending = _Pending(name, future, in_order)
         wire = self._wire
         if wire is None or wire.transport is None or wire.transport.is_closing():
-            raise AmiError(f"AMI not connected (action {fields.get('Action')})")
-        action = Action(dict(fields))
-        self._pending[action.action_id] = action
-        wire.transport.write(str(action).encode("utf-8"))
+            pending.settle(AmiError(f"AMI not connected (action {name})"))
+            return future
+        if any("\r" in v or "\n" in v for v in (*fields.keys(), *fields.values())):
+            # A line break would let a value write headers of its own into the action.
+            pending.settle(AmiError(f"AMI action {name} refused here: a field holds a line break", refused=True))
+            return future
+        action_id = f"hl-{next(self._ids)}"
+        self._pending[action_id] = pending
+        lines = [f"{k}: {v}" for k, v in fields.items()] + [f"ActionID: {action_id}"]
+        wire.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        return future
+
+    def expire(self, future: asyncio.Future[Reply], reason: str) -> None:
+        """Give up on an action (its time ran out): settle it as failed, not refused."""
+        for action_id, p in list(self._pending.items()):
+            if p.future is future:
+                del self._pending[action_id]
+                p.settle(AmiError(reason))
+
+    async def action(self, fields: Mapping[str, str], timeout: float | None = None,
+                     in_order: InOrder | None = None) -> Reply:
+        future = self.send(fields, in_order)
         try:
-            result: Message | list[Message] = await asyncio.wait_for(
-                asyncio.shield(action.future), timeout or self.settings.action_timeout
-            )
+            return await asyncio.wait_for(asyncio.shield(future), timeout or self.settings.action_timeout)
         except TimeoutError:
-            self._pending.pop(action.action_id, None)
+            self.expire(future, f"AMI action {fields.get('Action')} timed out")
             raise AmiError(f"AMI action {fields.get('Action')} timed out") from None
-        return result
-
-    async def checked(self, fields: dict[str, Any], timeout: float | None = None) -> Message:
-        reply = await self.action(fields, timeout)
-        first = reply[0] if isinstance(reply, list) else reply
-        if not first.success:
-            raise AmiError(f"AMI action {fields.get('Action')} failed: {first.get('Message', '')}")
-        return first
-
-    async def collect(self, fields: dict[str, Any], timeout: float | None = None) -> list[Message]:
-        """Run a list action (CoreShowChannels, DeviceStateList) and return its events."""
-        reply = await self.action(fields, timeout)
-        if isinstance(reply, Message):
-            if not reply.success:
-                raise AmiError(f"AMI action {fields.get('Action')} failed: {reply.get('Message', '')}")
-            return []
-        return [m for m in reply if "Event" in m and not m["Event"].endswith("Complete")]

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from config.settings import Settings
+from cti import dialplan as dp
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
@@ -47,12 +48,18 @@ def _inbound_block(settings: Settings) -> str:
         for n in q.dialled():
             skills = "+".join(f"{k}={v}" for k, v in sorted(n.skills.items()))
             out.append(
-                f"exten => {n.number},1,Set(__HOTLINE_QUEUE={q.name})\n"
-                f" same => n,Set(HOTLINE_JOINED=${{EPOCH}})\n"
-                f" same => n,Set(HOTLINE_PRIORITY={n.priority})\n"
-                f" same => n,Set(HOTLINE_SKILLS={skills})\n"
-                f" same => n,Ringing()\n"
-                f" same => n,Goto(hotline-hold,{q.name},1)"
+                f"exten => {n.number},1,Set(__{dp.QUEUE}={q.name})\n"
+                f" same => n,Set({dp.OFFERED}={q.name})\n"
+                f" same => n,Set({dp.PATH}={q.name})\n"
+                f" same => n,Set({dp.PRIORITY}={n.priority})\n"
+                f" same => n,Set({dp.SKILLS}={skills})\n"
+                f" same => n,Set({dp.PRES}=${{CALLERID(pres)}})\n"
+                f" same => n,Set({dp.FROM}=${{BASE64_ENCODE(${{PJSIP_HEADER(read,From)}})}})\n"
+                f" same => n,Set(CHANNEL(hangup_handler_push)={dp.ENDED},s,1)\n"
+                " same => n,Set(HOTLINE_JOINED=${EPOCH})\n"
+                f" same => n,Set({dp.JOINED_AT}=${{STRFTIME(,,%s.%3q)}})\n"
+                " same => n,Ringing()\n"
+                f" same => n,Goto({dp.HOLD},{q.name},1)"
             )
     return "\n".join(out)
 
@@ -60,22 +67,23 @@ def _inbound_block(settings: Settings) -> str:
 def _hold_block(settings: Settings) -> str:
     out = []
     for q in settings.queues:
+        h = f"{dp.HOLD},{q.name}"
         out.append(
             # The join and "parked" events come right before a Wait: the engine only
-            # Redirects a caller it knows to be inside Wait (or Dial).
-            f"exten => {q.name},1,UserEvent(HotlineJoin,Queue: {q.name},Pres: ${{CALLERID(pres)}},"
-            "CallPriority: ${HOTLINE_PRIORITY},CallSkills: ${HOTLINE_SKILLS})\n"
+            # Redirects a caller it knows to be in the loop.
+            f"exten => {q.name},1,UserEvent({dp.JOIN_EVENT},Queue: {q.name},Pres: ${{{dp.PRES}}},"
+            f"CallPriority: ${{{dp.PRIORITY}}},CallSkills: ${{{dp.SKILLS}}},From: ${{{dp.FROM}}})\n"
             " same => n(park),Wait(1)\n"
-            " same => n,GotoIf($[${EPOCH} - 0${HOTLINE_ENGINE_SEEN} > ${HOTLINE_ENGINE_STALE}]"
-            f"?hotline-hold,{q.name},fallback)\n"
-            " same => n,GotoIf($[${EPOCH} - ${HOTLINE_JOINED} > ${HOTLINE_MAX_HOLD}]?hotline-timeout,s,1)\n"
-            f" same => n,Goto(hotline-hold,{q.name},park)\n"
-            " same => n(back),UserEvent(HotlineParked,Queue: ${HOTLINE_QUEUE})\n"
+            f" same => n,GotoIf($[${{EPOCH}} - 0${{{dp.ENGINE_SEEN}}} > ${{HOTLINE_ENGINE_STALE}}]?{h},fallback)\n"
+            f" same => n,GotoIf($[${{EPOCH}} - ${{HOTLINE_JOINED}} > ${{HOTLINE_MAX_HOLD}}]?{dp.LEAVE},timeout,1)\n"
+            f" same => n,Goto({h},park)\n"
+            f" same => n(back),UserEvent({dp.PARKED_EVENT},Queue: ${{{dp.QUEUE}}})\n"
             " same => n,Wait(1)\n"
-            f" same => n,Goto(hotline-hold,{q.name},park)\n"
-            " same => n(fallback),Dial(${HOTLINE_FALLBACK},20,U(hotline-answered))\n"
-            ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?hotline-done,s,1)\n'
-            f" same => n,Goto(hotline-hold,{q.name},back)"
+            f" same => n,Goto({h},park)\n"
+            f" same => n(fallback),Set({dp.FALLBACK}=1)\n"
+            f" same => n,Dial(${{HOTLINE_FALLBACK_DIAL}},20,U({dp.ANSWERED}))\n"
+            f' same => n,GotoIf($["${{DIALSTATUS}}" = "ANSWER"]?{dp.DONE},s,1)\n'
+            f" same => n,Goto({h},back)"
         )
     return "\n".join(out)
 

@@ -1,43 +1,51 @@
 """AMI messages -> typed ACD events. Unknown or foreign events decode to None.
 
-Field names follow what Asterisk 22 really sends (see asterisk-conf/extensions.conf
-for the UserEvents our dialplan raises).
+Field names follow what Asterisk 22 really sends; the dialplan side of the contract
+(contexts, variables, UserEvents) is in cti/dialplan.py. Everything here is bad input
+until proven otherwise: a missing field raises DecodeError with the event and field
+named; a junk priority or skill is logged and ignored, never costing the caller.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable, Mapping
 
 import structlog
 
+from acd.agents import Control
 from acd.events import (
     AgentControl,
+    AgentLeg,
     CallerHungUp,
     CallerJoined,
     CallerParked,
+    ChannelsSnapshot,
     DeviceChanged,
     DialEnded,
     DialStarted,
     Event,
+    Probed,
     RecordingStarted,
-    SnapshotChannel,
+    SnapshotCall,
 )
+from cti import dialplan
+from cti.ami_frame import AmiMessage
 
-AGENT_DEVICE = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})$")
-AGENT_CHANNEL = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})-[0-9a-f]+$")
-# Contexts a caller sits in while the engine owns them (see extensions.conf).
-CALLER_CONTEXTS = frozenset({"hotline-inbound", "hotline-hold", "hotline-connect"})
-# Device states that mean "a phone is there" and "that phone is busy".
+# Device states that mean "no phone there" and "that phone is busy".
 ABSENT = frozenset({"UNAVAILABLE", "INVALID", "UNKNOWN"})
-BUSY = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
-
+IN_USE = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+NAME_MAX = 128  # the store's caller_name column; a display name is cut to fit, and logged
+REASON = re.compile(r"[A-Za-z0-9_ -]{0,32}")  # used with fullmatch: "05\n" is not a reason
+SKILL = re.compile(r"(?P<name>[a-z][a-z0-9_]{0,31})=(?P<level>[0-9]{1,3})")
 
 log = structlog.get_logger("hotline.decode")
 
 
 class DecodeError(ValueError):
-    """An event of ours arrived without a field we need."""
+    """An event of ours arrived without a field we need, or with one we cannot accept."""
 
 
 Fields = Mapping[str, str]
@@ -50,73 +58,138 @@ def _need(msg: Fields, key: str) -> str:
     return str(value)
 
 
-def agent_of_channel(channel: str) -> str | None:
-    m = AGENT_CHANNEL.match(channel)
-    return m.group("id") if m else None
-
-
 def device_event(msg: Fields) -> DeviceChanged | None:
-    m = AGENT_DEVICE.match(str(msg.get("Device", "")))
+    m = dialplan.AGENT_DEVICE.match(str(msg.get("Device", "")))
     if not m:
         return None
     state = str(msg.get("State", "")).upper()
-    return DeviceChanged(m.group("id"), registered=state not in ABSENT, busy=state in BUSY)
+    return DeviceChanged(m.group("id"), registered=state not in ABSENT, busy=state in IN_USE)
 
 
 def decode(msg: Fields) -> Event | None:
     name = msg.get("Event")
     if name == "UserEvent":
         kind = msg.get("UserEvent")
-        if kind == "HotlineJoin":
-            pres = str(msg.get("Pres", "")).lower()
+        if kind == dialplan.JOIN_EVENT:
+            call_id = _need(msg, "Linkedid")
             return CallerJoined(
-                call_id=_need(msg, "Linkedid"),
+                call_id=call_id,
                 channel=_need(msg, "Channel"),
                 queue=_need(msg, "Queue"),
-                caller_num=_clean(msg.get("CallerIDNum", "")),
-                caller_name=_clean(msg.get("CallerIDName", "")),
-                restricted=pres.startswith("prohib") or pres == "unavailable",
+                caller_num=caller_number(msg.get("CallerIDNum", "")),
+                caller_name=caller_name(msg.get("CallerIDName", ""), msg.get("From", ""), call_id),
+                restricted=restricted(msg.get("Pres", "")),
                 # Not "Priority": every channel event already has that header (the dialplan priority).
                 priority=_priority(msg.get("CallPriority")),
                 skills=_skills(msg.get("CallSkills")),
             )
-        if kind == "HotlineAgent":
+        if kind == dialplan.AGENT_EVENT:
             return _agent_control(msg)
-        if kind == "HotlineParked":
+        if kind == dialplan.PARKED_EVENT:
             return CallerParked(_need(msg, "Linkedid"))
-        if kind == "HotlineRecording":
+        if kind == dialplan.RECORDING_EVENT:
             return RecordingStarted(_need(msg, "Linkedid"), _need(msg, "File"))
         return None
     if name == "Hangup":
         return CallerHungUp(_need(msg, "Linkedid"), _need(msg, "Channel"))
-    if name == "DialBegin":
-        agent = agent_of_channel(str(msg.get("DestChannel", "")))
-        return DialStarted(_need(msg, "Linkedid"), agent) if agent else None
-    if name == "DialEnd":
-        agent = agent_of_channel(str(msg.get("DestChannel", "")))
+    if name in ("DialBegin", "DialEnd"):
+        agent = dialplan.agent_of_channel(str(msg.get("DestChannel", "")))
         if agent is None:
-            return None
-        return DialEnded(_need(msg, "Linkedid"), agent, str(msg.get("DialStatus", "")).upper())
+            return None  # a forward to the carrier, not a ring of an agent
+        attempt = dialplan.attempt_of(str(msg.get("Context", "")), str(msg.get("Exten", "")))
+        if name == "DialBegin":
+            return DialStarted(_need(msg, "Linkedid"), agent, attempt)
+        return DialEnded(_need(msg, "Linkedid"), agent, str(msg.get("DialStatus", "")).upper(), attempt)
     if name == "DeviceStateChange":
         return device_event(msg)
     return None
 
 
-AGENT_ENDPOINT = re.compile(r"^agent(?P<id>[0-9]{2,12})$")
-AGENT_ACTIONS = frozenset({"login", "logout", "pause", "unpause", "end_wrapup"})
-REASON = re.compile(r"^[A-Za-z0-9_ -]{0,32}$")
+# -- caller identity: bad input from the carrier ------------------------------------
+
+
+def unescape_ami(text: str) -> str:
+    """Asterisk escapes caller ID in manager events C-style (\\\\, \\", \\', \\n, ...)."""
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    chars = iter(text)
+    for ch in chars:
+        if ch != "\\":
+            out.append(ch)
+            continue
+        nxt = next(chars, "")
+        out.append({"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}.get(nxt, nxt))
+    return "".join(out)
+
+
+def _unquote_sip(text: str) -> str:
+    """A SIP quoted-string's quoted-pairs (\\" and \\\\), which PJSIP passes on as they are."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def display_name(from_header: str) -> str | None:
+    """The display name of a SIP From header value, or None if there is none."""
+    text = from_header.strip()
+    if text.startswith('"'):
+        m = re.match(r'"((?:[^"\\]|\\.)*)"', text)
+        return _unquote_sip(m.group(1)) if m else None
+    head, sep, _ = text.partition("<")
+    return head.strip() or None if sep else None
+
+
+def caller_name(ami_name: str, from_b64: str, call_id: str = "") -> str:
+    """The caller's display name: whole from the carrier's From header when the dialplan
+    passed it (Asterisk itself cuts caller ID names at 79 bytes), else from the event,
+    unescaped. Cut to the store's column, saying so in the log."""
+    name: str | None = None
+    if from_b64:
+        try:
+            header = base64.b64decode(from_b64, validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            log.info("caller_from_unreadable", call_id=call_id, hint="the display name comes from caller ID")
+        else:
+            name = display_name(header)
+    if name is None:
+        name = _unquote_sip(unescape_ami(ami_name))
+    name = "".join(ch for ch in name if ch.isprintable())
+    if name == "<unknown>":
+        return ""
+    if len(name) > NAME_MAX:
+        log.info("caller_name_cut", call_id=call_id, length=len(name), kept=NAME_MAX)
+        name = name[:NAME_MAX]
+    return name
+
+
+def caller_number(value: str) -> str:
+    """Asterisk writes '<unknown>' for an absent caller id. A number is never cut: one the
+    store cannot hold is quarantined with its record, where an operator sees it."""
+    text = unescape_ami(str(value or ""))
+    return "" if text == "<unknown>" else "".join(ch for ch in text if ch.isprintable())
+
+
+def restricted(pres: str) -> bool:
+    text = str(pres or "").lower()
+    return text.startswith("prohib") or text == "unavailable"
+
+
+# -- agents' requests -----------------------------------------------------------------
+
+
+AGENT_ENDPOINT = re.compile(r"agent(?P<id>[0-9]{2,12})")
 
 
 def _agent_control(msg: Fields) -> AgentControl:
-    m = AGENT_ENDPOINT.match(str(msg.get("Agent", "")))
+    m = AGENT_ENDPOINT.fullmatch(str(msg.get("Agent", "")))
     if not m:
         raise DecodeError(f"HotlineAgent event from an endpoint that is not an agent: {msg.get('Agent')!r}")
-    action = str(msg.get("Action", ""))
-    if action not in AGENT_ACTIONS:
-        raise DecodeError(f"HotlineAgent event with unknown action {action!r}")
+    try:
+        action = Control(str(msg.get("Action", "")))
+    except ValueError:
+        raise DecodeError(f"HotlineAgent event with unknown action {msg.get('Action')!r}") from None
     reason = str(msg.get("Reason", "") or "")
-    if not REASON.match(reason):
-        raise DecodeError(f"HotlineAgent pause reason {reason!r} is not a short code")
+    if not REASON.fullmatch(reason):
+        raise DecodeError(f"HotlineAgent pause reason {reason[:40]!r} is not a short code")
     return AgentControl(m.group("id"), action, reason)
 
 
@@ -129,14 +202,11 @@ def _priority(value: object) -> int:
     return int(text)
 
 
-SKILL = re.compile(r"^(?P<name>[a-z][a-z0-9_]{0,31})=(?P<level>[0-9]{1,3})$")
-
-
 def _skills(value: object) -> tuple[tuple[str, int], ...]:
     """'mandarin=50+tax=30' (the dialplan cannot carry commas or semicolons)."""
     out = []
     for part in filter(None, str(value or "").split("+")):
-        m = SKILL.match(part)
+        m = SKILL.fullmatch(part)
         if not m or not 1 <= int(m.group("level")) <= 100:
             log.warning("ami_bad_skill", value=part[:40], hint="expected name=level (1-100); skill ignored")
             continue
@@ -144,48 +214,73 @@ def _skills(value: object) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _clean(value: object) -> str:
-    """Asterisk writes '<unknown>' for an absent caller id."""
-    text = str(value or "")
-    return "" if text == "<unknown>" else text
+# -- snapshots (Status with Variables) --------------------------------------------------
 
 
-def _duration(text: str) -> float:
+def _seconds(value: str) -> float:
     try:
-        h, m, s = (int(p) for p in text.split(":"))
+        return max(0.0, float(value))
     except ValueError:
         return 0.0
-    return float(h * 3600 + m * 60 + s)
 
 
-def snapshot_callers(channels: Iterable[Fields], default_queue: str) -> tuple[SnapshotChannel, ...]:
-    """Callers in our contexts, with the agent leg that shares their Linkedid if any."""
-    rows = list(channels)
-    legs: dict[str, tuple[str, bool]] = {}
+def _ago(epoch: str, wall: float) -> float | None:
+    try:
+        return max(0.0, wall - float(epoch)) if epoch else None
+    except ValueError:
+        return None
+
+
+def snapshot_call(ch: AmiMessage, legs: tuple[AgentLeg, ...], wall: float) -> SnapshotCall:
+    v = ch.variables()
+    context, exten = ch.get("Context", ""), ch.get("Exten", "")
+    call_id = ch.get("Linkedid", "")
+    path = tuple(p for p in v.get(dialplan.PATH, "").split(dialplan.PATH_SEP) if p)
+    agent = v.get(dialplan.AGENT, "")
+    return SnapshotCall(
+        call_id=call_id,
+        channel=ch.get("Channel", ""),
+        where=dialplan.where(context, exten, ch.get("Application", "")),
+        age=_seconds(ch.get("Seconds", "0")),
+        queue=v.get(dialplan.QUEUE, exten if context == dialplan.HOLD else ""),
+        offered_queue=v.get(dialplan.OFFERED, ""),
+        path=path,
+        caller_num=caller_number(ch.get("CallerIDNum", "")),
+        caller_name=caller_name(ch.get("CallerIDName", ""), v.get(dialplan.FROM, ""), call_id),
+        restricted=restricted(v.get(dialplan.PRES, "")),
+        priority=_priority(v.get(dialplan.PRIORITY) or "0"),
+        skills=_skills(v.get(dialplan.SKILLS)),
+        attempt=dialplan.attempt_of(context, exten),
+        legs=legs,
+        joined_ago=_ago(v.get(dialplan.JOINED_AT, ""), wall),
+        answered_ago=_ago(v.get(dialplan.ANSWERED_AT, ""), wall),
+        answered_by=agent if dialplan.AGENT_ENDPOINT_ID.fullmatch(agent) else None,
+        leave_reason=dialplan.leave_reason_of(context, exten, v.get(dialplan.LEAVE_REASON, "")),
+        fallback=v.get(dialplan.FALLBACK, "") == "1",
+    )
+
+
+def snapshot(rows: Iterable[AmiMessage], wall: float) -> ChannelsSnapshot:
+    """The callers in a Status listing, each with the agent legs that share its Linkedid."""
+    rows = list(rows)
+    legs: dict[str, list[AgentLeg]] = {}
     for ch in rows:
-        agent = agent_of_channel(str(ch.get("Channel", "")))
-        if agent:
-            linkedid = str(ch.get("Linkedid", ""))
-            bridged = bool(ch.get("BridgeId"))
-            if linkedid not in legs or (bridged and not legs[linkedid][1]):  # the answered leg wins
-                legs[linkedid] = (agent, bridged)
-    out = []
+        agent = dialplan.agent_of_channel(ch.get("Channel", ""))
+        if agent is not None:
+            legs.setdefault(ch.get("Linkedid", ""), []).append(AgentLeg(agent, bool(ch.get("BridgeID"))))
+    callers = []
     for ch in rows:
-        linkedid = str(ch.get("Linkedid", ""))
-        if not linkedid or ch.get("Uniqueid") != linkedid or ch.get("Context") not in CALLER_CONTEXTS:
+        linkedid = ch.get("Linkedid", "")
+        if not linkedid or ch.get("Uniqueid") != linkedid or dialplan.agent_of_channel(ch.get("Channel", "")):
             continue
-        agent_id, bridged = legs.get(linkedid, (None, False))
-        queue = str(ch.get("Exten")) if ch.get("Context") == "hotline-hold" else default_queue
-        out.append(
-            SnapshotChannel(
-                call_id=linkedid,
-                channel=str(ch.get("Channel")),
-                queue=queue,
-                age=_duration(str(ch.get("Duration", "0:0:0"))),
-                caller_num=_clean(ch.get("CallerIDNum", "")),
-                caller_name=_clean(ch.get("CallerIDName", "")),
-                agent_id=agent_id,
-                bridged=bridged or bool(ch.get("BridgeId")),
-            )
-        )
-    return tuple(out)
+        callers.append(snapshot_call(ch, tuple(legs.get(linkedid, ())), wall))
+    return ChannelsSnapshot(tuple(callers))
+
+
+def probed(call_id: str, rows: list[AmiMessage]) -> Probed:
+    """Asterisk's Status of one caller's channel -> where that caller is."""
+    for ch in rows:
+        context, exten = ch.get("Context", ""), ch.get("Exten", "")
+        return Probed(call_id, dialplan.where(context, exten, ch.get("Application", "")),
+                      dialplan.attempt_of(context, exten))
+    return Probed(call_id, None)

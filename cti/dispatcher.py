@@ -1,24 +1,28 @@
 """The one task that owns live state.
 
-Everything that can change the picture arrives on one inbox: AMI events (in wire
-order, tagged with a sequence number), timer expiries, link up/down, results of
-commands. The dispatcher decodes each item, calls `acd.decide`, and carries out
-the commands without ever awaiting on the hot path: AMI actions run as tasks
-whose failures come back through the inbox.
+Everything that can change the picture arrives on one typed inbox, in order: AMI events
+as the link reads them, the link going up and down, resync snapshots at their place in
+the AMI stream, the results of commands, the deadline wake-up, configuration, agents'
+requests. The dispatcher decodes each item, calls `acd.decide`, and carries out the
+commands without awaiting on the hot path: AMI actions run as tasks whose results come
+back through the inbox.
+
+Clocks: the core gets the monotonic clock as `now` (every rule and deadline) and the
+wall clock as `wall` (what people read); the one wake-up is armed on the monotonic clock,
+so a wall-clock step can neither strand nor hurry anybody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, assert_never
 
 import structlog
-from panoramisk.message import Message
 
-from acd import decide
+from acd import DecideError, State, decide, next_deadline
 from acd.calendar import Calendar
 from acd.commands import (
     AgentStateChanged,
@@ -26,44 +30,96 @@ from acd.commands import (
     CallOffered,
     CallRecord,
     Command,
+    ControlDone,
+    ProbeCall,
     RingAgent,
-    SendToTimeout,
-    StartTimer,
+    SendOut,
+    TagCaller,
+    Unexpected,
 )
 from acd.events import (
+    AgentControl,
     AgentProfile,
     AgentsConfigured,
-    CallerHungUp,
-    CallerJoined,
-    DeviceChanged,
+    ChannelsSnapshot,
+    DevicesSnapshot,
     Event,
+    LeaveFailed,
     LinkLost,
+    Probed,
     QueuesConfigured,
-    Resynced,
     RingFailed,
-    TimerFired,
-    TimerKind,
+    Tick,
 )
-from acd.model import QueueSettings, State
-from cti.ami import AmiClient, AmiError
-from cti.decode import DecodeError, decode, device_event, snapshot_callers
+from acd.model import QueueSettings
+from cti import decode as decoding
+from cti import dialplan
+from cti.ami import AmiClient, AmiError, Reply
+from cti.ami_frame import AmiMessage
 from cti.logs import mask_number
 from metrics.exporter import Metrics
-from tickets.store import Outbox
 
 log = structlog.get_logger("hotline.dispatch")
 
-CONNECT_CONTEXT = "hotline-connect"
-TIMEOUT_CONTEXT = "hotline-timeout"
+SNAPSHOT_TIMEOUT = 15.0
 
 
-@dataclass
-class _Window:
-    """What changed while a resync was in flight; the older snapshot must not undo it."""
+class RecordSink(Protocol):
+    """Where finished calls go (tickets.store.Outbox): must never lose one it accepted."""
 
-    hung: set[str] = field(default_factory=set)
-    devices: set[str] = field(default_factory=set)
-    joined: set[str] = field(default_factory=set)
+    def put(self, rec: CallRecord) -> object: ...
+
+
+# -- the inbox ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AmiEvent:
+    message: AmiMessage
+    read_at: float  # perf_counter when read: the engine's own share of the ring latency
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    session: int
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    session: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    session: int
+    event: ChannelsSnapshot | DevicesSnapshot
+
+
+@dataclass(frozen=True)
+class SnapshotFailed:
+    session: int
+    error: str
+
+
+@dataclass(frozen=True)
+class CoreEvent:
+    event: Event  # a deadline, a command's result, configuration, history
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    event: AgentControl
+    reply: asyncio.Future[ControlDone]
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Everything before this has been handled (shutdown waits for it)."""
+
+    done: asyncio.Future[None]
+
+
+InboxItem = AmiEvent | LinkUp | LinkDown | Snapshot | SnapshotFailed | CoreEvent | ControlRequest | Drain
 
 
 class Dispatcher:
@@ -71,10 +127,11 @@ class Dispatcher:
         self,
         queues: tuple[QueueSettings, ...],
         profiles: tuple[AgentProfile, ...],
-        outbox: Outbox,
+        outbox: RecordSink,
         metrics: Metrics,
-        clock: Callable[[], float] = time.time,
         calendar: Calendar | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.state = State(queues={q.name: q for q in queues})
         self.profiles = profiles
@@ -82,28 +139,47 @@ class Dispatcher:
         self.outbox = outbox
         self.metrics = metrics
         self.clock = clock
+        self.wall = wall
         self.ami: AmiClient | None = None
-        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self._timers: dict[tuple[TimerKind, str], asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._window: _Window | None = None
-        self._item_read_at: float | None = None
+        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+        self.session = 0  # the AMI session whose snapshots count
         self.resyncs = 0
-        # Hooks for tests and benchmarks: called after each item is handled.
-        self.after_item: Callable[[tuple[Any, ...]], None] | None = None
+        self.records = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._read_at: float | None = None
+        self._reply: asyncio.Future[ControlDone] | None = None
+        # Hook for tests and benchmarks: called after each item is handled.
+        self.after_item: Callable[[InboxItem], None] | None = None
 
-    # -- feeding the inbox (callbacks: they only enqueue) -----------------------
+    # -- feeding the inbox (callbacks: they only enqueue) ------------------------------
 
-    def on_ami_event(self, seq: int, msg: Message) -> None:
-        self.inbox.put_nowait(("ami", seq, msg, time.perf_counter()))
+    def on_ami_event(self, message: AmiMessage) -> None:
+        self.inbox.put_nowait(AmiEvent(message, time.perf_counter()))
 
-    def on_link_up(self) -> None:
-        self.inbox.put_nowait(("up",))
+    def on_link_up(self, session: int) -> None:
+        self.inbox.put_nowait(LinkUp(session))
 
-    def on_link_down(self) -> None:
-        self.inbox.put_nowait(("down",))
+    def on_link_down(self, session: int) -> None:
+        self.inbox.put_nowait(LinkDown(session))
 
-    # -- the loop ---------------------------------------------------------------
+    def submit(self, event: Event) -> None:
+        self.inbox.put_nowait(CoreEvent(event))
+
+    async def control(self, event: AgentControl, timeout: float = 5.0) -> ControlDone:
+        """An agent's request from HTTP: applied by the dispatcher, answered with the outcome."""
+        reply: asyncio.Future[ControlDone] = asyncio.get_running_loop().create_future()
+        self.inbox.put_nowait(ControlRequest(event, reply))
+        return await asyncio.wait_for(reply, timeout)
+
+    async def drain(self) -> None:
+        """Wait until every item queued so far has been handled."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.inbox.put_nowait(Drain(done))
+        await done
+
+    # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
         if self.calendar is not None:
@@ -114,185 +190,285 @@ class Dispatcher:
             try:
                 self.handle(item)
             except Exception:
-                # One bad event is logged and counted; routing goes on.
+                # One bad item is logged and counted; routing goes on.
                 self.metrics.event_errors.inc()
-                log.exception("event_failed", item=repr(item)[:500])
+                log.exception("event_failed", item=type(item).__name__)
             if self.after_item is not None:
                 self.after_item(item)
 
-    def handle(self, item: tuple[Any, ...]) -> None:
-        kind = item[0]
-        self._item_read_at = item[3] if kind == "ami" else None
-        if kind == "ami":
-            try:
-                event = decode(item[2])
-            except DecodeError as exc:
-                self.metrics.decode_errors.inc()
-                log.warning("ami_event_rejected", reason=str(exc))
-                return
-            if event is None:
-                return
-            if self._window is not None:
-                if isinstance(event, CallerHungUp):
-                    self._window.hung.add(event.channel)
-                elif isinstance(event, CallerJoined):
-                    self._window.joined.add(event.call_id)
-                elif isinstance(event, DeviceChanged):
-                    self._window.devices.add(event.agent_id)
-            self.apply(event)
-        elif kind == "event":
-            self.apply(item[1])
-        elif kind == "up":
-            self._window = _Window()
-            self._spawn(self._beat())
-            self._spawn(self._resync())
-        elif kind == "down":
-            self._window = None
-            self.apply(LinkLost())
-        elif kind == "resynced":
-            snap: Resynced = item[1]
-            window = self._window or _Window()
-            self._window = None
-            self.resyncs += 1
-            self.apply(
-                Resynced(
-                    callers=tuple(c for c in snap.callers if c.channel not in window.hung),
-                    devices=tuple(d for d in snap.devices if d.agent_id not in window.devices),
-                    joined=frozenset(window.joined),
-                )
-            )
-            log.info("resynced", callers=len(snap.callers), devices=len(snap.devices),
-                     waiting=len(self.state.calls))
+    def handle(self, item: InboxItem) -> None:
+        match item:
+            case AmiEvent():
+                self._read_at = item.read_at
+                try:
+                    event = decoding.decode(item.message)
+                except decoding.DecodeError as exc:
+                    self.metrics.decode_errors.inc()
+                    log.warning("ami_event_rejected", reason=str(exc))
+                    return
+                if event is not None:
+                    self.apply(event)
+                self._read_at = None
+            case LinkUp():
+                self.session = item.session
+                self._request_snapshots(item.session)
+            case LinkDown():
+                if item.session == self.session:
+                    self.apply(LinkLost())
+            case Snapshot():
+                if item.session != self.session or self.ami is None or not self.ami.connected:
+                    # Taken on a link that has gone since: the next link brings its own.
+                    self.metrics.snapshots_dropped.inc()
+                    return
+                was_routing = self.state.routing
+                self.apply(item.event)
+                if self.state.routing and not was_routing:
+                    self.resyncs += 1
+                    log.info("resynced", calls=len(self.state.calls), session=item.session,
+                             agents=sum(1 for a in self.state.agents.values() if a.configured and a.registered))
+                    self._spawn(self._beat())
+            case SnapshotFailed():
+                if item.session == self.session and self.ami is not None and self.ami.connected:
+                    # Never stay connected with routing off: drop the link (with a growing
+                    # back-off), the reconnect resyncs; the heartbeat stays off meanwhile.
+                    log.warning("resync_failed", error=item.error, hint="dropping the AMI link to start over")
+                    self.ami.drop(penalize=True)
+            case CoreEvent():
+                self.apply(item.event)
+            case ControlRequest():
+                self._reply = item.reply
+                try:
+                    self.apply(item.event)
+                finally:
+                    if self._reply is not None and not self._reply.done():
+                        self._reply.set_exception(RuntimeError("the request was not answered"))
+                    self._reply = None
+            case Drain():
+                if not item.done.done():
+                    item.done.set_result(None)
+            case _:
+                assert_never(item)
 
     def apply(self, event: Event) -> None:
-        now = self.clock()
-        _, commands = decide(self.state, event, now)
+        now, wall = self.clock(), self.wall()
+        try:
+            _, commands = decide(self.state, event, now, wall)
+        except DecideError as exc:
+            # The state may be half-changed: keep every record already produced, count it,
+            # and rebuild the picture from Asterisk.
+            self.metrics.event_errors.inc()
+            log.error("decide_failed", event=type(event).__name__, exc_info=exc.__cause__,
+                      hint="the picture is rebuilt from Asterisk")
+            commands = [c for c in exc.commands if isinstance(c, CallRecord)]
+            self._rebuild()
         for cmd in commands:
             try:
                 self.execute(cmd, now)
             except Exception:
-                # One command failing (a full disk for the spool, say) must not cost the others.
+                # One command failing must not cost the others.
                 self.metrics.event_errors.inc()
-                log.exception("command_failed", command=repr(cmd)[:300])
+                log.exception("command_failed", command=type(cmd).__name__)
+        self._arm()
 
-    # -- commands -----------------------------------------------------------------
+    def _rebuild(self) -> None:
+        try:
+            decide(self.state, LinkLost(), self.clock(), self.wall())
+        except DecideError:
+            log.exception("decide_failed_again")
+        if self.ami is not None and self.ami.connected:
+            self._request_snapshots(self.session)
+
+    # -- commands ---------------------------------------------------------------------
 
     def execute(self, cmd: Command, now: float) -> None:
-        self.metrics.observe(cmd)
         match cmd:
             case RingAgent():
                 log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt,
                          also=list(cmd.also) or None)
-                seconds = max(1, round(cmd.timeout))
-                exten = f"{cmd.agent_id}*{seconds}"
-                dial = None
-                if cmd.also:
-                    # ring_all: the dial string goes in a channel variable (agent ids are digits only).
-                    exten = f"all*{seconds}"
-                    dial = "&".join(f"PJSIP/agent{a}" for a in cmd.agent_ids)
-                self._spawn(self._redirect(cmd.call_id, cmd.channel, CONNECT_CONTEXT, exten,
-                                           RingFailed(cmd.call_id, cmd.agent_id, cmd.attempt),
-                                           self._item_read_at, priority=2, dial=dial))
-            case SendToTimeout():
-                log.info("caller_leaves_line", call_id=cmd.call_id, reason=cmd.reason)
-                context, exten = TIMEOUT_CONTEXT, "s"
-                if cmd.reason == "number":
-                    context, exten = "hotline-external", cmd.number
-                elif cmd.reason == "callback":
-                    context = "hotline-callback"
-                self._spawn(self._redirect(cmd.call_id, cmd.channel, context, exten, None, priority=2))
-            case StartTimer():
-                self._arm(cmd, now)
+                self._spawn(self._ring(cmd, self._read_at))
+            case SendOut():
+                log.info("caller_leaves_line", call_id=cmd.call_id, reason=cmd.reason.value)
+                self._spawn(self._send_out(cmd))
+            case ProbeCall():
+                log.info("probe_caller", call_id=cmd.call_id)
+                self._spawn(self._probe(cmd))
+            case TagCaller():
+                self._spawn(self._tag(cmd))
             case CallOffered():
+                self.metrics.offered_call(cmd)
                 call = self.state.calls.get(cmd.call_id)
                 log.info("call_offered", call_id=cmd.call_id, queue=cmd.queue,
                          caller=mask_number(call.caller_num, call.restricted) if call else "")
             case CallAnswered():
+                self.metrics.answered_call(cmd)
                 log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3))
             case AgentStateChanged():
                 self.metrics.agent_changed(cmd, now)
                 log.info("agent_state", agent_id=cmd.agent_id, old=cmd.old, new=cmd.new, reason=cmd.reason or None)
             case CallRecord():
                 self.outbox.put(cmd)
+                self.records += 1
+                if cmd.source == "asterisk":
+                    self.metrics.reconstructed_call(cmd)
+                else:
+                    self.metrics.ended_call(cmd)
                 log.info("call_ended", call_id=cmd.call_id, agent_id=cmd.agent_id, outcome=cmd.outcome.value,
-                         wait=cmd.wait_seconds, talk=cmd.talk_seconds,
+                         wait=cmd.wait_seconds, talk=cmd.talk_seconds, source=cmd.source,
                          caller=mask_number(cmd.caller_num, cmd.restricted))
+            case ControlDone():
+                if self._reply is not None and not self._reply.done():
+                    self._reply.set_result(cmd)
+                log.info("agent_request", agent_id=cmd.agent_id, action=cmd.action.value, ok=cmd.ok,
+                         reason=cmd.reason or None)
+            case Unexpected():
+                self.metrics.unexpected_event(cmd)
+                log.info("unexpected_event", machine=cmd.machine, state=cmd.state, trigger=cmd.trigger,
+                         call_id=cmd.key if cmd.machine == "call" else None,
+                         agent_id=cmd.key if cmd.machine == "agent" else None)
+            case _:
+                assert_never(cmd)
 
-    def _arm(self, cmd: StartTimer, now: float) -> None:
-        loop = asyncio.get_running_loop()
-        key = (cmd.kind, cmd.key)
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        fired = TimerFired(cmd.kind, cmd.key, cmd.attempt)
+    def _arm(self) -> None:
+        """One wake-up, at the core's next deadline (re-armed only when it moves)."""
+        at = next_deadline(self.state)
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, at - self.clock()), self._wake)
 
-        def fire() -> None:
-            self._timers.pop(key, None)
-            self.inbox.put_nowait(("event", fired))
+    def _wake(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.inbox.put_nowait(CoreEvent(Tick()))
 
-        self._timers[key] = loop.call_later(max(0.0, cmd.at - now), fire)
-
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _redirect(self, call_id: str, channel: str, context: str, exten: str,
-                        on_fail: Event | None, read_at: float | None = None, priority: int = 1,
-                        dial: str | None = None) -> None:
-        ami = self.ami
+    async def _ring(self, cmd: RingAgent, read_at: float | None) -> None:
+        exten, dial = dialplan.ring_target(cmd.agent_ids, cmd.timeout, cmd.attempt)
         try:
-            if ami is None:
-                raise AmiError("no AMI link")
+            ami = self._link()
             if dial is not None:
-                await ami.checked({"Action": "Setvar", "Channel": channel, "Variable": "HOTLINE_DIAL",
-                                   "Value": dial})
-            if read_at is not None:
-                # The action is written synchronously at the start of `checked`.
-                self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)
-            await ami.checked({"Action": "Redirect", "Channel": channel, "Context": context,
-                               "Exten": exten, "Priority": str(priority)})
+                await ami.action({"Action": "Setvar", "Channel": cmd.channel, "Variable": dialplan.DIAL,
+                                  "Value": dial})
         except AmiError as exc:
-            log.warning("redirect_failed", call_id=call_id, context=context, error=str(exc))
-            if on_fail is not None:
-                self.inbox.put_nowait(("event", on_fail))
+            # The Redirect was never sent: the caller certainly did not move.
+            log.warning("ring_failed", call_id=cmd.call_id, error=str(exc))
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=True))
+            return
+        try:
+            future = ami.send({"Action": "Redirect", "Channel": cmd.channel, "Context": dialplan.CONNECT,
+                               "Exten": exten, "Priority": str(dialplan.REDIRECT_PRIORITY)})
+            if read_at is not None:
+                self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)
+            await self._wait(ami, future, "Redirect")
+        except AmiError as exc:
+            log.warning("ring_failed", call_id=cmd.call_id, error=str(exc), refused=exc.refused)
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=exc.refused))
 
-    async def _resync(self) -> None:
-        """Ask Asterisk what is going on now; the answer comes back through the inbox."""
+    async def _send_out(self, cmd: SendOut) -> None:
+        context, exten = dialplan.leave_target(cmd.reason, cmd.number)
+        try:
+            ami = self._link()
+            await ami.action({"Action": "Redirect", "Channel": cmd.channel, "Context": context, "Exten": exten,
+                              "Priority": str(dialplan.REDIRECT_PRIORITY)})
+        except AmiError as exc:
+            log.warning("send_out_failed", call_id=cmd.call_id, error=str(exc), refused=exc.refused)
+            self.submit(LeaveFailed(cmd.call_id, sure=exc.refused))
+
+    async def _probe(self, cmd: ProbeCall) -> None:
+        try:
+            reply = await self._link().action({"Action": "Status", "Channel": cmd.channel,
+                                               "Variables": ",".join(dialplan.SNAPSHOT_VARIABLES)})
+        except AmiError as exc:
+            if exc.refused:  # "No such channel": the caller has gone, its hang-up follows
+                self.submit(Probed(cmd.call_id, None))
+            else:
+                log.warning("probe_failed", call_id=cmd.call_id, error=str(exc))  # asked again later
+            return
+        self.submit(decoding.probed(cmd.call_id, reply.events))
+
+    async def _tag(self, cmd: TagCaller) -> None:
+        values = ((dialplan.QUEUE, cmd.queue), (dialplan.OFFERED, cmd.offered),
+                  (dialplan.PATH, dialplan.PATH_SEP.join(cmd.path)))
+        try:
+            ami = self._link()
+            for name, value in values:
+                await ami.action({"Action": "Setvar", "Channel": cmd.channel, "Variable": name, "Value": value})
+        except AmiError as exc:
+            # Only what a restarted engine or Asterisk's own account would see is affected.
+            log.warning("tag_caller_failed", call_id=cmd.call_id, error=str(exc))
+
+    def _link(self) -> AmiClient:
+        if self.ami is None or not self.ami.connected:
+            raise AmiError("no AMI link")
+        return self.ami
+
+    async def _wait(self, ami: AmiClient, future: asyncio.Future[Reply], name: str) -> Reply:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), ami.settings.action_timeout)
+        except TimeoutError:
+            ami.expire(future, f"AMI action {name} timed out")
+            raise AmiError(f"AMI action {name} timed out") from None
+
+    # -- resync -----------------------------------------------------------------------
+
+    def _request_snapshots(self, session: int) -> None:
+        """Ask for the channels and the phones; each answer is queued at its place in the stream."""
         ami = self.ami
         if ami is None:
             return
-        try:
-            channels = await ami.collect({"Action": "CoreShowChannels"}, timeout=15)
-            devices = await ami.collect({"Action": "DeviceStateList"}, timeout=15)
-        except AmiError as exc:
-            # Never stay connected with routing off: drop the link, the reconnect resyncs.
-            log.warning("resync_failed", error=str(exc), hint="dropping the AMI link to start over")
-            ami.drop()
-            return
-        snap = Resynced(
-            callers=snapshot_callers(channels, self.state.queue.name),
-            devices=tuple(d for d in (device_event(m) for m in devices) if d is not None),
-        )
-        self.inbox.put_nowait(("resynced", snap))
+
+        def channels(result: Reply | AmiError) -> None:
+            if isinstance(result, AmiError):
+                self.inbox.put_nowait(SnapshotFailed(session, f"Status: {result}"))
+            else:
+                self.inbox.put_nowait(Snapshot(session, decoding.snapshot(result.events, self.wall())))
+
+        def devices(result: Reply | AmiError) -> None:
+            if isinstance(result, AmiError):
+                self.inbox.put_nowait(SnapshotFailed(session, f"DeviceStateList: {result}"))
+            else:
+                found = (decoding.device_event(m) for m in result.events)
+                self.inbox.put_nowait(Snapshot(session, DevicesSnapshot(tuple(d for d in found if d is not None))))
+
+        pending = [
+            ami.send({"Action": "Status", "Variables": ",".join(dialplan.SNAPSHOT_VARIABLES)}, in_order=channels),
+            ami.send({"Action": "DeviceStateList"}, in_order=devices),
+        ]
+        self._spawn(self._snapshot_deadline(ami, pending))
+
+    async def _snapshot_deadline(self, ami: AmiClient, pending: list[asyncio.Future[Reply]]) -> None:
+        done, _ = await asyncio.wait(pending, timeout=SNAPSHOT_TIMEOUT)
+        for future in pending:
+            if future not in done:
+                ami.expire(future, f"resync answer not complete within {SNAPSHOT_TIMEOUT:g} s")
 
     async def _beat(self) -> None:
-        ami = self.ami
-        if ami is None or not ami.connected:
+        """Tell the dialplan a routing engine is here (its fallback rings all agents when not).
+        Only while routing: an engine that is connected but cannot rebuild its picture must
+        not keep the fallback off."""
+        if not self.state.routing or self.ami is None or not self.ami.connected:
             return
         try:
-            await ami.checked({"Action": "Setvar", "Variable": "HOTLINE_ENGINE_SEEN",
-                               "Value": str(int(self.clock()))})
+            await self.ami.action({"Action": "Setvar", "Variable": dialplan.ENGINE_SEEN,
+                                   "Value": str(int(self.wall()))})
         except AmiError as exc:
             log.warning("heartbeat_failed", error=str(exc))
 
     async def heartbeat(self, interval: float = 5.0) -> None:
-        """Tell the dialplan we are alive (its fallback rings all agents when we are not)."""
         while True:
             await self._beat()
             await asyncio.sleep(interval)
 
     def cancel_timers(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
