@@ -259,7 +259,7 @@ class QueueConfig(_Strict):
 
 
 class QueuesFile(_Strict):
-    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(number="12345")], min_length=1)
+    queues: list[QueueConfig] = Field(min_length=1)  # no hidden default queue
 
     @model_validator(mode="after")
     def _unique(self) -> QueuesFile:
@@ -297,7 +297,7 @@ class AgentConfig(_Strict):
 
 
 class AgentsFile(_Strict):
-    agents: list[AgentConfig] = Field(default_factory=list)
+    agents: list[AgentConfig]  # `agents: []` must be written out: an empty file is a mistake
 
     @model_validator(mode="after")
     def _unique(self) -> AgentsFile:
@@ -315,6 +315,8 @@ class Settings:
     queues: list[QueueConfig]
     agents: list[AgentConfig]
     calendar: CalendarFile = field(default_factory=CalendarFile)
+    # The files the config folder did not have, taken from the embedded defaults.
+    from_defaults: tuple[str, ...] = ()
 
     @property
     def queue(self) -> QueueConfig:
