@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
@@ -19,18 +28,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ip_address(value: str) -> str:
+    # These values are written into manager.conf and pjsip.conf as they are: an address
+    # is all we accept, so nothing else can ride along into Asterisk's configuration.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address; write one, e.g. 127.0.0.1 or ::1 "
+                         "(host names are not accepted)") from None
+    return value
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+
+DEFAULT_AMI_SECRET = "change-me-hotline"
+# manager.conf is line based and ';' starts a comment there: keep the secret to characters
+# that mean nothing to Asterisk's config parser.
+AMI_SECRET = re.compile(r"[A-Za-z0-9_.~!@#%^*+=-]{8,128}")
+
+
 class AmiSection(_Strict):
-    host: str = "127.0.0.1"
+    host: IPAddress = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str = Field("hotline", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    secret: str = Field("change-me-hotline", min_length=8)
+    secret: str = DEFAULT_AMI_SECRET
     action_timeout: float = Field(5.0, gt=0, le=60)
     ping_interval: float = Field(5.0, gt=0, le=300)
     ping_timeout: float = Field(5.0, gt=0, le=60)
 
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if not AMI_SECRET.fullmatch(v):
+            raise ValueError("must be 8-128 characters from A-Z a-z 0-9 _ . ~ ! @ # % ^ * + = - "
+                             "(it goes into manager.conf, where ';' or a line break would cut it or add settings)")
+        return v
+
 
 class HttpSection(_Strict):
-    listen: str = "127.0.0.1"
+    listen: IPAddress = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
 
 
@@ -51,11 +87,11 @@ class RecordingsSection(_Strict):
 
 
 class SipSection(_Strict):
-    bind: str = "127.0.0.1"
+    bind: IPAddress = "127.0.0.1"
     port: int = Field(5060, ge=1, le=65535)
     # The carrier's address: INVITEs from here are citizens' calls, and calls forwarded
     # to an external number (overflow `to: number`) go there.
-    trunk_address: str = "127.0.0.2"
+    trunk_address: IPAddress = "127.0.0.2"
     trunk_port: int = Field(5060, ge=1, le=65535)
     rtp_start: int = Field(10000, ge=1024, le=65535)
     rtp_end: int = Field(20000, ge=1024, le=65535)

@@ -188,3 +188,40 @@ def test_yaml_nested_thousands_deep_is_an_error_not_a_crash(tmp_path: Path) -> N
     write(tmp_path, "engine.yaml", "[" * 50_000 + "]" * 50_000 + "\n")
     with pytest.raises(ConfigError, match=r"engine\.yaml:1: nested too deeply"):
         load(tmp_path)
+
+
+# --- values that end up in Asterisk's configuration --------------------------------------
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("ami", "host"), ("sip", "bind"), ("sip", "trunk_address"), ("http", "listen"),
+])
+@pytest.mark.parametrize("value", ["localhost", "127.0.0.1\\n[evil]", "10.0.0.256", "0.0.0.0;x"])
+def test_listen_and_peer_addresses_must_be_ip_addresses(tmp_path: Path, section: str, key: str, value: str) -> None:
+    write(tmp_path, "engine.yaml", f'log: {{level: info}}\n{section}:\n  {key}: "{value}"\n')
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    (problem,) = err.value.problems
+    assert (Path(problem.file).name, problem.line) == ("engine.yaml", 3)
+    assert f"{section}.{key}" in problem.message and "is not an IP address" in problem.message
+
+
+@pytest.mark.parametrize("address", ["::1", "2001:db8::5", "10.1.2.3", "0.0.0.0"])
+def test_v4_and_v6_addresses_are_accepted(tmp_path: Path, address: str) -> None:
+    write(tmp_path, "engine.yaml", f'http:\n  listen: "{address}"\n')
+    assert load(tmp_path).engine.http.listen == address
+
+
+@pytest.mark.parametrize("secret", ["s3cret;x", "s3cret-with\\nwrite=all", "short", "x" * 129, "with space1"])
+def test_an_ami_secret_that_could_break_manager_conf_is_refused(tmp_path: Path, secret: str) -> None:
+    write(tmp_path, "engine.yaml", f'ami:\n  host: 127.0.0.1\n  secret: "{secret}"\n')
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    (problem,) = err.value.problems
+    assert problem.line == 3
+    assert problem.message.startswith("ami.secret: Value error, must be 8-128 characters from A-Z a-z 0-9")
+
+
+def test_an_ami_secret_of_the_allowed_characters_is_accepted(tmp_path: Path) -> None:
+    secret = "Abc_.~!@#%^*+=-123"
+    write(tmp_path, "engine.yaml", f'ami:\n  secret: "{secret}"\n')
+    assert load(tmp_path).engine.ami.secret == secret
