@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from config.policy import review
 from config.settings import AgentsFile, CalendarFile, EngineFile, QueuesFile, Settings
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -222,7 +223,15 @@ def load(config_dir: Path | None = None) -> Settings:
                 problems.append(Problem(name, _line_for(("agents", i, "queues", j), lines),
                                         f"agent {agent.id}: no queue named {queue!r} in queues.yaml "
                                         f"(known: {', '.join(sorted(known))})"))
+    warnings: list[str] = []
+    for finding in review(engine, agents.agents):
+        name, lines = where[finding.file]
+        problem = Problem(name, _line_for(finding.loc, lines), finding.message)
+        if finding.refuse:
+            problems.append(problem)
+        else:
+            warnings.append(str(problem))
     if problems:
         raise ConfigError(problems)
     return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar,
-                    from_defaults=tuple(from_defaults))
+                    warnings=tuple(warnings), from_defaults=tuple(from_defaults))

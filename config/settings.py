@@ -39,12 +39,23 @@ def _ip_address(value: str) -> str:
     return value
 
 
+def _absolute_path(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
+AbsolutePath = Annotated[Path, AfterValidator(_absolute_path)]
 
 DEFAULT_AMI_SECRET = "change-me-hotline"
 # manager.conf is line based and ';' starts a comment there: keep the secret to characters
 # that mean nothing to Asterisk's config parser.
 AMI_SECRET = re.compile(r"[A-Za-z0-9_.~!@#%^*+=-]{8,128}")
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
 
 
 class AmiSection(_Strict):
@@ -66,6 +77,17 @@ class AmiSection(_Strict):
 
 
 class HttpSection(_Strict):
+    """The control API (agents, reload, callbacks); writes need `Authorization: Bearer <token>`."""
+
+    listen: IPAddress = "127.0.0.1"
+    port: int = Field(9109, ge=0, le=65535)
+    # Created by the engine at its first start (0600); `hotline reload` reads it.
+    token_file: AbsolutePath = Path("/var/lib/hotline/control.token")
+
+
+class MetricsSection(_Strict):
+    """A read-only listener: /metrics and /healthz only, safe to open to a Prometheus host."""
+
     listen: IPAddress = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
 
@@ -112,6 +134,7 @@ class LogSection(_Strict):
 class EngineFile(_Strict):
     ami: AmiSection = AmiSection()
     http: HttpSection = HttpSection()
+    metrics: MetricsSection = MetricsSection()
     store: StoreSection = StoreSection()
     recordings: RecordingsSection = RecordingsSection()
     sip: SipSection = SipSection()
@@ -351,6 +374,8 @@ class Settings:
     queues: list[QueueConfig]
     agents: list[AgentConfig]
     calendar: CalendarFile = field(default_factory=CalendarFile)
+    # Accepted but unsafe off loopback (default secrets), as "file:line: text".
+    warnings: tuple[str, ...] = ()
     # The files the config folder did not have, taken from the embedded defaults.
     from_defaults: tuple[str, ...] = ()
 

@@ -193,7 +193,7 @@ def test_yaml_nested_thousands_deep_is_an_error_not_a_crash(tmp_path: Path) -> N
 # --- values that end up in Asterisk's configuration --------------------------------------
 
 @pytest.mark.parametrize(("section", "key"), [
-    ("ami", "host"), ("sip", "bind"), ("sip", "trunk_address"), ("http", "listen"),
+    ("ami", "host"), ("sip", "bind"), ("sip", "trunk_address"), ("http", "listen"), ("metrics", "listen"),
 ])
 @pytest.mark.parametrize("value", ["localhost", "127.0.0.1\\n[evil]", "10.0.0.256", "0.0.0.0;x"])
 def test_listen_and_peer_addresses_must_be_ip_addresses(tmp_path: Path, section: str, key: str, value: str) -> None:
@@ -224,4 +224,75 @@ def test_an_ami_secret_that_could_break_manager_conf_is_refused(tmp_path: Path, 
 def test_an_ami_secret_of_the_allowed_characters_is_accepted(tmp_path: Path) -> None:
     secret = "Abc_.~!@#%^*+=-123"
     write(tmp_path, "engine.yaml", f'ami:\n  secret: "{secret}"\n')
-    assert load(tmp_path).engine.ami.secret == secret
+    settings = load(tmp_path)
+    assert settings.engine.ami.secret == secret
+    assert settings.warnings == ()
+
+
+# --- no default secrets off loopback -----------------------------------------------------
+
+def test_the_default_ami_secret_is_refused_when_ami_is_off_loopback(tmp_path: Path) -> None:
+    write(tmp_path, "engine.yaml", "ami:\n  host: 10.0.0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    (problem,) = err.value.problems
+    assert (Path(problem.file).name, problem.line) == ("engine.yaml", 2)  # no secret line: the host's
+    assert "published default 'change-me-hotline' and ami.host 10.0.0.5 is not loopback" in problem.message
+
+
+def test_the_default_ami_secret_on_loopback_is_a_warning(tmp_path: Path) -> None:
+    write(tmp_path, "engine.yaml", "ami:\n  host: ::1\n  secret: change-me-hotline\n")
+    (warning,) = load(tmp_path).warnings
+    assert warning.startswith(f"{tmp_path / 'engine.yaml'}:3: ami.secret is the published default")
+    assert "loopback (::1)" in warning
+
+
+DEMO_AGENTS = 'agents:\n  - {id: "1001", password: pw-1001-hotline}\n  - {id: "2002", password: own-secret}\n' \
+              '  - {id: "1003", password: pw-1003-hotline}\n'
+
+
+def test_published_demo_passwords_are_refused_when_sip_is_off_loopback(tmp_path: Path) -> None:
+    write(tmp_path, "agents.yaml", DEMO_AGENTS)
+    write(tmp_path, "engine.yaml", "ami: {secret: own-ami-secret}\nsip:\n  bind: 0.0.0.0\n")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert [(Path(p.file).name, p.line) for p in err.value.problems] == [("agents.yaml", 2), ("agents.yaml", 4)]
+    assert err.value.problems[0].message.startswith(
+        "agent 1001 uses a published demo password (pw-NNNN-hotline) and sip.bind 0.0.0.0 is not loopback")
+
+
+def test_published_demo_passwords_on_loopback_are_one_warning(tmp_path: Path) -> None:
+    write(tmp_path, "agents.yaml", DEMO_AGENTS)
+    write(tmp_path, "engine.yaml", "ami: {secret: own-ami-secret}\n")
+    (warning,) = load(tmp_path).warnings
+    assert warning.startswith(f"{tmp_path / 'agents.yaml'}:2: agent(s) 1001, 1003 use a published demo password")
+
+
+def test_the_embedded_defaults_warn_about_their_published_secrets() -> None:
+    warnings = load().warnings
+    assert [w.split(": ", 1)[1].split(" ", 1)[0] for w in warnings] == ["ami.secret", "agent(s)"]
+
+
+# --- listeners ---------------------------------------------------------------------------
+
+def test_control_api_and_metrics_have_separate_listeners_by_default() -> None:
+    e = load().engine
+    assert (e.http.listen, e.http.port, e.metrics.listen, e.metrics.port) == ("127.0.0.1", 9109, "127.0.0.1", 9108)
+    assert e.http.token_file == Path("/var/lib/hotline/control.token")
+
+
+@pytest.mark.parametrize(("http", "metrics"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"),
+                                               ("::1", "::")])
+def test_control_api_and_metrics_on_one_port_are_refused(tmp_path: Path, http: str, metrics: str) -> None:
+    write(tmp_path, "engine.yaml", f'http: {{listen: "{http}", port: 9000}}\nmetrics:\n  listen: "{metrics}"\n'
+                                   "  port: 9000\n")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    (problem,) = err.value.problems
+    assert problem.line == 4 and "give metrics.port and http.port different ports" in problem.message
+
+
+def test_a_relative_token_file_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "engine.yaml", "http:\n  token_file: control.token\n")
+    with pytest.raises(ConfigError, match=r"engine\.yaml:2: http\.token_file: Value error, must be an absolute"):
+        load(tmp_path)
