@@ -105,14 +105,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk_conf(args: argparse.Namespace) -> int:
-    from cti.asterisk_conf import install, render
+    from cti.asterisk_conf import install, render, write_private
 
     settings = _settings(args)
     if args.action == "render":
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name, text in render(settings).items():
-            (out / name).write_text(text, encoding="utf-8")
+            write_private(out / name, text)  # manager.conf and pjsip.conf hold secrets
             print(out / name)
     else:
         for path in install(settings, Path(args.etc), Path(args.sounds)):
@@ -171,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("asterisk-conf", help="render or install the Asterisk configuration the engine expects")
     asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ren = asub.add_parser("render", help="write the rendered files into --out")
+    ren = asub.add_parser("render", help="write the rendered files into --out (mode 0640: they hold secrets)")
     ren.add_argument("--out", required=True)
     with_config(ren)
     ins = asub.add_parser("install", help="install into an existing Asterisk (then core reload)")

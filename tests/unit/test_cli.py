@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+from cti.cli import main
 from cti.logs import mask_number
 
 
@@ -38,3 +41,30 @@ def test_a_withheld_number_is_masked_in_logs() -> None:
     assert mask_number("13812345678", restricted=True) == "*******5678"
     assert mask_number("13812345678", restricted=False) == "13812345678"
     assert mask_number("110", restricted=True) == "***"
+
+
+AGENTS = 'agents:\n  - {id: "2001", password: own-secret-2001}\n'
+QUEUES = "queues:\n  - {name: main, number: '12345'}\n"
+
+
+def config_folder(folder: Path, engine: str = "ami: {secret: own-ami-secret}\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agents.yaml").write_text(AGENTS, encoding="utf-8")
+    (folder / "queues.yaml").write_text(QUEUES, encoding="utf-8")
+    (folder / "engine.yaml").write_text(engine, encoding="utf-8")
+    return folder
+
+
+def test_rendered_asterisk_files_are_0640_whatever_the_umask(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manager.conf").write_text("old", encoding="utf-8")
+    os.chmod(out / "manager.conf", 0o644)
+    umask = os.umask(0o022)
+    try:
+        assert main(["asterisk-conf", "render", "--out", str(out), "--config", str(config_folder(tmp_path))]) == 0
+    finally:
+        os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert "pjsip.conf" in modes and set(modes.values()) == {0o640}
+    assert "own-ami-secret" in (out / "manager.conf").read_text(encoding="utf-8")
