@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
+from config.control_token import TokenError
 from config.loader import DEFAULTS_DIR, ConfigError, load
-from config.settings import Settings
+from config.settings import EngineFile, Settings
 
 EPILOG = """\
 examples:
   hotline run                          run the engine with the embedded defaults
-  hotline run --config /etc/hotline    run with an admin's YAML (engine.yaml, queues.yaml, agents.yaml)
-  hotline config check --config DIR    list every error with file:line, exit 1 if any
+  hotline run --config /etc/hotline    run with an admin's YAML (agents.yaml and queues.yaml required)
+  hotline config check --config DIR    list every error with file:line (exit 2 if any), the files taken
+                                       from the embedded defaults, and warnings (exit 0)
   hotline reload --config DIR          apply changed YAML to the running engine (or: kill -HUP)
   hotline sandbox up                   build (once) and start Asterisk 22 + SIPp in a chroot (root)
   hotline sandbox rx "core show channels"
@@ -25,9 +30,23 @@ examples:
 """
 
 
+CONFIG_HELP = ("config folder: it must exist and hold agents.yaml and queues.yaml; engine.yaml and calendar.yaml "
+               "may be left out and take the embedded defaults. Without --config: the embedded demo "
+               "configuration (loopback only, published passwords)")
+
+
+def _config_dir(args: argparse.Namespace) -> Path | None:
+    if args.config is None:
+        return None
+    if not args.config:  # `--config "$UNSET"` must not quietly mean the current folder
+        print("hotline: --config needs a folder (it was given an empty string)", file=sys.stderr)
+        raise SystemExit(2)
+    return Path(args.config)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     try:
-        return load(Path(args.config) if args.config else None)
+        return load(_config_dir(args))
     except ConfigError as exc:
         print("hotline: configuration has errors:", file=sys.stderr)
         for problem in exc.problems:
@@ -38,12 +57,54 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Before anything is created: logs, the database, the spool and the token are never
+    # world-readable, whatever umask the service manager or the shell left us.
+    os.umask(0o027)
     from cti import engine, logs
 
     settings = _settings(args)
+    for warning in settings.warnings:
+        print(f"hotline run: warning: {warning}", file=sys.stderr)
     logs.setup(settings.engine.log.level, json=not args.console_log)
-    asyncio.run(engine.run(settings, Path(args.config) if args.config else None))
+    try:
+        asyncio.run(engine.run(settings, _config_dir(args)))
+    except TokenError as exc:
+        print(f"hotline run: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hotline run: {_os_error(exc, settings.engine)}", file=sys.stderr)
+        return 2
     return 0
+
+
+# asyncio's create_server: "error while attempting to bind on address ('127.0.0.1', 9108): ..."
+BIND_ADDRESS = re.compile(r"bind on address \('([^']*)', (\d+)")
+LISTEN_REASONS = {
+    errno.EADDRINUSE: "address already in use; is another hotline running? "
+                      "change metrics.port / http.port in engine.yaml",
+    errno.EADDRNOTAVAIL: "this host has no such address; change metrics.listen / http.listen in engine.yaml",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); "
+                  "change metrics.port / http.port in engine.yaml",
+}
+
+
+def _os_error(exc: OSError, e: EngineFile) -> str:
+    """One line for an OSError that stopped the engine; a listener that could not bind is named."""
+    found = BIND_ADDRESS.search(str(exc))
+    if found is None and exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return f"stopped: {exc}"
+    # Which listener failed is known only from asyncio's wording; otherwise name both.
+    if found:
+        where = f"{_host(found[1])}:{found[2]}"
+    else:
+        where = f"{_host(e.http.listen)}:{e.http.port} or {_host(e.metrics.listen)}:{e.metrics.port}"
+    reason = LISTEN_REASONS.get(exc.errno or 0) or \
+        f"{(exc.strerror or str(exc)).lower()}; check metrics and http in engine.yaml"
+    return f"cannot listen on {where}: {reason}"
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -72,8 +133,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    where = args.config or f"{DEFAULTS_DIR} (embedded defaults)"
+    folder = _config_dir(args)
+    where = folder or f"{DEFAULTS_DIR} (embedded defaults)"
     print(f"configuration OK: {where}: {len(settings.queues)} queue(s), {len(settings.agents)} agent(s)")
+    if folder and settings.from_defaults:
+        print(f"  not in {folder}, taken from the embedded defaults: {', '.join(settings.from_defaults)}")
+    for warning in settings.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 
@@ -138,11 +204,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", metavar="DIR",
-                        help="directory with engine.yaml, queues.yaml, agents.yaml "
-                        "(a missing file takes the embedded default)")
+        sp.add_argument("--config", metavar="DIR", help=CONFIG_HELP)
 
-    r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT")
+    r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT",
+                       description="Run the engine until SIGTERM/SIGINT. Exits 2 when the configuration has "
+                       "errors or a listener cannot be opened (one line on stderr says which and what to do). "
+                       "Warnings about published default secrets are printed first. Files are created with "
+                       "umask 027 (never world-readable).")
     with_config(r)
     r.add_argument("--console-log", action="store_true", help="human-readable logs instead of JSON lines")
     r.set_defaults(func=cmd_run)
@@ -155,7 +223,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
-    chk = csub.add_parser("check", help="validate the YAML; every error with file, line and reason")
+    chk = csub.add_parser("check", help="validate the YAML; every error with file, line and reason (exit 2), "
+                          "the files taken from the embedded defaults, and warnings (exit 0)")
     with_config(chk)
     chk.set_defaults(func=cmd_config_check)
 

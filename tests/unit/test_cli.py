@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
+import socket
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cti.cli import main
 from cti.logs import mask_number
@@ -54,6 +61,140 @@ def config_folder(folder: Path, engine: str = "ami: {secret: own-ami-secret}\n")
     (folder / "engine.yaml").write_text(engine, encoding="utf-8")
     return folder
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- --config means what it says ----------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["run"], ["config", "check"], ["reload"],
+                                     ["asterisk-conf", "render", "--out", "OUT"]])
+def test_a_config_folder_that_does_not_exist_stops_every_command_naming_it(tmp_path: Path,
+                                                                           command: list[str]) -> None:
+    missing = tmp_path / "nonexistent-dir"
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    proc = hotline(*argv, "--config", str(missing))
+    assert proc.returncode == 2
+    assert f"  {missing}: no such folder;" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_check_says_which_files_came_from_the_embedded_defaults(tmp_path: Path) -> None:
+    folder = config_folder(tmp_path)
+    (folder / "engine.yaml").unlink()
+    proc = hotline("config", "check", "--config", str(folder))
+    assert proc.returncode == 0
+    assert f"  not in {folder}, taken from the embedded defaults: engine.yaml, calendar.yaml" in proc.stdout
+
+
+def test_config_check_lists_warnings_and_still_exits_0(tmp_path: Path) -> None:
+    folder = config_folder(tmp_path, engine="sip: {bind: 127.0.0.1}\n")
+    proc = hotline("config", "check", "--config", str(folder))
+    assert proc.returncode == 0
+    assert f"  warning: {folder / 'engine.yaml'}:1: ami.secret is the published default" in proc.stdout
+
+
+def test_the_help_states_the_exit_status_config_check_really_uses(tmp_path: Path) -> None:
+    promised = re.findall(r"exit (\d) if any", hotline("--help").stdout)
+    (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n    wrapup: lots\n", encoding="utf-8")
+    (tmp_path / "agents.yaml").write_text(AGENTS, encoding="utf-8")
+    assert promised == [str(hotline("config", "check", "--config", str(tmp_path)).returncode)] == ["2"]
+
+
+@pytest.mark.parametrize("command", [["run"], ["reload"], ["config", "check"], ["asterisk-conf", "render"]])
+def test_config_help_states_what_a_config_folder_needs(command: list[str]) -> None:
+    text = " ".join(hotline(*command, "--help").stdout.split())
+    assert "it must exist and hold agents.yaml and queues.yaml" in text
+    assert "engine.yaml and calendar.yaml may be left out" in text
+
+
+# --- hotline run ----------------------------------------------------------------------------
+
+@pytest.fixture
+def quiet_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """cmd_run in-process, without touching the process's logging; restores the umask."""
+    from cti import logs
+
+    monkeypatch.setattr(logs, "setup", lambda *a, **k: None)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
+
+def test_run_creates_nothing_world_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            quiet_run: None) -> None:
+    from cti import engine
+
+    async def fake_run(settings: object, config_dir: object) -> None:
+        (tmp_path / "made-by-the-engine").write_text("caller numbers", encoding="utf-8")
+
+    monkeypatch.setattr(engine, "run", fake_run)
+    os.umask(0o022)
+    assert main(["run", "--config", str(config_folder(tmp_path / "cfg"))]) == 0
+    assert stat.S_IMODE((tmp_path / "made-by-the-engine").stat().st_mode) == 0o640
+
+
+def test_run_prints_its_warnings_before_starting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], quiet_run: None) -> None:
+    from cti import engine
+
+    async def fake_run(settings: object, config_dir: object) -> None:
+        print("engine started", file=sys.stderr)
+
+    monkeypatch.setattr(engine, "run", fake_run)
+    folder = config_folder(tmp_path, engine="log: {level: info}\n")
+    assert main(["run", "--config", str(folder)]) == 0
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"hotline run: warning: {folder / 'engine.yaml'}:1: ami.secret is the published default")
+    assert second == "engine started"
+
+
+def test_run_with_a_listener_port_taken_prints_one_line_and_exits_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        quiet_run: None) -> None:
+    from cti import engine
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        async def fake_run(settings: object, config_dir: object) -> None:  # binds as aiohttp's site.start does
+            await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", port)
+
+        monkeypatch.setattr(engine, "run", fake_run)
+        assert main(["run", "--config", str(config_folder(tmp_path))]) == 2
+    assert capsys.readouterr().err == (
+        f"hotline run: cannot listen on 127.0.0.1:{port}: address already in use; is another hotline running? "
+        "change metrics.port / http.port in engine.yaml\n")
+
+
+def test_the_engine_with_its_port_taken_stops_with_one_line_and_no_world_readable_database(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        folder = config_folder(tmp_path / "cfg", engine=(
+            f"ami: {{port: {free_port()}, secret: own-ami-secret}}\n"  # nothing answers there: no Asterisk
+            f"http: {{port: {port}, token_file: {tmp_path / 'control.token'}}}\n"
+            f"metrics: {{port: {free_port()}}}\n"
+            f"store: {{url: 'sqlite:///{tmp_path / 'hotline.db'}', spool: {tmp_path / 'spool'}}}\n"
+            f"recordings: {{dir: {tmp_path / 'rec'}}}\n"))
+        proc = subprocess.run([sys.executable, "-m", "cti.cli", "run", "--config", str(folder)],
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    *logged, last = proc.stderr.splitlines()
+    assert last == (f"hotline run: cannot listen on 127.0.0.1:{port}: address already in use; "
+                    "is another hotline running? change metrics.port / http.port in engine.yaml")
+    assert all(json.loads(line) for line in logged)
+    assert stat.S_IMODE((tmp_path / "hotline.db").stat().st_mode) & 0o007 == 0
+
+
+# --- asterisk-conf render -------------------------------------------------------------------
 
 def test_rendered_asterisk_files_are_0640_whatever_the_umask(tmp_path: Path) -> None:
     out = tmp_path / "out"
