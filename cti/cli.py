@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import json
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-from config.control_token import TokenError
+from config.control_token import TokenError, read_token
 from config.loader import DEFAULTS_DIR, ConfigError, load
 from config.settings import EngineFile, Settings
 
@@ -107,28 +109,63 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+def _client_host(listen: str) -> str:
+    """Where a client on this host reaches a listener bound to `listen`."""
+    address = ipaddress.ip_address(listen)
+    if address.is_unspecified:
+        return "[::1]" if address.version == 6 else "127.0.0.1"
+    return _host(listen)
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     """Check the YAML here first, then ask the running engine to apply it."""
     import urllib.error
     import urllib.request
 
     settings = _settings(args)
-    url = args.url or f"http://{settings.engine.http.listen}:{settings.engine.http.port}/reload"
+    http = settings.engine.http
+    url = args.url or f"http://{_client_host(http.listen)}:{http.port}/reload"
+    token_file = Path(args.token_file) if args.token_file else http.token_file
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as resp:
-            body = json.loads(resp.read())
+        token = read_token(token_file)
+    except TokenError as exc:
+        print(f"hotline reload: {exc}", file=sys.stderr)
+        return 1
+    request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status, body = resp.status, _json(resp.read())
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
+        status, body = exc.code, _json(exc.read())
     except OSError as exc:
         print(f"hotline reload: no engine answered at {url} ({exc}); is `hotline run` running?", file=sys.stderr)
+        return 1
+    detail = f" ({body['error']})" if isinstance(body.get("error"), str) else ""
+    if status == 401:
+        print(f"hotline reload: the engine at {url} did not accept the token in {token_file}{detail}; "
+              "is it the engine of this configuration (http.token_file)?", file=sys.stderr)
+        return 1
+    if status == 403:
+        print(f"hotline reload: the engine at {url} refused the request (403 Forbidden){detail}", file=sys.stderr)
         return 1
     if body.get("ok"):
         print("reloaded: the new configuration applies to the next decision")
         return 0
+    if status != 422:
+        print(f"hotline reload: unexpected answer {status} from {url}{detail}", file=sys.stderr)
+        return 1
     print("hotline reload: the engine refused the configuration and keeps the old one:", file=sys.stderr)
     for err in body.get("errors", []):
         print(f"  {err}", file=sys.stderr)
     return 1
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -216,9 +253,15 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     rl = sub.add_parser("reload", help="apply changed YAML to the running engine (same as SIGHUP); "
-                        "no call is dropped or rung twice")
+                        "no call is dropped or rung twice",
+                        description="Check the YAML here (exit 2 on errors), then POST it to the engine's control "
+                        "API with the control token (Authorization: Bearer). Exit 0 when applied, 1 when the "
+                        "engine refuses it, cannot be reached, or does not accept the token.")
     with_config(rl)
-    rl.add_argument("--url", help="the engine's reload endpoint (default from engine.yaml http:)")
+    rl.add_argument("--url", help="the engine's reload endpoint (default: http.listen and http.port of engine.yaml)")
+    rl.add_argument("--token-file", metavar="PATH",
+                    help="the control token the engine created (default: http.token_file of engine.yaml; "
+                    "reading it usually needs root or the engine's user)")
     rl.set_defaults(func=cmd_reload)
 
     c = sub.add_parser("config", help="configuration tools")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import re
@@ -10,11 +11,14 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from config.control_token import load_or_create_token
 from cti.cli import main
 from cti.logs import mask_number
 
@@ -209,3 +213,91 @@ def test_rendered_asterisk_files_are_0640_whatever_the_umask(tmp_path: Path) -> 
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
     assert "pjsip.conf" in modes and set(modes.values()) == {0o640}
     assert "own-ami-secret" in (out / "manager.conf").read_text(encoding="utf-8")
+
+
+# --- hotline reload -------------------------------------------------------------------------
+
+class Engine(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the engine's control API: POST /reload needs the bearer token."""
+
+    token = ""
+    answer: tuple[int, dict[str, object]] | None = None  # forced answer once the token is right
+    seen: ClassVar[list[str | None]] = []
+
+    def do_POST(self) -> None:
+        Engine.seen.append(self.headers.get("Authorization"))
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            status, body = 401, {"error": "missing or wrong bearer token"}
+        else:
+            status, body = self.answer or (200, {"ok": True, "errors": []})
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine_stub(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A config folder pointing at a running stub, and the token file the 'engine' created."""
+    token_file = tmp_path / "lib" / "control.token"
+    Engine.token, Engine.answer, Engine.seen = load_or_create_token(token_file), None, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Engine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    folder = config_folder(tmp_path / "cfg", engine=(
+        f"ami: {{secret: own-ami-secret}}\nhttp: {{port: {server.server_address[1]}, token_file: {token_file}}}\n"))
+    yield folder, token_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_reload_sends_the_control_token_as_a_bearer_header(engine_stub: tuple[Path, Path],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = engine_stub
+    assert main(["reload", "--config", str(folder)]) == 0
+    assert Engine.seen == [f"Bearer {Engine.token}"]
+    assert capsys.readouterr().out == "reloaded: the new configuration applies to the next decision\n"
+
+
+def test_reload_with_a_token_the_engine_does_not_accept_says_so_in_one_line(
+        engine_stub: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = engine_stub
+    other = tmp_path / "other.token"
+    load_or_create_token(other)
+    assert main(["reload", "--config", str(folder), "--token-file", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"did not accept the token in {other} (missing or wrong bearer token)" in err
+
+
+def test_reload_forbidden_by_the_engine_says_so_in_one_line(engine_stub: tuple[Path, Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = engine_stub
+    Engine.answer = (403, {"error": "cross-origin writes are refused"})
+    assert main(["reload", "--config", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "refused the request (403 Forbidden) (cross-origin writes are refused)" in err
+
+
+def test_reload_without_the_token_file_says_why_and_sends_nothing(engine_stub: tuple[Path, Path],
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    folder, token_file = engine_stub
+    token_file.unlink()
+    assert main(["reload", "--config", str(folder)]) == 1
+    assert capsys.readouterr().err == (f"hotline reload: no control token at {token_file}; is the engine running "
+                                       "on this host, and are you root?\n")
+    assert Engine.seen == []
+
+
+def test_reload_refused_by_the_engine_lists_its_errors(engine_stub: tuple[Path, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _ = engine_stub
+    Engine.answer = (422, {"ok": False, "errors": ["queues.yaml:3: queues.0.wrapup: bad"]})
+    assert main(["reload", "--config", str(folder)]) == 1
+    assert "  queues.yaml:3: queues.0.wrapup: bad" in capsys.readouterr().err
