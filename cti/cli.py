@@ -254,9 +254,10 @@ def parser() -> argparse.ArgumentParser:
 
     rl = sub.add_parser("reload", help="apply changed YAML to the running engine (same as SIGHUP); "
                         "no call is dropped or rung twice",
-                        description="Check the YAML here (exit 2 on errors), then POST it to the engine's control "
-                        "API with the control token (Authorization: Bearer). Exit 0 when applied, 1 when the "
-                        "engine refuses it, cannot be reached, or does not accept the token.")
+                        description="Check the YAML here (exit 2 on errors), then ask the running engine to re-read "
+                        "its config folder (POST /reload on the control API, with the control token as "
+                        "Authorization: Bearer). Exit 0 when applied; 1 when the engine refuses the configuration "
+                        "or the token, or cannot be reached.")
     with_config(rl)
     rl.add_argument("--url", help="the engine's reload endpoint (default: http.listen and http.port of engine.yaml)")
     rl.add_argument("--token-file", metavar="PATH",
