@@ -152,6 +152,8 @@ def _check_folder(config_dir: Path) -> None:
 
 
 def _read(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        raise ConfigError([Problem(str(path), 0, f"a symlink to {path.readlink()}, which does not exist")])
     if not path.is_file():
         raise ConfigError([Problem(str(path), 0, "not a regular file")])
     try:
@@ -173,7 +175,9 @@ def _source(config_dir: Path | None, fname: str) -> tuple[Path, bool]:
     if config_dir is None:
         return DEFAULTS_DIR / fname, True
     path = config_dir / fname
-    if path.exists() or fname in REQUIRED:
+    # A dangling symlink counts as present: reading it then fails loudly instead of
+    # quietly falling back to the embedded file.
+    if path.exists() or path.is_symlink() or fname in REQUIRED:
         return path, False
     return DEFAULTS_DIR / fname, True
 
@@ -193,7 +197,7 @@ def load(config_dir: Path | None = None) -> Settings:
     problems: list[Problem] = []
     for fname, model in FILES.items():
         path, default = _source(config_dir, fname)
-        if not path.exists():
+        if not (path.exists() or path.is_symlink()):
             problems.append(Problem(str(path), 0, f"missing; {REQUIRED[fname]}"))
             continue
         if default:

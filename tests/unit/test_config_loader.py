@@ -296,3 +296,12 @@ def test_a_relative_token_file_is_refused(tmp_path: Path) -> None:
     write(tmp_path, "engine.yaml", "http:\n  token_file: control.token\n")
     with pytest.raises(ConfigError, match=r"engine\.yaml:2: http\.token_file: Value error, must be an absolute"):
         load(tmp_path)
+
+
+def test_a_dangling_engine_yaml_symlink_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    write(tmp_path, "agents.yaml", AGENTS)
+    (tmp_path / "engine.yaml").symlink_to(tmp_path / "moved-away.yaml")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'engine.yaml'}: a symlink to {tmp_path / 'moved-away.yaml'}, which does " \
+                             "not exist"
