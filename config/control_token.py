@@ -29,6 +29,8 @@ def load_or_create_token(path: Path) -> str:
         return _read_private(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:  # a folder in its place, no permission, ...
+        raise TokenError(f"cannot read the control token {path}: {exc.strerror or exc}") from None
     try:
         _make_folder(path.parent)
         _create(path, secrets.token_urlsafe(TOKEN_BYTES))
@@ -41,7 +43,8 @@ def load_or_create_token(path: Path) -> str:
 def read_token(path: Path) -> str:
     """A client's side (`hotline reload`): the token of the engine running on this host."""
     try:
-        text = path.read_bytes()[:1024].decode("ascii", errors="replace")
+        with path.open("rb") as fh:
+            text = fh.read(1024).decode("ascii", errors="replace")
     except OSError:
         raise TokenError(f"no control token at {path}; is the engine running on this host, "
                          "and are you root?") from None

@@ -83,3 +83,10 @@ def test_only_the_bearer_token_authorizes() -> None:
     for header in (None, "", token, f"Basic {token}", f"Bearer {token[:-1]}", "Bearer ", f"Bearer {token}x",
                    "Bearer 令牌"):
         assert not authorized(header, token)
+
+
+def test_a_folder_where_the_token_should_be_is_a_token_error(tmp_path: Path) -> None:
+    path = tmp_path / "control.token"
+    path.mkdir()
+    with pytest.raises(TokenError, match=rf"^cannot read the control token {path}: Is a directory$"):
+        load_or_create_token(path)
