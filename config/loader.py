@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from config.policy import review
 from config.settings import AgentsFile, CalendarFile, EngineFile, QueuesFile, Settings
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -18,6 +19,21 @@ FILES: dict[str, type[BaseModel]] = {
     "agents.yaml": AgentsFile,
     "calendar.yaml": CalendarFile,
 }
+MAX_BYTES = 1024 * 1024
+
+# A config folder must have these: the embedded agents are a demo with published passwords,
+# and the embedded queue would quietly replace the admin's.
+REQUIRED = {
+    "agents.yaml": "a config folder must have its own agents.yaml (the embedded demo agents have published "
+                   f"passwords); start from a copy of {DEFAULTS_DIR / 'agents.yaml'}",
+    "queues.yaml": "a config folder must have its own queues.yaml; start from a copy of "
+                   f"{DEFAULTS_DIR / 'queues.yaml'}",
+}
+TOP_KEYS = {"agents.yaml": "agents", "queues.yaml": "queues"}
+EMPTY = {
+    "agents.yaml": "list the agents under `agents:`, or write `agents: []` for none",
+    "queues.yaml": "list at least one queue under `queues:`",
+}
 
 Path_ = tuple[str | int, ...]
 
@@ -25,11 +41,12 @@ Path_ = tuple[str | int, ...]
 @dataclass(frozen=True)
 class Problem:
     file: str
-    line: int
+    line: int  # 1-based; 0 when the problem is the file or folder itself
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        # line 0: about the file or folder as a whole (missing, too large, ...)
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -53,10 +70,31 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     return _scalar(node)
 
 
-class _BadScalar(Exception):
+class _Refused(Exception):
+    """Something in a YAML file we will not read, at a 1-based line."""
+
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(reason)
         self.line = line
+
+
+ANCHORS = "anchors and aliases are not supported in hotline configuration; write the values out"
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases.
+
+    An alias is a reference: a few hundred bytes of nested aliases (a "billion laughs"
+    file) expand to billions of nodes and hang whoever walks them. Refusing them while
+    composing keeps reading linear in the file's size.
+    """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark
+            raise _Refused(mark.line + 1 if mark else 1, ANCHORS)
+        return super().compose_node(parent, index)
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -64,25 +102,25 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     try:
         return loader.construct_object(node, deep=True)
     except (ValueError, yaml.YAMLError) as exc:  # e.g. 2026-13-01 looks like a date but is not one
-        raise _BadScalar(node.start_mark.line + 1, f"{node.value!r}: {exc}") from None
+        raise _Refused(node.start_mark.line + 1, f"{node.value!r}: {exc}") from None
     finally:
         loader.dispose()
 
 
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_PlainLoader)
+        lines: dict[Path_, int] = {}
+        data = _build(node, (), lines) if node is not None else None
+        return ({} if data is None else data), lines or {(): 1}  # an empty document is an empty mapping
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise ConfigError([Problem(name, line, f"not valid YAML: {exc.problem or exc}")]) from None
-    lines: dict[Path_, int] = {}
-    if node is None:
-        return {}, {(): 1}
-    try:
-        return _build(node, (), lines), lines
-    except _BadScalar as exc:
+    except _Refused as exc:
         raise ConfigError([Problem(name, exc.line, str(exc))]) from None
+    except RecursionError:  # thousands of nested [[[...]]]
+        raise ConfigError([Problem(name, 1, "nested too deeply to be hotline configuration")]) from None
 
 
 def _line_for(loc: Path_, lines: dict[Path_, int]) -> int:
@@ -104,22 +142,71 @@ def validate(model: type[BaseModel], data: Any, name: str, lines: dict[Path_, in
         raise ConfigError(problems) from None
 
 
+def _check_folder(config_dir: Path) -> None:
+    if not config_dir.exists():
+        raise ConfigError([Problem(str(config_dir), 0, "no such folder; the config folder must exist and hold "
+                                   "agents.yaml and queues.yaml")])
+    if not config_dir.is_dir():
+        raise ConfigError([Problem(str(config_dir), 0, "not a folder; name the folder that holds agents.yaml "
+                                   "and queues.yaml, not a file")])
+
+
+def _read(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        raise ConfigError([Problem(str(path), 0, f"a symlink to {path.readlink()}, which does not exist")])
+    if not path.is_file():
+        raise ConfigError([Problem(str(path), 0, "not a regular file")])
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)  # never more, whatever the file claims to be
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), 0, f"cannot read: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError([Problem(str(path), 0, "larger than 1 MB; hotline configuration files are small, "
+                                   "is this the right file?")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+
+
+def _source(config_dir: Path | None, fname: str) -> tuple[Path, bool]:
+    """Where fname comes from, and whether that is the embedded default."""
+    if config_dir is None:
+        return DEFAULTS_DIR / fname, True
+    path = config_dir / fname
+    # A dangling symlink counts as present: reading it then fails loudly instead of
+    # quietly falling back to the embedded file.
+    if path.exists() or path.is_symlink() or fname in REQUIRED:
+        return path, False
+    return DEFAULTS_DIR / fname, True
+
+
 def load(config_dir: Path | None = None) -> Settings:
-    """Read engine.yaml, queues.yaml and agents.yaml; a missing file takes the default."""
+    """Read the YAML of config_dir, or the embedded defaults when it is None.
+
+    A config folder must exist and have its own agents.yaml and queues.yaml (the embedded
+    ones are a demo with published passwords); engine.yaml and calendar.yaml may be left
+    out and then take the embedded defaults.
+    """
+    if config_dir is not None:
+        _check_folder(config_dir)
     parts: dict[str, Any] = {}
     where: dict[str, tuple[str, dict[Path_, int]]] = {}
+    from_defaults: list[str] = []
     problems: list[Problem] = []
     for fname, model in FILES.items():
-        path = (config_dir / fname) if config_dir else DEFAULTS_DIR / fname
-        if config_dir and not path.exists():
-            path = DEFAULTS_DIR / fname
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), 1, f"cannot read: {exc}"))
+        path, default = _source(config_dir, fname)
+        if not (path.exists() or path.is_symlink()):
+            problems.append(Problem(str(path), 0, f"missing; {REQUIRED[fname]}"))
             continue
+        if default:
+            from_defaults.append(fname)
         try:
-            data, lines = parse_yaml(text, str(path))
+            data, lines = parse_yaml(_read(path), str(path))
+            key = TOP_KEYS.get(fname)
+            if key and isinstance(data, dict) and key not in data:
+                raise ConfigError([Problem(str(path), 1, f"no `{key}:` in the file; {EMPTY[fname]}")])
             parts[fname] = validate(model, data, str(path), lines)
             where[fname] = (str(path), lines)
         except ConfigError as exc:
@@ -129,7 +216,9 @@ def load(config_dir: Path | None = None) -> Settings:
     engine = parts["engine.yaml"]
     queues = parts["queues.yaml"]
     agents = parts["agents.yaml"]
+    calendar = parts["calendar.yaml"]
     assert isinstance(engine, EngineFile) and isinstance(queues, QueuesFile) and isinstance(agents, AgentsFile)
+    assert isinstance(calendar, CalendarFile)
     known = {q.name for q in queues.queues}
     name, lines = where["agents.yaml"]
     for i, agent in enumerate(agents.agents):
@@ -138,8 +227,15 @@ def load(config_dir: Path | None = None) -> Settings:
                 problems.append(Problem(name, _line_for(("agents", i, "queues", j), lines),
                                         f"agent {agent.id}: no queue named {queue!r} in queues.yaml "
                                         f"(known: {', '.join(sorted(known))})"))
+    warnings: list[str] = []
+    for finding in review(engine, agents.agents):
+        name, lines = where[finding.file]
+        problem = Problem(name, _line_for(finding.loc, lines), finding.message)
+        if finding.refuse:
+            problems.append(problem)
+        else:
+            warnings.append(str(problem))
     if problems:
         raise ConfigError(problems)
-    calendar = parts["calendar.yaml"]
-    assert isinstance(calendar, CalendarFile)
-    return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar)
+    return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar,
+                    warnings=tuple(warnings), from_defaults=tuple(from_defaults))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
@@ -19,18 +28,67 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ip_address(value: str) -> str:
+    # These values are written into manager.conf and pjsip.conf as they are: an address
+    # is all we accept, so nothing else can ride along into Asterisk's configuration.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address; write one, e.g. 127.0.0.1 or ::1 "
+                         "(host names are not accepted)") from None
+    return value
+
+
+def _absolute_path(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+AbsolutePath = Annotated[Path, AfterValidator(_absolute_path)]
+
+DEFAULT_AMI_SECRET = "change-me-hotline"
+# manager.conf is line based and ';' starts a comment there: keep the secret to characters
+# that mean nothing to Asterisk's config parser.
+AMI_SECRET = re.compile(r"[A-Za-z0-9_.~!@#%^*+=-]{8,128}")
+
+
+def is_loopback(address: str) -> bool:
+    return ipaddress.ip_address(address).is_loopback
+
+
 class AmiSection(_Strict):
-    host: str = "127.0.0.1"
+    host: IPAddress = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str = Field("hotline", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    secret: str = Field("change-me-hotline", min_length=8)
+    secret: str = DEFAULT_AMI_SECRET
     action_timeout: float = Field(5.0, gt=0, le=60)
     ping_interval: float = Field(5.0, gt=0, le=300)
     ping_timeout: float = Field(5.0, gt=0, le=60)
 
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if not AMI_SECRET.fullmatch(v):
+            raise ValueError("must be 8-128 characters from A-Z a-z 0-9 _ . ~ ! @ # % ^ * + = - "
+                             "(it goes into manager.conf, where ';' or a line break would cut it or add settings)")
+        return v
+
 
 class HttpSection(_Strict):
-    listen: str = "127.0.0.1"
+    """The control API (agents, reload, callbacks); writes need `Authorization: Bearer <token>`."""
+
+    listen: IPAddress = "127.0.0.1"
+    port: int = Field(9109, ge=0, le=65535)
+    # Created by the engine at its first start (0600); `hotline reload` reads it.
+    token_file: AbsolutePath = Path("/var/lib/hotline/control.token")
+
+
+class MetricsSection(_Strict):
+    """A read-only listener: /metrics and /healthz only, safe to open to a Prometheus host."""
+
+    listen: IPAddress = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
 
 
@@ -51,11 +109,11 @@ class RecordingsSection(_Strict):
 
 
 class SipSection(_Strict):
-    bind: str = "127.0.0.1"
+    bind: IPAddress = "127.0.0.1"
     port: int = Field(5060, ge=1, le=65535)
     # The carrier's address: INVITEs from here are citizens' calls, and calls forwarded
     # to an external number (overflow `to: number`) go there.
-    trunk_address: str = "127.0.0.2"
+    trunk_address: IPAddress = "127.0.0.2"
     trunk_port: int = Field(5060, ge=1, le=65535)
     rtp_start: int = Field(10000, ge=1024, le=65535)
     rtp_end: int = Field(20000, ge=1024, le=65535)
@@ -76,6 +134,7 @@ class LogSection(_Strict):
 class EngineFile(_Strict):
     ami: AmiSection = AmiSection()
     http: HttpSection = HttpSection()
+    metrics: MetricsSection = MetricsSection()
     store: StoreSection = StoreSection()
     recordings: RecordingsSection = RecordingsSection()
     sip: SipSection = SipSection()
@@ -259,7 +318,7 @@ class QueueConfig(_Strict):
 
 
 class QueuesFile(_Strict):
-    queues: list[QueueConfig] = Field(default_factory=lambda: [QueueConfig(number="12345")], min_length=1)
+    queues: list[QueueConfig] = Field(min_length=1)  # no hidden default queue
 
     @model_validator(mode="after")
     def _unique(self) -> QueuesFile:
@@ -297,7 +356,7 @@ class AgentConfig(_Strict):
 
 
 class AgentsFile(_Strict):
-    agents: list[AgentConfig] = Field(default_factory=list)
+    agents: list[AgentConfig]  # `agents: []` must be written out: an empty file is a mistake
 
     @model_validator(mode="after")
     def _unique(self) -> AgentsFile:
@@ -315,6 +374,10 @@ class Settings:
     queues: list[QueueConfig]
     agents: list[AgentConfig]
     calendar: CalendarFile = field(default_factory=CalendarFile)
+    # Accepted but unsafe off loopback (default secrets), as "file:line: text".
+    warnings: tuple[str, ...] = ()
+    # The files the config folder did not have, taken from the embedded defaults.
+    from_defaults: tuple[str, ...] = ()
 
     @property
     def queue(self) -> QueueConfig:

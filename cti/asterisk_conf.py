@@ -119,17 +119,23 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
     return files
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a rendered file 0640 whatever the umask: manager.conf and pjsip.conf hold secrets."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o640)  # the umask may have taken bits off, a stale .tmp may have added some
+        fh.write(text)
+    os.replace(tmp, path)
+
+
 def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_users: str = "") -> list[Path]:
     """Write the rendered files (secrets inside: mode 0640) and the shipped sounds."""
     written = []
     etc_dir.mkdir(parents=True, exist_ok=True)
     for name, text in render(settings, extra_manager_users).items():
         path = etc_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_private(path, text)
         written.append(path)
     target = sounds_dir / "hotline"
     target.mkdir(parents=True, exist_ok=True)

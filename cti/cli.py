@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import ipaddress
 import json
+import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
+from config.control_token import TokenError, read_token
 from config.loader import DEFAULTS_DIR, ConfigError, load
-from config.settings import Settings
+from config.settings import EngineFile, Settings
 
 EPILOG = """\
 examples:
   hotline run                          run the engine with the embedded defaults
-  hotline run --config /etc/hotline    run with an admin's YAML (engine.yaml, queues.yaml, agents.yaml)
-  hotline config check --config DIR    list every error with file:line, exit 1 if any
+  hotline run --config /etc/hotline    run with an admin's YAML (agents.yaml and queues.yaml required)
+  hotline config check --config DIR    list every error with file:line (exit 2 if any), the files taken
+                                       from the embedded defaults, and warnings (exit 0)
   hotline reload --config DIR          apply changed YAML to the running engine (or: kill -HUP)
   hotline sandbox up                   build (once) and start Asterisk 22 + SIPp in a chroot (root)
   hotline sandbox rx "core show channels"
@@ -25,9 +32,23 @@ examples:
 """
 
 
+CONFIG_HELP = ("config folder: it must exist and hold agents.yaml and queues.yaml; engine.yaml and calendar.yaml "
+               "may be left out and take the embedded defaults. Without --config: the embedded demo "
+               "configuration (loopback only, published passwords)")
+
+
+def _config_dir(args: argparse.Namespace) -> Path | None:
+    if args.config is None:
+        return None
+    if not args.config:  # `--config "$UNSET"` must not quietly mean the current folder
+        print("hotline: --config needs a folder (it was given an empty string)", file=sys.stderr)
+        raise SystemExit(2)
+    return Path(args.config)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     try:
-        return load(Path(args.config) if args.config else None)
+        return load(_config_dir(args))
     except ConfigError as exc:
         print("hotline: configuration has errors:", file=sys.stderr)
         for problem in exc.problems:
@@ -38,12 +59,62 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Before anything is created: logs, the database, the spool and the token are never
+    # world-readable, whatever umask the service manager or the shell left us.
+    os.umask(0o027)
     from cti import engine, logs
 
     settings = _settings(args)
+    for warning in settings.warnings:
+        print(f"hotline run: warning: {warning}", file=sys.stderr)
     logs.setup(settings.engine.log.level, json=not args.console_log)
-    asyncio.run(engine.run(settings, Path(args.config) if args.config else None))
+    try:
+        asyncio.run(engine.run(settings, _config_dir(args)))
+    except TokenError as exc:
+        print(f"hotline run: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hotline run: {_os_error(exc, settings.engine)}", file=sys.stderr)
+        return 2
     return 0
+
+
+# asyncio's create_server: "error while attempting to bind on address ('127.0.0.1', 9108): ..."
+BIND_ADDRESS = re.compile(r"bind on address \('([^']*)', (\d+)")
+LISTEN_REASONS = {
+    errno.EADDRINUSE: "address already in use; is another hotline running? "
+                      "change metrics.port / http.port in engine.yaml",
+    errno.EADDRNOTAVAIL: "this host has no such address; change metrics.listen / http.listen in engine.yaml",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); "
+                  "change metrics.port / http.port in engine.yaml",
+}
+
+
+def _os_error(exc: OSError, e: EngineFile) -> str:
+    """One line for an OSError that stopped the engine; a listener that could not bind is named."""
+    found = BIND_ADDRESS.search(str(exc))
+    if found is None and exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return f"stopped: {exc}"
+    # Which listener failed is known only from asyncio's wording; otherwise name both.
+    if found:
+        where = f"{_host(found[1])}:{found[2]}"
+    else:
+        where = f"{_host(e.http.listen)}:{e.http.port} or {_host(e.metrics.listen)}:{e.metrics.port}"
+    reason = LISTEN_REASONS.get(exc.errno or 0) or \
+        f"{(exc.strerror or str(exc)).lower()}; check metrics and http in engine.yaml"
+    return f"cannot listen on {where}: {reason}"
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _client_host(listen: str) -> str:
+    """Where a client on this host reaches a listener bound to `listen`."""
+    address = ipaddress.ip_address(listen)
+    if address.is_unspecified:
+        return "[::1]" if address.version == 6 else "127.0.0.1"
+    return _host(listen)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -52,28 +123,60 @@ def cmd_reload(args: argparse.Namespace) -> int:
     import urllib.request
 
     settings = _settings(args)
-    url = args.url or f"http://{settings.engine.http.listen}:{settings.engine.http.port}/reload"
+    http = settings.engine.http
+    url = args.url or f"http://{_client_host(http.listen)}:{http.port}/reload"
+    token_file = Path(args.token_file) if args.token_file else http.token_file
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10) as resp:
-            body = json.loads(resp.read())
+        token = read_token(token_file)
+    except TokenError as exc:
+        print(f"hotline reload: {exc}", file=sys.stderr)
+        return 1
+    request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status, body = resp.status, _json(resp.read())
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
+        status, body = exc.code, _json(exc.read())
     except OSError as exc:
         print(f"hotline reload: no engine answered at {url} ({exc}); is `hotline run` running?", file=sys.stderr)
+        return 1
+    detail = f" ({body['error']})" if isinstance(body.get("error"), str) else ""
+    if status == 401:
+        print(f"hotline reload: the engine at {url} did not accept the token in {token_file}{detail}; "
+              "is it the engine of this configuration (http.token_file)?", file=sys.stderr)
+        return 1
+    if status == 403:
+        print(f"hotline reload: the engine at {url} refused the request (403 Forbidden){detail}", file=sys.stderr)
         return 1
     if body.get("ok"):
         print("reloaded: the new configuration applies to the next decision")
         return 0
+    if status != 422:
+        print(f"hotline reload: unexpected answer {status} from {url}{detail}", file=sys.stderr)
+        return 1
     print("hotline reload: the engine refused the configuration and keeps the old one:", file=sys.stderr)
     for err in body.get("errors", []):
         print(f"  {err}", file=sys.stderr)
     return 1
 
 
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    where = args.config or f"{DEFAULTS_DIR} (embedded defaults)"
+    folder = _config_dir(args)
+    where = folder or f"{DEFAULTS_DIR} (embedded defaults)"
     print(f"configuration OK: {where}: {len(settings.queues)} queue(s), {len(settings.agents)} agent(s)")
+    if folder and settings.from_defaults:
+        print(f"  not in {folder}, taken from the embedded defaults: {', '.join(settings.from_defaults)}")
+    for warning in settings.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 
@@ -105,14 +208,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk_conf(args: argparse.Namespace) -> int:
-    from cti.asterisk_conf import install, render
+    from cti.asterisk_conf import install, render, write_private
 
     settings = _settings(args)
     if args.action == "render":
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name, text in render(settings).items():
-            (out / name).write_text(text, encoding="utf-8")
+            write_private(out / name, text)  # manager.conf and pjsip.conf hold secrets
             print(out / name)
     else:
         for path in install(settings, Path(args.etc), Path(args.sounds)):
@@ -138,24 +241,34 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", metavar="DIR",
-                        help="directory with engine.yaml, queues.yaml, agents.yaml "
-                        "(a missing file takes the embedded default)")
+        sp.add_argument("--config", metavar="DIR", help=CONFIG_HELP)
 
-    r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT")
+    r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT",
+                       description="Run the engine until SIGTERM/SIGINT. Exits 2 when the configuration has "
+                       "errors or a listener cannot be opened (one line on stderr says which and what to do). "
+                       "Warnings about published default secrets are printed first. Files are created with "
+                       "umask 027 (never world-readable).")
     with_config(r)
     r.add_argument("--console-log", action="store_true", help="human-readable logs instead of JSON lines")
     r.set_defaults(func=cmd_run)
 
     rl = sub.add_parser("reload", help="apply changed YAML to the running engine (same as SIGHUP); "
-                        "no call is dropped or rung twice")
+                        "no call is dropped or rung twice",
+                        description="Check the YAML here (exit 2 on errors), then ask the running engine to re-read "
+                        "its config folder (POST /reload on the control API, with the control token as "
+                        "Authorization: Bearer). Exit 0 when applied; 1 when the engine refuses the configuration "
+                        "or the token, or cannot be reached.")
     with_config(rl)
-    rl.add_argument("--url", help="the engine's reload endpoint (default from engine.yaml http:)")
+    rl.add_argument("--url", help="the engine's reload endpoint (default: http.listen and http.port of engine.yaml)")
+    rl.add_argument("--token-file", metavar="PATH",
+                    help="the control token the engine created (default: http.token_file of engine.yaml; "
+                    "reading it usually needs root or the engine's user)")
     rl.set_defaults(func=cmd_reload)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
-    chk = csub.add_parser("check", help="validate the YAML; every error with file, line and reason")
+    chk = csub.add_parser("check", help="validate the YAML; every error with file, line and reason (exit 2), "
+                          "the files taken from the embedded defaults, and warnings (exit 0)")
     with_config(chk)
     chk.set_defaults(func=cmd_config_check)
 
@@ -171,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("asterisk-conf", help="render or install the Asterisk configuration the engine expects")
     asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ren = asub.add_parser("render", help="write the rendered files into --out")
+    ren = asub.add_parser("render", help="write the rendered files into --out (mode 0640: they hold secrets)")
     ren.add_argument("--out", required=True)
     with_config(ren)
     ins = asub.add_parser("install", help="install into an existing Asterisk (then core reload)")

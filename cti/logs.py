@@ -1,33 +1,76 @@
-"""JSON logs (structlog) with call_id / agent_id on every line about a call."""
+"""JSON logs (structlog) with call_id / agent_id on every line about a call.
+
+Every line on stderr is one JSON object, whoever logs it: structlog, or a library logging
+through the standard library (aiohttp's request errors, asyncio, alembic), and exceptions
+are a structured field, never a multi-line traceback. Each line is written with a single
+write() that includes its newline, so a process killed mid-log never leaves a line without
+its end for the next start's first line to be glued to.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+from types import TracebackType
 
 import structlog
+from structlog.typing import Processor
+
+_OURS = "_hotline_handler"  # marks the root handler setup() installs, so a second call replaces it
 
 
 def setup(level: str = "info", json: bool = True) -> None:
+    out = sys.stderr
     lvl = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
-    # Alembic narrates every migration step at INFO in plain text; keep the log JSON-only.
-    logging.getLogger("alembic").setLevel(max(lvl, logging.WARNING))
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # The console renderer prints tracebacks itself; JSON gets them as a list of frames.
+    tail: list[Processor] = (
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(ensure_ascii=False)]
+        if json else [structlog.dev.ConsoleRenderer()]
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
-            renderer,
-        ],
+        processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # WriteLogger writes message + "\n" in one call; PrintLogger's print() may use two.
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    # StreamHandler also writes record + "\n" in one call.
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    ))
+    setattr(handler, _OURS, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    # Alembic narrates every migration step at INFO; keep what matters.
+    logging.getLogger("alembic").setLevel(max(lvl, logging.WARNING))
+    logging.captureWarnings(True)  # Python's warnings are two plain lines otherwise
+    if json:
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    structlog.get_logger("hotline").critical("uncaught_exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        structlog.get_logger("hotline").error("thread_died", thread=getattr(args.thread, "name", None),
+                                              exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def mask_number(number: str, restricted: bool) -> str:

@@ -26,6 +26,7 @@ def office(tmp_path: Path) -> tuple[object, object]:
     (tmp_path / "queues.yaml").write_text(
         "queues:\n  - name: main\n    number: '12345'\n"
         "    hours: {mon-fri: '08:30-12:00, 13:30-17:30', sat: '09:00-12:00'}\n", encoding="utf-8")
+    (tmp_path / "agents.yaml").write_text("agents: []\n", encoding="utf-8")
     settings = load(tmp_path)  # the embedded calendar.yaml: 2026 holidays and 调休 days
     return settings.calendar.to_core(), settings.queues[0].core_hours()
 
@@ -69,14 +70,18 @@ def test_a_caller_to_a_closed_queue_hears_the_closed_message(office: tuple[objec
 
 
 def test_a_bad_calendar_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n", encoding="utf-8")
+    (tmp_path / "agents.yaml").write_text("agents: []\n", encoding="utf-8")
     (tmp_path / "calendar.yaml").write_text("holidays:\n  - 2026-01-01\n  - 2026-13-01\nworkdays: []\n",
                                             encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load(tmp_path)
-    assert "calendar.yaml" in str(err.value) and "2026-13-01" in str(err.value)
+    (problem,) = err.value.problems
+    assert problem.file.endswith("calendar.yaml") and "2026-13-01" in problem.message
 
 
 def test_bad_hours_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "agents.yaml").write_text("agents: []\n", encoding="utf-8")
     (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n    hours: {mon: '18:00-08:00'}\n",
                                           encoding="utf-8")
     with pytest.raises(ConfigError, match=r"queues\.yaml:3"):
