@@ -12,129 +12,38 @@ writes a call twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from acd.commands import CallRecord
-from acd.model import Outcome
-from tickets.models import CallRecordRow
+from tickets.db import (
+    callback_requests,
+    insert_record,
+    migrate,
+    open_engine,
+    read_records,
+    recent_answers,
+    row_to_record,
+)
+from tickets.spool import record_from_json, record_to_json
+
+__all__ = [
+    "Outbox",
+    "callback_requests",
+    "insert_record",
+    "migrate",
+    "open_engine",
+    "read_records",
+    "recent_answers",
+    "record_from_json",
+    "record_to_json",
+    "row_to_record",
+]
 
 log = structlog.get_logger("hotline.store")
-MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _ts(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def open_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True)
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-def insert_record(engine: Engine, rec: CallRecord) -> bool:
-    """Insert one call; False if that call id was already stored."""
-    values: dict[str, Any] = {
-        "call_id": rec.call_id,
-        "queue": rec.queue,
-        "caller_num": rec.caller_num,
-        "caller_name": rec.caller_name,
-        "caller_restricted": rec.restricted,
-        "arrived": _ts(rec.arrived),
-        "answered": _ts(rec.answered),
-        "ended": _ts(rec.ended),
-        "agent_id": rec.agent_id,
-        "outcome": rec.outcome.value,
-        "wait_seconds": rec.wait_seconds,
-        "talk_seconds": rec.talk_seconds,
-        "recording": rec.recording,
-    }
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
-    else:  # pragma: no cover - other databases: check first, single writer
-        with Session(engine) as s, s.begin():
-            if s.get(CallRecordRow, rec.call_id) is not None:
-                return False
-            s.add(CallRecordRow(**values))
-        return True
-    with engine.begin() as conn:
-        return bool(conn.execute(stmt).rowcount)
-
-
-def read_records(engine: Engine) -> list[CallRecordRow]:
-    with Session(engine) as s:
-        return list(s.scalars(select(CallRecordRow).order_by(CallRecordRow.arrived)))
-
-
-def recent_answers(engine: Engine, since: float) -> list[tuple[str, str, float]]:
-    """(caller number, agent, ended) of answered calls since `since`, oldest first."""
-    rows = CallRecordRow
-    query = (
-        select(rows.caller_num, rows.agent_id, rows.ended)
-        .where(rows.outcome == Outcome.ANSWERED.value, rows.ended >= _ts(since), rows.caller_num != "")
-        .order_by(rows.ended)
-    )
-    with Session(engine) as s:
-        out = []
-        for num, agent, ended in s.execute(query):
-            if agent:
-                stamp = ended if ended.tzinfo else ended.replace(tzinfo=UTC)  # SQLite drops the zone
-                out.append((str(num), str(agent), stamp.timestamp()))
-        return out
-
-
-def callback_requests(engine: Engine, since: float) -> list[dict[str, Any]]:
-    """Callers who chose (or were offered) a callback since `since`, newest first."""
-    rows = CallRecordRow
-    query = (
-        select(rows.call_id, rows.queue, rows.caller_num, rows.caller_name, rows.ended)
-        .where(rows.outcome == Outcome.CALLBACK.value, rows.ended >= _ts(since))
-        .order_by(rows.ended.desc())
-    )
-    with Session(engine) as s:
-        return [
-            {"call_id": cid, "queue": queue, "caller_num": num, "caller_name": name,
-             "requested": (ended if ended.tzinfo else ended.replace(tzinfo=UTC)).isoformat()}
-            for cid, queue, num, name, ended in s.execute(query)
-        ]
-
-
-def record_to_json(rec: CallRecord) -> str:
-    data = asdict(rec)
-    data["outcome"] = rec.outcome.value
-    return json.dumps(data, ensure_ascii=False)
-
-
-def record_from_json(text: str) -> CallRecord:
-    data = json.loads(text)
-    data["outcome"] = Outcome(data["outcome"])
-    return CallRecord(**data)
 
 
 class Outbox:
