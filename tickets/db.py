@@ -106,6 +106,24 @@ def insert_record(engine: Engine, rec: CallRecord) -> bool:
         return bool(conn.execute(_insert(dialect, values)).rowcount)
 
 
+_PROBE = CallRecord("hotline-store-probe", "probe", "", "", 0.0, None, 0.0, None, Outcome.ABANDONED, 0.0, 0.0, None)
+
+
+def probe(engine: Engine) -> bool:
+    """True if the database would take a well-formed record now: one is inserted and rolled back.
+    Unlike `SELECT 1` this also fails when the table is missing or may not be written."""
+    try:
+        with engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                conn.execute(_insert(engine.dialect.name, record_values(_PROBE)))
+            finally:
+                tx.rollback()
+    except Exception:
+        return False
+    return True
+
+
 def row_to_record(row: CallRecordRow) -> CallRecord:
     """A stored row as the record that was written (timestamps back to epoch seconds)."""
     return CallRecord(
