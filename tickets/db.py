@@ -7,7 +7,10 @@ or a spool file a crash left behind, never writes a call twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -41,10 +44,29 @@ def open_engine(url: str) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            secure_sqlite_file(Path(parsed.database))
     elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def secure_sqlite_file(path: Path) -> None:
+    """Create the database 0600 (in a 0750 folder if the folder is new), or take away the world
+    access of an existing one: it holds callers' names and numbers. SQLite gives its -journal,
+    -wal and -shm files the mode of the database file."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o750)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty db
+    for file in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o007:
+            os.chmod(file, 0o600)
+            log.warning("store_file_was_world_readable", file=str(file), mode=oct(mode), now="0o600",
+                        hint="it holds caller names and numbers; check who copied or read it")
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

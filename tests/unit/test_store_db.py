@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
+from structlog.testing import capture_logs
 
 from acd.model import Outcome
 from tests.unit.store_helpers import check_migration_from_0001, record
@@ -29,6 +32,10 @@ def db(tmp_path: Path) -> Engine:
     engine = open_engine(f"sqlite:///{tmp_path / 'hotline.db'}")
     migrate(engine)
     return engine
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_insert_record_writes_every_field_and_reads_it_back(db: Engine) -> None:
@@ -102,3 +109,30 @@ def test_the_migrations_build_exactly_the_schema_the_models_describe(db: Engine)
 
 def test_migration_0002_keeps_old_rows_and_their_short_abandons_on_sqlite(tmp_path: Path) -> None:
     check_migration_from_0001(open_engine(f"sqlite:///{tmp_path / 'old.db'}"))
+
+
+def test_a_new_sqlite_database_is_private_and_so_is_its_journal(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "lib" / "hotline.db"
+        db = open_engine(f"sqlite:///{path}")
+        migrate(db)
+        with db.connect() as conn:
+            conn.execute(text("PRAGMA journal_mode=WAL"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('x')"))
+            assert mode(path.with_name("hotline.db-wal")) == 0o600
+            conn.rollback()
+    finally:
+        os.umask(old)
+    assert (mode(path), mode(path.parent)) == (0o600, 0o750)
+
+
+def test_a_world_readable_database_is_tightened_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "hotline.db"
+    migrate(open_engine(f"sqlite:///{path}"))
+    os.chmod(path, 0o644)
+    with capture_logs() as logs:
+        open_engine(f"sqlite:///{path}")
+    assert mode(path) == 0o600
+    assert [(e["event"], e["log_level"], e["mode"]) for e in logs] == [
+        ("store_file_was_world_readable", "warning", "0o644")]
