@@ -1,218 +1,384 @@
-"""The call-record store (SQLite by default, PostgreSQL by URL) and its outbox.
+"""The call-record store's outbox: nothing accepted is lost, nothing is written twice, and one
+bad record never holds up the others.
 
-A finished call is first written to a spool file (one small JSON file per call,
-written atomically by the dispatcher), then a writer task inserts it into the
-database off the event loop and deletes the spool file. If the database is
-down the file waits and the write is retried with backoff; if the engine dies,
-the next start finds the file and writes it. Inserts are keyed by call id and
-ignore a row that already exists, so a retry after a lost acknowledgement never
-writes a call twice.
+`put` (called by the dispatcher) spools a finished call durably and returns; it never raises.
+The writer task `run` inserts spooled records into the database off the event loop, oldest
+first, and deletes each file once the row is stored. A failure is classified:
+
+- transient (the database is down or busy): the record stays first in line and is retried
+  with a backoff of 0.5 s doubling to 30 s; while waiting the writer probes the database every
+  second and goes on as soon as it takes a record again;
+- refused for good (a value too long for its column, a broken constraint, a spool file that
+  is not a record): the record is quarantined at once and the writer goes on with the next;
+- anything else: the writer probes the database with a well-formed record. If the probe also
+  fails the database is the problem (transient); if it works, the record is, and after
+  `suspect_limit` such failures the record is quarantined.
+
+If the spool itself cannot be written (disk full, permissions) the record is held in memory,
+counted in `spool_errors`, and the writer keeps trying to spool it, or to insert it directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from dataclasses import asdict
-from datetime import UTC, datetime
+import enum
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import structlog
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from acd.commands import CallRecord
-from acd.model import Outcome
-from tickets.models import CallRecordRow
+from tickets.db import (
+    callback_requests,
+    insert_record,
+    migrate,
+    open_engine,
+    probe,
+    read_records,
+    recent_answers,
+    row_to_record,
+)
+from tickets.spool import (
+    QUARANTINE,
+    BadSpoolFile,
+    Quarantined,
+    list_quarantine,
+    quarantine,
+    read_spool_file,
+    record_from_json,
+    record_to_json,
+    requeue,
+    spool_record,
+)
+
+__all__ = [
+    "Failure",
+    "Outbox",
+    "Quarantined",
+    "callback_requests",
+    "classify",
+    "insert_record",
+    "list_quarantine",
+    "migrate",
+    "open_engine",
+    "read_records",
+    "recent_answers",
+    "record_from_json",
+    "record_to_json",
+    "requeue",
+    "row_to_record",
+]
 
 log = structlog.get_logger("hotline.store")
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _ts(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+class Failure(enum.Enum):
+    TRANSIENT = "transient"  # the database is unreachable or busy: keep the record, retry
+    REFUSED = "refused"  # the database refuses this record for good: quarantine it now
+    UNKNOWN = "unknown"  # unclassified: a probe tells which of the two
 
 
-def open_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True)
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, TimeoutError, ConnectionError)
+# ON CONFLICT (call_id) DO NOTHING means an IntegrityError is never the call-id conflict.
+_REFUSED = (DataError, IntegrityError)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+def classify(exc: BaseException) -> Failure:
+    """What an exception from an insert says about the database and the record."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return Failure.TRANSIENT
+    if isinstance(exc, _TRANSIENT):
+        return Failure.TRANSIENT
+    if isinstance(exc, _REFUSED):
+        return Failure.REFUSED
+    return Failure.UNKNOWN
 
 
-def insert_record(engine: Engine, rec: CallRecord) -> bool:
-    """Insert one call; False if that call id was already stored."""
-    values: dict[str, Any] = {
-        "call_id": rec.call_id,
-        "queue": rec.queue,
-        "caller_num": rec.caller_num,
-        "caller_name": rec.caller_name,
-        "caller_restricted": rec.restricted,
-        "arrived": _ts(rec.arrived),
-        "answered": _ts(rec.answered),
-        "ended": _ts(rec.ended),
-        "agent_id": rec.agent_id,
-        "outcome": rec.outcome.value,
-        "wait_seconds": rec.wait_seconds,
-        "talk_seconds": rec.talk_seconds,
-        "recording": rec.recording,
-    }
-    dialect = engine.dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(CallRecordRow).values(values).on_conflict_do_nothing(index_elements=["call_id"])
-    else:  # pragma: no cover - other databases: check first, single writer
-        with Session(engine) as s, s.begin():
-            if s.get(CallRecordRow, rec.call_id) is not None:
-                return False
-            s.add(CallRecordRow(**values))
-        return True
-    with engine.begin() as conn:
-        return bool(conn.execute(stmt).rowcount)
+HINTS = {
+    "transient": "the database is unreachable or busy; records wait in the spool and are retried. "
+                 "Check that the database at store.url is up and accepts writes",
+    "refused": "the database refuses this record for good (e.g. a value longer than its column). It is kept in "
+               "the quarantine folder with a .reason file; correct the record or widen the column by a "
+               "migration, then requeue it by call id",
+    "unreadable": "the spool file is not a call record (cut short or edited). It is kept in the quarantine "
+                  "folder; repair it and requeue it, or delete it if it holds no call",
+    "suspect": "the database takes other records but failed this one repeatedly with an unclassified error. "
+               "It is kept in the quarantine folder; read the error, fix the record or the database, then "
+               "requeue it by call id",
+    "unspooled": "the spool cannot be written and the database refuses the record: it is held in memory only "
+                 "and lost if the engine stops. Free space in (or fix permissions of) the spool folder",
+}
 
 
-def read_records(engine: Engine) -> list[CallRecordRow]:
-    with Session(engine) as s:
-        return list(s.scalars(select(CallRecordRow).order_by(CallRecordRow.arrived)))
+@dataclass
+class _Entry:
+    """One accepted record on its way to the database."""
+
+    path: Path | None  # its spool file; None while it could not be spooled (held in memory)
+    rec: CallRecord | None  # None until read from `path`
+    attempts: int = 0  # failed attempts
+    suspect: int = 0  # unclassified failures while the database took a probe record
 
 
-def recent_answers(engine: Engine, since: float) -> list[tuple[str, str, float]]:
-    """(caller number, agent, ended) of answered calls since `since`, oldest first."""
-    rows = CallRecordRow
-    query = (
-        select(rows.caller_num, rows.agent_id, rows.ended)
-        .where(rows.outcome == Outcome.ANSWERED.value, rows.ended >= _ts(since), rows.caller_num != "")
-        .order_by(rows.ended)
-    )
-    with Session(engine) as s:
-        out = []
-        for num, agent, ended in s.execute(query):
-            if agent:
-                stamp = ended if ended.tzinfo else ended.replace(tzinfo=UTC)  # SQLite drops the zone
-                out.append((str(num), str(agent), stamp.timestamp()))
-        return out
+# What one attempt came to. "gone": the spool file vanished (stored and removed by another run).
+# "suspect": an unclassified failure while the database took a probe record.
+_Kind = Literal["stored", "duplicate", "gone", "transient", "refused", "unreadable", "suspect"]
 
 
-def callback_requests(engine: Engine, since: float) -> list[dict[str, Any]]:
-    """Callers who chose (or were offered) a callback since `since`, newest first."""
-    rows = CallRecordRow
-    query = (
-        select(rows.call_id, rows.queue, rows.caller_num, rows.caller_name, rows.ended)
-        .where(rows.outcome == Outcome.CALLBACK.value, rows.ended >= _ts(since))
-        .order_by(rows.ended.desc())
-    )
-    with Session(engine) as s:
-        return [
-            {"call_id": cid, "queue": queue, "caller_num": num, "caller_name": name,
-             "requested": (ended if ended.tzinfo else ended.replace(tzinfo=UTC)).isoformat()}
-            for cid, queue, num, name, ended in s.execute(query)
-        ]
-
-
-def record_to_json(rec: CallRecord) -> str:
-    data = asdict(rec)
-    data["outcome"] = rec.outcome.value
-    return json.dumps(data, ensure_ascii=False)
-
-
-def record_from_json(text: str) -> CallRecord:
-    data = json.loads(text)
-    data["outcome"] = Outcome(data["outcome"])
-    return CallRecord(**data)
+@dataclass(frozen=True)
+class _Try:
+    kind: _Kind
+    error: str = ""
+    spool_failed: bool = False  # a held record still could not be spooled
 
 
 class Outbox:
-    """Spool + writer. `put` is called by the dispatcher; `run` is the writer task."""
+    """Spool + writer. `put` is called by the dispatcher; `run` is the writer task.
 
-    def __init__(self, engine: Engine, spool: Path, retry_max: float = 30.0) -> None:
+    Counters (plain ints, only ever increasing; export them as Prometheus counters):
+    """
+
+    written: int
+    """Records inserted into the database."""
+    duplicates: int
+    """Records the database already held (a crash between insert and unlink, a requeue of a stored call)."""
+    errors: int
+    """Failed write attempts, each retry counted: database down, record refused, spool file unreadable."""
+    quarantined: int
+    """Records this process moved to quarantine (see `in_quarantine()` for how many are there now)."""
+    spool_errors: int
+    """Failed attempts to write a spool file (by `put`, then by the writer's retries): disk full, permissions."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        spool: Path,
+        retry_max: float = 30.0,
+        *,
+        retry_min: float = 0.5,
+        probe_every: float = 1.0,
+        suspect_limit: int = 3,
+    ) -> None:
         self.engine = engine
         self.spool = spool
+        self.retry_min = retry_min
         self.retry_max = retry_max
-        self.queue: asyncio.Queue[Path] = asyncio.Queue()
-        self.written = 0
-        self.duplicates = 0
-        self.errors = 0
+        self.probe_every = probe_every
+        self.suspect_limit = suspect_limit
+        self.written = self.duplicates = self.errors = self.quarantined = self.spool_errors = 0
+        self._entries: deque[_Entry] = deque()  # oldest first; the head is the one being written
+        self._queued: set[Path] = set()  # spool files in `_entries`, so none is queued twice
+        self._wake = asyncio.Event()
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o750)
 
-    def put(self, rec: CallRecord) -> Path:
-        """Spool a finished call (atomic rename; a crash leaves either nothing or a whole file)."""
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in rec.call_id)
-        path = self.spool / f"{safe}.json"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(record_to_json(rec))
-        os.replace(tmp, path)
-        self.queue.put_nowait(path)
-        return path
+    # -- what the dispatcher and the engine call ------------------------------------------------
+
+    def put(self, rec: CallRecord) -> None:
+        """Accept a finished call: spooled durably (file and folder fsynced) before this returns.
+        Never raises: if the spool cannot be written the record is held in memory and retried."""
+        try:
+            path: Path | None = spool_record(self.spool, rec)
+        except Exception as exc:  # disk full, read-only, permissions: keep the record all the same
+            self.spool_errors += 1
+            path = None
+            log.error("store_spool_failed", call_id=rec.call_id, spool=str(self.spool), error=str(exc)[:300],
+                      hint="free space in (or fix permissions of) the spool folder; the record is held in memory "
+                           "and retried, but is lost if the engine stops first")
+        if path is not None and path in self._queued:
+            return  # the same call again: its file now holds the latest copy
+        self._add(_Entry(path, None if path else rec))
 
     def pending(self) -> int:
-        return self.queue.qsize()
+        """Records accepted and not yet stored: spooled plus held in memory (not quarantined ones)."""
+        return len(self._entries)
+
+    def held(self) -> int:
+        """Records held in memory only, because the spool could not be written."""
+        return sum(1 for e in self._entries if e.path is None)
+
+    def in_quarantine(self) -> int:
+        """Records in the quarantine folder now (set aside, waiting for an operator)."""
+        folder = self.spool / QUARANTINE
+        return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
 
     def recover(self) -> int:
-        """Queue spool files left by an earlier run."""
-        found = sorted(self.spool.glob("*.json"))
+        """Queue spool files left by an earlier run (or put back from quarantine); returns how many."""
+        found = [p for p in sorted(self.spool.glob("*.json")) if p not in self._queued]
         for path in found:
-            self.queue.put_nowait(path)
+            self._add(_Entry(path, None))
         return len(found)
 
-    async def run(self) -> None:
-        delay = 0.5
-        while True:
-            path = await self.queue.get()
-            while True:
-                try:
-                    stored = await asyncio.to_thread(self._write, path)
-                    break
-                except Exception as exc:  # the database is down or refused: keep the file, retry
-                    self.errors += 1
-                    log.warning("store_write_failed", spool=str(path), error=str(exc)[:300], retry_in=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.retry_max)
-            delay = 0.5
-            if stored is not None:
-                self.written += 1 if stored else 0
-                self.duplicates += 0 if stored else 1
-
-    def _write(self, path: Path) -> bool | None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None  # already written and removed (queued twice by recover)
-        try:
-            rec = record_from_json(text)
-        except (ValueError, TypeError, KeyError) as exc:
-            bad = path.with_suffix(".bad")
-            os.replace(path, bad)
-            log.error("store_spool_unreadable", spool=str(bad), error=str(exc))
-            return None
-        stored = insert_record(self.engine, rec)
-        path.unlink(missing_ok=True)
-        log.info("call_record_stored", call_id=rec.call_id, outcome=rec.outcome.value, duplicate=not stored)
-        return stored
+    def requeue(self, call_id: str) -> Path:
+        """Put a quarantined record back in line (see `tickets.spool.requeue` for the errors)."""
+        path = requeue(self.spool, call_id)
+        if path not in self._queued:
+            self._add(_Entry(path, None))
+        log.info("store_record_requeued", call_id=call_id, spool=str(path))
+        return path
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every queued record is written (or the time is up)."""
+        """Wait until nothing is pending; False if the time ran out first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self.queue.empty() and not any(self.spool.glob("*.json")):
-                return True
+        while self._entries:
+            if loop.time() >= deadline:
+                for e in self._entries:
+                    if e.path is None and e.rec is not None:  # the log is the last place left to keep it
+                        log.error("store_record_not_saved", call_id=e.rec.call_id, record=record_to_json(e.rec),
+                                  hint="the spool could not be written; insert this record by hand")
+                return False
             await asyncio.sleep(0.05)
+        return True
+
+    # -- the writer -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The writer task: store records oldest first, until cancelled."""
+        delay = self.retry_min
+        while True:
+            if not self._entries:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                delay = await self._step(delay)
+            except Exception:  # a bug here must not stop every later record: log it, wait, go on
+                log.exception("store_writer_error", hint="a bug in the writer; records stay in the spool and are "
+                                                         "retried. Report it with this log line")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    async def _step(self, delay: float) -> float:
+        """One attempt at the first record in line; returns the backoff for the next failure."""
+        entry = self._entries[0]
+        result = await asyncio.to_thread(self._store, entry)
+        if entry.path is not None:
+            self._queued.add(entry.path)  # a held record may have been spooled just now
+        if result.spool_failed:
+            self.spool_errors += 1
+        if result.kind in ("stored", "duplicate", "gone"):
+            self._done(entry, result.kind)
+            return self.retry_min
+        self.errors += 1
+        entry.attempts += 1
+        call_id = self._call_id(entry)
+        if result.kind == "transient":
+            log.warning("store_write_failed", call_id=call_id, error=result.error, retry_in=delay,
+                        pending=len(self._entries), hint=HINTS["transient"])
+            await self._pause(delay)
+            return min(delay * 2, self.retry_max)
+        if result.kind == "suspect":
+            entry.suspect += 1
+            if entry.suspect < self.suspect_limit:
+                log.warning("store_write_failed", call_id=call_id, error=result.error, attempt=entry.suspect,
+                            hint="the database takes other records; this one is quarantined after "
+                                 f"{self.suspect_limit} such failures")
+                await asyncio.sleep(self.retry_min)
+                return delay
+        if await self._set_aside(entry, call_id, result):
+            return delay
+        await asyncio.sleep(delay)  # could not quarantine it: it went to the back of the line
+        return min(delay * 2, self.retry_max)
+
+    def _add(self, entry: _Entry) -> None:
+        self._entries.append(entry)
+        if entry.path is not None:
+            self._queued.add(entry.path)
+        self._wake.set()
+
+    def _done(self, entry: _Entry, kind: _Kind) -> None:
+        self._entries.popleft()
+        if entry.path is not None:
+            self._queued.discard(entry.path)
+        if kind == "gone":
+            log.info("store_spool_file_gone", spool=str(entry.path))  # someone else stored or removed it
+            return
+        self.written += kind == "stored"
+        self.duplicates += kind == "duplicate"
+        rec = entry.rec
+        assert rec is not None  # read before it could be stored
+        log.info("call_record_stored", call_id=rec.call_id, outcome=rec.outcome.value, duplicate=kind == "duplicate")
+
+    def _store(self, entry: _Entry) -> _Try:
+        """One attempt at storing `entry`. Runs in a worker thread and touches nothing but `entry`."""
+        spool_failed = False
+        if entry.path is None and entry.rec is not None:
+            try:
+                entry.path = spool_record(self.spool, entry.rec)
+            except Exception:
+                spool_failed = True  # still held in memory: try the database directly
+        try:
+            if entry.rec is None:
+                assert entry.path is not None
+                entry.rec = read_spool_file(entry.path)
+            stored = insert_record(self.engine, entry.rec)
+        except FileNotFoundError:
+            return _Try("gone")
+        except BadSpoolFile as exc:
+            return _Try("unreadable", str(exc)[:500])
+        except Exception as exc:
+            failure = classify(exc)
+            kind: _Kind = "transient"
+            if failure is Failure.REFUSED:
+                kind = "refused"
+            elif failure is Failure.UNKNOWN and probe(self.engine):
+                kind = "suspect"  # the database takes a well-formed record: this one is the problem
+            return _Try(kind, f"{type(exc).__name__}: {str(exc)[:500]}", spool_failed)
+        if entry.path is not None:
+            try:
+                entry.path.unlink(missing_ok=True)  # a crash before this only leaves a duplicate to skip
+            except OSError as exc:
+                log.warning("store_spool_file_kept", spool=str(entry.path), error=str(exc),
+                            hint="the record is stored; the file is skipped as a duplicate at the next start")
+        return _Try("stored" if stored else "duplicate", spool_failed=spool_failed)
+
+    async def _set_aside(self, entry: _Entry, call_id: str, result: _Try) -> bool:
+        """Quarantine the head record; False if it could not be (it then goes to the back of the line)."""
+        reason = result.kind  # refused | unreadable | suspect
+        if entry.path is not None:
+            try:
+                q = await asyncio.to_thread(quarantine, self.spool, entry.path, call_id, result.error,
+                                            entry.attempts, HINTS[reason])
+            except OSError as exc:
+                log.error("store_quarantine_failed", call_id=call_id, error=str(exc)[:300], record_error=result.error,
+                          hint="fix the spool folder (space, permissions); the record is retried meanwhile")
+            else:
+                self._entries.popleft()
+                self._queued.discard(entry.path)
+                self.quarantined += 1
+                log.error("store_record_quarantined", call_id=call_id, reason=reason, error=result.error,
+                          attempts=entry.attempts, file=str(q.file), hint=HINTS[reason])
+                return True
+        else:
+            log.error("store_record_refused", call_id=call_id, error=result.error, hint=HINTS["unspooled"])
+        self._entries.rotate(-1)
         return False
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds before the next attempt, but probe the database every `probe_every`
+        seconds meanwhile and go on at once when it takes a record again (the attempt that just
+        failed says it did not): a database back after a 1 s outage costs 1 s, not the 30 s cap."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(self.probe_every, left))
+            if loop.time() < end and await asyncio.to_thread(probe, self.engine):
+                return
+
+    @staticmethod
+    def _call_id(entry: _Entry) -> str:
+        if entry.rec is not None:
+            return entry.rec.call_id
+        return entry.path.stem if entry.path is not None else "?"
