@@ -15,8 +15,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from acd.events import AgentsConfigured, History, QueuesConfigured
+from config.control_token import load_or_create_token
 from config.loader import ConfigError, load
-from config.secrets import load_or_create_token
 from config.settings import Settings
 from cti import http
 from cti.ami import AmiClient, AmiSettings
@@ -65,8 +65,8 @@ class Engine:
 
     def store_figures(self) -> dict[str, int]:
         o = self.outbox
-        return {"pending": o.pending(), "quarantined": getattr(o, "quarantined_now", lambda: 0)(),
-                "write_errors": o.errors, "spool_errors": getattr(o, "spool_errors", 0)}
+        return {"pending": o.pending(), "quarantined": o.in_quarantine(), "write_errors": o.errors,
+                "spool_errors": o.spool_errors}
 
 
 def build(settings: Settings, config_dir: Path | None = None) -> Engine:

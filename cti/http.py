@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from acd import agent_state
 from acd.agents import Control
 from acd.events import AgentControl
+from config.control_token import authorized
 from cti.decode import REASON
 from cti.logs import mask_number
 from tickets.store import callback_requests
@@ -82,14 +82,11 @@ def _same_origin(request: web.Request) -> bool:
 
 
 def guard(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not _same_origin(request):
             return problem(403, "cross-origin requests are refused by the hotline control API")
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if not authorized(request.headers.get("Authorization"), token):
             return problem(401, "the control API needs 'Authorization: Bearer <token>' (the token is in "
                                 "http.token_file of engine.yaml)", **{"WWW-Authenticate": "Bearer"})
         return await handler(request)

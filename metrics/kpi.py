@@ -37,6 +37,7 @@ from typing import Protocol
 
 from acd.model import Outcome
 
+
 class RecordLike(Protocol):
     """What a KPI needs of a call record (acd.commands.CallRecord or a stored row)."""
 

@@ -92,7 +92,7 @@ def test_widening_and_overflow_are_read_and_checked(tmp_path: Path) -> None:
     ))
     tax = load(tmp_path).queues[1].to_core()
     assert [(w.after, w.min_level, w.add_queues) for w in tax.widen] == [(20, 30, ()), (60, None, ("main",))]
-    assert (tax.overflow.after, tax.overflow.action, tax.overflow.target) == (120, "queue", "main")  # type: ignore[union-attr]
+    assert (tax.overflow.after, tax.overflow.to, tax.overflow.target) == (120, "queue", "main")  # type: ignore[union-attr]
 
 
 def test_a_rule_pointing_at_an_unknown_queue_is_refused(tmp_path: Path) -> None:
