@@ -98,6 +98,7 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     call.skills = rules.needed_skills(q, call.extra_skills)
     call.key = rules.line_key(q, call.arrived, call.priority)
     state.calls[call.call_id] = call
+    state.touch(call)
     out.append(CallOffered(call.call_id, call.offered_queue))
     return call
 
@@ -121,9 +122,9 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
             if call.state is not CallState.IN_LINE:
                 release(state, call, now, out)
                 call.agent_id = None
-                # A caller we had sent out but who is still in the loop: the Redirect
-                # never happened, and the decided send-out is tried again (B1).
-                _force(state, call, CallState.IN_LINE, now)
+            # A caller we had sent out but who is still in the loop: the Redirect never
+            # happened, and the decided send-out is tried again (B1).
+            _force(state, call, CallState.IN_LINE, now)
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
             _connected(state, call, agent_id, snap, now, wall, out)

@@ -95,7 +95,7 @@ class _Wire(asyncio.Protocol):
             try:
                 self.client.on_message(message)
             except Exception:  # one bad message must not cost the link (asyncio would close it)
-                log.exception("ami_message_failed", event=message.event, action_id=message.action_id)
+                log.exception("ami_message_failed", ami_event=message.event, action_id=message.action_id)
                 self.client.handler_errors += 1
 
     def connection_lost(self, exc: Exception | None) -> None:

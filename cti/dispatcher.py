@@ -257,7 +257,7 @@ class Dispatcher:
             # The state may be half-changed: keep every record already produced, count it,
             # and rebuild the picture from Asterisk.
             self.metrics.event_errors.inc()
-            log.error("decide_failed", event=type(event).__name__, exc_info=exc.__cause__,
+            log.error("decide_failed", input=type(event).__name__, exc_info=exc.__cause__,
                       hint="the picture is rebuilt from Asterisk")
             commands = [c for c in exc.commands if isinstance(c, CallRecord)]
             self._rebuild()
