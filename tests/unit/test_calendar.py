@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from acd import decide
+from acd import State, decide
 from acd.calendar import ALWAYS, is_open
 from acd.commands import CallOffered, CallRecord, SendOut
 from acd.events import CallerHungUp, CallerJoined
-from acd import State
 from acd.model import LeaveReason, Outcome, QueueSettings
 from config.loader import ConfigError, load
 
