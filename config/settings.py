@@ -97,6 +97,25 @@ class StoreSection(_Strict):
     spool: Path = Path("/var/lib/hotline/spool")
 
 
+class AccountSection(_Strict):
+    """Asterisk's own durable account of every call (CEL, written by its hangup handler),
+    which the engine reads to record the calls it did not see end: those that ended while
+    it was stopped, and those the dialplan's fallback served meanwhile."""
+
+    # The SQLite file Asterisk's cel_sqlite3_custom writes, as both see it (Asterisk in
+    # the sandbox sees it through a bind mount at the same path). None: no account kept.
+    cel_db: Path | None = Path("/var/lib/hotline/cel/hotline-cel.db")
+    # With no checkpoint yet (the first start), how far back the account is read.
+    first_days: int = Field(7, ge=0, le=366)
+
+    @field_validator("cel_db")
+    @classmethod
+    def _absolute_db(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_absolute():
+            raise ValueError("must be an absolute path (Asterisk writes there)")
+        return v
+
+
 class RecordingsSection(_Strict):
     dir: Path = Path("/var/lib/hotline/recordings")
 
@@ -137,6 +156,7 @@ class EngineFile(_Strict):
     metrics: MetricsSection = MetricsSection()
     store: StoreSection = StoreSection()
     recordings: RecordingsSection = RecordingsSection()
+    account: AccountSection = AccountSection()
     sip: SipSection = SipSection()
     fallback: FallbackSection = FallbackSection()
     log: LogSection = LogSection()

@@ -88,6 +88,22 @@ def _hold_block(settings: Settings) -> str:
     return "\n".join(out)
 
 
+# The columns of the account table; tickets/account.py reads them by these names.
+CEL_COLUMNS = ("eventtime", "eventtype", "userdeftype", "eventextra", "linkedid", "uniqueid", "cidnum", "cidname",
+               "channame")
+CEL_FIELDS = ("eventtime(float)", "eventtype", "userdeftype", "eventextra", "linkedid", "uniqueid", "num", "name",
+              "channame")
+CEL_TABLE = "hotline_cel"
+
+
+def _cel_section(settings: Settings) -> str:
+    db = settings.engine.account.cel_db
+    if db is None:
+        return "; (no account kept: account.cel_db is null)"
+    return (f"[{db}]\ntable = {CEL_TABLE}\ncolumns = {', '.join(CEL_COLUMNS)}\n"
+            f"fields = {', '.join(CEL_FIELDS)}\nbusy_timeout = 1000")
+
+
 def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
     """Return {file name: text} for every file Asterisk needs from us."""
     e = settings.engine
@@ -110,6 +126,8 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
         "FALLBACK_DIAL": "&".join(f"PJSIP/agent{a.id}" for a in settings.agents),
         "INBOUND": _inbound_block(settings),
         "HOLD": _hold_block(settings),
+        "CEL_ENABLE": "yes" if e.account.cel_db is not None else "no",
+        "CEL_DB_SECTION": _cel_section(settings),
     }
     files = {}
     for template in sorted(CONF_DIR.glob("*.conf.in")):

@@ -62,6 +62,7 @@ from metrics.exporter import Metrics
 log = structlog.get_logger("hotline.dispatch")
 
 SNAPSHOT_TIMEOUT = 15.0
+RECENT_RECORDS = 200_000  # call ids recorded by this process, remembered against double records
 
 
 class RecordSink(Protocol):
@@ -113,13 +114,23 @@ class ControlRequest:
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """Records rebuilt from Asterisk's account, checked once more against what the
+    dispatcher knows before they are written (`done` gets how many were)."""
+
+    records: tuple[CallRecord, ...]
+    done: asyncio.Future[int]
+
+
+@dataclass(frozen=True)
 class Drain:
     """Everything before this has been handled (shutdown waits for it)."""
 
     done: asyncio.Future[None]
 
 
-InboxItem = AmiEvent | LinkUp | LinkDown | Snapshot | SnapshotFailed | CoreEvent | ControlRequest | Drain
+InboxItem = (AmiEvent | LinkUp | LinkDown | Snapshot | SnapshotFailed | CoreEvent | ControlRequest | Recovered
+             | Drain)
 
 
 class Dispatcher:
@@ -150,6 +161,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._read_at: float | None = None
         self._reply: asyncio.Future[ControlDone] | None = None
+        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
+        self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
         # Hook for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[InboxItem], None] | None = None
 
@@ -172,6 +185,15 @@ class Dispatcher:
         reply: asyncio.Future[ControlDone] = asyncio.get_running_loop().create_future()
         self.inbox.put_nowait(ControlRequest(event, reply))
         return await asyncio.wait_for(reply, timeout)
+
+    def unknown(self, call_id: str) -> bool:
+        """Neither a live call nor one this process has recorded."""
+        return call_id not in self.state.calls and call_id not in self._recent
+
+    async def recovered(self, records: list[CallRecord]) -> int:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.inbox.put_nowait(Recovered(tuple(records), done))
+        return await done
 
     async def drain(self) -> None:
         """Wait until every item queued so far has been handled."""
@@ -227,6 +249,8 @@ class Dispatcher:
                     log.info("resynced", calls=len(self.state.calls), session=item.session,
                              agents=sum(1 for a in self.state.agents.values() if a.configured and a.registered))
                     self._spawn(self._beat())
+                    if self.on_routing is not None:
+                        self.on_routing()
             case SnapshotFailed():
                 if item.session == self.session and self.ami is not None and self.ami.connected:
                     # Never stay connected with routing off: drop the link (with a growing
@@ -243,6 +267,14 @@ class Dispatcher:
                     if self._reply is not None and not self._reply.done():
                         self._reply.set_exception(RuntimeError("the request was not answered"))
                     self._reply = None
+            case Recovered():
+                added = 0
+                for rec in item.records:
+                    if self.unknown(rec.call_id):
+                        self.execute(rec, self.clock())
+                        added += 1
+                if not item.done.done():
+                    item.done.set_result(added)
             case Drain():
                 if not item.done.done():
                     item.done.set_result(None)
@@ -308,6 +340,9 @@ class Dispatcher:
             case CallRecord():
                 self.outbox.put(cmd)
                 self.records += 1
+                self._recent[cmd.call_id] = None
+                if len(self._recent) > RECENT_RECORDS:
+                    del self._recent[next(iter(self._recent))]
                 if cmd.source == "asterisk":
                     self.metrics.reconstructed_call(cmd)
                 else:

@@ -19,6 +19,7 @@ from config.control_token import load_or_create_token
 from config.loader import ConfigError, load
 from config.settings import Settings
 from cti import http
+from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
 from cti.dispatcher import Dispatcher
 from metrics.exporter import LiveCollector, Metrics
@@ -35,6 +36,7 @@ class Engine:
     outbox: Outbox
     registry: CollectorRegistry
     token: str
+    account: AccountReader | None = None
     config_dir: Path | None = None
     http_port: int = 0  # the control listener's port once bound (0 in settings: any free port)
     metrics_port: int = 0
@@ -92,7 +94,15 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     )
     dispatcher.ami = ami
     token = load_or_create_token(e.http.token_file)
-    engine = Engine(settings, dispatcher, ami, outbox, registry, token, config_dir=config_dir)
+    account = None
+    if e.account.cel_db is not None:
+        account = AccountReader(e.account.cel_db, e.store.spool, db, dispatcher, outbox.knows,
+                                lambda: dispatcher.state.queues, e.account.first_days)
+        dispatcher.on_routing = account.kick
+    else:
+        log.warning("no_asterisk_account", hint="account.cel_db is null: calls that end while the engine is "
+                    "stopped, and calls the dialplan's fallback serves, get no record")
+    engine = Engine(settings, dispatcher, ami, outbox, registry, token, account, config_dir=config_dir)
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
     return engine
 
@@ -141,6 +151,8 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             asyncio.create_task(engine.dispatcher.heartbeat(), name="heartbeat"),
             asyncio.create_task(engine.ami.run(), name="ami"),
         }
+        if engine.account is not None:
+            tasks.add(asyncio.create_task(engine.account.run(), name="asterisk-account"))
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             done, _ = await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -172,6 +172,16 @@ def row_to_record(row: CallRecordRow) -> CallRecord:
     )
 
 
+def stored_ids(engine: Engine, call_ids: list[str]) -> set[str]:
+    """Which of these calls already have a record."""
+    found: set[str] = set()
+    with Session(engine) as s:
+        for i in range(0, len(call_ids), 500):
+            chunk = call_ids[i : i + 500]
+            found.update(s.scalars(select(CallRecordRow.call_id).where(CallRecordRow.call_id.in_(chunk))))
+    return found
+
+
 def read_records(engine: Engine) -> list[CallRecordRow]:
     with Session(engine) as s:
         return list(s.scalars(select(CallRecordRow).order_by(CallRecordRow.arrived)))

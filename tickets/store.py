@@ -49,6 +49,7 @@ from tickets.db import (
     read_records,
     recent_answers,
     row_to_record,
+    stored_ids,
 )
 from tickets.spool import (
     QUARANTINE,
@@ -60,6 +61,7 @@ from tickets.spool import (
     record_from_json,
     record_to_json,
     requeue,
+    spool_name,
     spool_record,
 )
 
@@ -79,6 +81,7 @@ __all__ = [
     "record_to_json",
     "requeue",
     "row_to_record",
+    "stored_ids",
 ]
 
 log = structlog.get_logger("hotline.store")
@@ -212,6 +215,14 @@ class Outbox:
         """Records in the quarantine folder now (set aside, waiting for an operator)."""
         folder = self.spool / QUARANTINE
         return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+
+    def knows(self, call_id: str) -> bool:
+        """A record for this call was accepted and is not stored yet: spooled, held in
+        memory, or set aside in quarantine."""
+        name = spool_name(call_id)
+        if (self.spool / name).exists() or (self.spool / QUARANTINE / name).exists():
+            return True
+        return any(e.rec is not None and e.rec.call_id == call_id for e in self._entries if e.path is None)
 
     def recover(self) -> int:
         """Queue spool files left by an earlier run (or put back from quarantine); returns how many."""

@@ -1,0 +1,159 @@
+"""Records from Asterisk's own account (CEL) for calls the engine never saw end: exactly once."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from acd.commands import CallRecord
+from acd.model import Outcome, QueueSettings
+from cti.account import (
+    AccountReader,
+    AccountRow,
+    parse_extra,
+    read_rows,
+    record_from,
+    settled_checkpoint,
+)
+from cti.asterisk_conf import CEL_COLUMNS, CEL_TABLE
+from tickets.store import Outbox, insert_record, migrate, open_engine, read_records
+
+QUEUES = {"main": QueueSettings(name="main", service_level=20, short_abandon=3),
+          "tax": QueueSettings(name="tax", service_level=15, short_abandon=5)}
+
+
+def extra(**fields: str) -> str:
+    rec = fields.pop("rec", "")
+    return "&".join(f"{k}={v}" for k, v in {"v": "1", **fields}.items()) + (f"&rec={rec}" if rec else "&rec=")
+
+
+def row(call: str, ended: float, rowid: int = 1, **fields: str) -> AccountRow:
+    return AccountRow(rowid, ended, call, call, "13800000000", "王小明", parse_extra(extra(**fields)))
+
+
+def test_the_extra_field_is_read_whether_or_not_cel_wraps_it_in_json() -> None:
+    text = extra(queue="main", joined="1000.5", rec="/r/2026/11/26/1.1.wav")
+    assert parse_extra(text)["rec"] == "/r/2026/11/26/1.1.wav"
+    assert parse_extra('{"extra":"' + text + '"}') == parse_extra(text)
+    assert parse_extra("{broken") == {}
+
+
+def test_an_answered_call_from_the_account() -> None:
+    rec = record_from(row("1.1", 1100.0, queue="main", offered="main", path="main", joined="1000.5",
+                          answered="1010.5", agent="1001", prio="2", pres="allowed", rec="/r/1.1.wav"), QUEUES)
+    assert rec is not None
+    assert (rec.outcome, rec.agent_id, rec.wait_seconds, rec.talk_seconds) == (Outcome.ANSWERED, "1001", 10.0, 89.5)
+    assert (rec.arrived, rec.answered, rec.ended, rec.recording) == (1000.5, 1010.5, 1100.0, "/r/1.1.wav")
+    assert (rec.offered_queue, rec.path, rec.priority, rec.service_level, rec.short_abandon) == (
+        "main", ("main",), 2, 20, 3)
+    assert (rec.served_by, rec.source) == ("engine", "asterisk")
+
+
+def test_a_call_the_dialplan_fallback_answered_is_marked_so() -> None:
+    rec = record_from(row("2.1", 1100.0, queue="main", joined="1000", answered="1030", agent="1002",
+                          fallback="1"), QUEUES)
+    assert rec is not None and (rec.outcome, rec.served_by) == (Outcome.ANSWERED, "fallback")
+
+
+@pytest.mark.parametrize(("leave", "outcome"), [("", Outcome.ABANDONED), ("timeout", Outcome.TIMED_OUT),
+                                                 ("callback", Outcome.CALLBACK), ("forward", Outcome.FORWARDED),
+                                                 ("closed", Outcome.CLOSED)])
+def test_an_unanswered_call_ends_as_the_dialplan_says(leave: str, outcome: Outcome) -> None:
+    rec = record_from(row("3.1", 1004.0, queue="tax", path="tax", joined="1000", leave=leave), QUEUES)
+    assert rec is not None and rec.outcome is outcome and rec.agent_id is None
+    assert (rec.wait_seconds, rec.short_abandon) == (4.0, 5)
+
+
+def test_a_caller_who_hung_up_before_joining_a_queue_gives_no_record() -> None:
+    assert record_from(row("4.1", 1001.0), QUEUES) is None
+
+
+def test_an_overflowed_call_keeps_its_offered_queue_and_path() -> None:
+    rec = record_from(row("5.1", 1200.0, queue="main", offered="tax", path="tax>main", joined="1000",
+                          answered="1150", agent="1001"), QUEUES)
+    assert rec is not None and (rec.queue, rec.offered_queue, rec.path, rec.service_level) == (
+        "main", "tax", ("tax", "main"), 15)
+
+
+def test_the_whole_name_comes_from_the_from_header_and_a_withheld_number_is_marked() -> None:
+    header = base64.b64encode('"欧阳娜娜" <sip:1@h>'.encode()).decode()
+    rec = record_from(row("6.1", 1010.0, joined="1000", pres="prohib_passed_screen", **{"from": header}), QUEUES)
+    assert rec is not None and (rec.caller_name, rec.restricted) == ("欧阳娜娜", True)
+
+
+def test_the_checkpoint_stops_before_rows_too_young_to_be_settled() -> None:
+    rows = [row("a", 1000.0, rowid=5), row("b", 1090.0, rowid=6), row("c", 1190.0, rowid=7)]
+    assert settled_checkpoint(rows, 4, now_wall=1200.0) == 5  # b and c are read again next time
+    assert settled_checkpoint([], 4, now_wall=1200.0) == 4
+
+
+# -- the reconciler against a real CEL table and a real store ------------------------------
+
+
+def cel_db(path: Path, rows: list[tuple[str, float, str]]) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {CEL_TABLE} ({', '.join(CEL_COLUMNS)})")
+    for call, ended, text in rows:
+        conn.execute(f"INSERT INTO {CEL_TABLE} VALUES (?,?,?,?,?,?,?,?,?)",
+                     (ended, "USER_DEFINED", "HOTLINE_END", text, call, call, "13900000001", "张三",
+                      f"PJSIP/carrier-{call}"))
+    conn.commit()
+    conn.close()
+    return path
+
+
+@dataclass
+class Ledger:
+    live: set[str] = field(default_factory=set)
+    written: list[CallRecord] = field(default_factory=list)
+    outbox: Outbox | None = None
+
+    def unknown(self, call_id: str) -> bool:
+        return call_id not in self.live and all(r.call_id != call_id for r in self.written)
+
+    async def recovered(self, records: list[CallRecord]) -> int:
+        for rec in records:
+            self.written.append(rec)
+            if self.outbox is not None:
+                self.outbox.put(rec)
+        return len(records)
+
+
+async def test_each_call_the_account_shows_ended_is_recorded_once_and_only_if_nobody_did(tmp_path: Path) -> None:
+    store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(store)
+    spool = tmp_path / "spool"
+    outbox = Outbox(store, spool)
+    ended = [("fallback1", 1000.0, extra(queue="main", joined="900", answered="930", agent="1001", fallback="1")),
+             ("stored", 1001.0, extra(queue="main", joined="950")),
+             ("spooled", 1002.0, extra(queue="main", joined="960")),
+             ("live", 1003.0, extra(queue="main", joined="970")),
+             ("prequeue", 1004.0, extra()),
+             ("abandoned", 1005.0, extra(queue="main", joined="990"))]
+    db = cel_db(tmp_path / "cel.db", ended)
+    insert_record(store, CallRecord("stored", "main", "", "", 950, None, 1001, None, Outcome.ABANDONED, 51, 0, None))
+    outbox.put(CallRecord("spooled", "main", "", "", 960, None, 1002, None, Outcome.ABANDONED, 42, 0, None))
+    ledger = Ledger(live={"live"}, outbox=outbox)
+    reader = AccountReader(db, spool, store, ledger, outbox.knows, lambda: QUEUES, wall=lambda: 5000.0)
+    assert await reader.reconcile() == 2
+    assert sorted(r.call_id for r in ledger.written) == ["abandoned", "fallback1"]
+    assert await reader.reconcile() == 0  # the checkpoint moved on
+    # A fresh start with the checkpoint lost reads everything again and still writes nothing twice.
+    (spool / "account.checkpoint").unlink()
+    outbox2 = Outbox(store, spool)
+    outbox2.recover()
+    ledger2 = Ledger()
+    reader2 = AccountReader(db, spool, store, ledger2, outbox2.knows, lambda: QUEUES, wall=lambda: 5000.0)
+    assert await reader2.reconcile() == 1  # only "live", which that first process would have recorded itself
+    assert [r.call_id for r in ledger2.written] == ["live"]
+    assert {r.call_id for r in read_records(store)} == {"stored"}  # nothing written behind the outbox's back
+
+
+def test_an_account_not_written_yet_reads_as_empty(tmp_path: Path) -> None:
+    assert read_rows(tmp_path / "missing.db", None, 0.0) == []
+    sqlite3.connect(tmp_path / "empty.db").close()
+    assert read_rows(tmp_path / "empty.db", None, 0.0) == []
