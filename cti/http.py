@@ -8,6 +8,9 @@
   requests outright, so that a web page open on an operator's machine cannot log an
   agent out or reload the engine with a form post. Caller numbers a caller withheld are
   masked in every answer.
+
+Routes: GET /agents, POST /agents/{id}/{login|logout|pause|unpause|end_wrapup},
+POST /reload, GET /callbacks?hours=24, GET /quarantine, POST /quarantine/{call_id}/retry.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from acd.events import AgentControl
 from config.control_token import authorized
 from cti.decode import REASON
 from cti.logs import mask_number
-from tickets.store import callback_requests
+from tickets.store import callback_requests, list_quarantine
 
 if TYPE_CHECKING:
     from cti.engine import Engine
@@ -156,6 +159,22 @@ def control_app(engine: Engine) -> web.Application:
         rows = await asyncio.to_thread(callback_requests, engine.outbox.engine, since)
         return web.json_response([_masked(row) for row in rows])
 
+    async def quarantine(_: web.Request) -> web.Response:
+        """Records the store refused for good, with why and what to do (no caller data)."""
+        items = await asyncio.to_thread(list_quarantine, engine.outbox.spool)
+        return web.json_response([{"call_id": q.call_id, "error": q.error, "quarantined_at": q.quarantined_at,
+                                   "attempts": q.attempts, "hint": q.hint} for q in items])
+
+    async def retry(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        try:
+            engine.outbox.requeue(call_id)
+        except LookupError:
+            return problem(404, f"no quarantined record for call {call_id[:64]!r}")
+        except FileExistsError as exc:
+            return problem(409, str(exc))
+        return web.json_response({"ok": True, "call_id": call_id, "requeued": True})
+
     async def reload(request: web.Request) -> web.Response:
         if request.content_length:
             return problem(400, "reload takes no body: it re-reads the configuration folder")
@@ -167,12 +186,14 @@ def control_app(engine: Engine) -> web.Application:
     app.router.add_post("/agents/{agent}/{action}", control)
     app.router.add_post("/reload", reload)
     app.router.add_get("/callbacks", callbacks)
+    app.router.add_get("/quarantine", quarantine)
+    app.router.add_post("/quarantine/{call_id}/retry", retry)
     return app
 
 
 def _masked(row: dict[str, Any]) -> dict[str, Any]:
     """A withheld number shows its last four digits only, and the name not at all."""
-    restricted = bool(row.pop("caller_restricted", False))
+    restricted = bool(row.get("restricted", False))
     if restricted:
         row["caller_num"] = mask_number(str(row.get("caller_num", "")), True)
         row["caller_name"] = ""
