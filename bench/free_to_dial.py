@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ami_watch import AmiWatch
 from bench.rig import APP_QUEUE_NUMBER, percentile, rig
-from cti import sipp
+from testbed import sipp
 
 UAS_PORT = 6400
 

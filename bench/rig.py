@@ -17,8 +17,8 @@ from typing import Any
 from bench.ami_watch import MANAGER_USER, AmiWatch
 from config.loader import load
 from config.settings import Settings
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox
 from tests.integration.harness import password, write_config
 
 APP_QUEUE_NUMBER = "12399"

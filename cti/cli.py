@@ -80,7 +80,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     import subprocess
 
-    from cti.sandbox import Sandbox, SandboxError
+    from testbed.sandbox import Sandbox, SandboxError
 
     sandbox = Sandbox(Path(args.root)) if args.root else Sandbox()
     try:
@@ -122,7 +122,7 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cti.demo import main as demo
+    from testbed.demo import main as demo
 
     return int(demo(args))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from config.loader import load
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox
 from tests.integration.harness import AGENT_IDS, RunningEngine, password, write_config
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox
 from tests.integration.harness import RunningEngine, password, write_config
 from tests.integration.test_calls import agent, settle
 

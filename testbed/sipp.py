@@ -1,4 +1,4 @@
-"""Run SIPp scenarios (cti/sipp_scenarios/*.xml) against the sandbox Asterisk.
+"""Run SIPp scenarios (testbed/sipp_scenarios/*.xml) against the sandbox Asterisk.
 
 SIPp lives in the sandbox chroot, so every run copies its scenario and injection CSV into
 a fresh directory under <root>/var/lib/hotline-sipp/ and runs `chroot <root> sipp ...` in
@@ -119,7 +119,7 @@ def stop_all() -> None:
 
 
 class SippRun:
-    """One SIPp process running a scenario from cti/sipp_scenarios/ inside the sandbox chroot.
+    """One SIPp process running a scenario from testbed/sipp_scenarios/ inside the sandbox chroot.
 
     The process starts in the constructor. `wait()` for runs that end by themselves (-m),
     `stop()` for servers (UAS) and for giving up; both are safe to call more than once.
@@ -141,7 +141,7 @@ class SippRun:
         if not src.is_file():
             raise SippError(f"no SIPp scenario {src}")
         if not (self.root / "usr/bin/sipp").exists():
-            raise SippError(f"no sipp in the sandbox at {self.root}; build it with cti.sandbox")
+            raise SippError(f"no sipp in the sandbox at {self.root}; build it with `hotline sandbox build`")
         name = f"{src.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.chroot_dir = Path("/") / RUNS_DIR / name  # as SIPp sees it
         self.workdir = self.root / RUNS_DIR / name  # as we see it

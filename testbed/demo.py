@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
 from config.loader import load
-from cti import sipp
-from cti.sandbox import Sandbox, SandboxError
-from recorder.files import check_audio
+from testbed import sipp
+from testbed.audio import check_audio
+from testbed.sandbox import Sandbox, SandboxError
 from tickets.store import read_records
 
 
