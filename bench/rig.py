@@ -18,8 +18,8 @@ from bench.ami_watch import MANAGER_USER, AmiWatch
 from config.loader import load
 from config.settings import Settings
 from testbed import sipp
+from testbed.configs import password, write_config
 from testbed.sandbox import Sandbox
-from tests.integration.harness import password, write_config
 
 APP_QUEUE_NUMBER = "12399"
 HTTP_PORT = 9119
