@@ -77,10 +77,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_tooling(command: str, exc: ModuleNotFoundError) -> int:
+    """The dev/test tooling is a package of its own (testbed); say so if it is absent."""
+    if not (exc.name or "").startswith("testbed"):
+        raise exc
+    print(f"hotline {command}: the dev/test tooling (package testbed) is not installed; "
+          "install hotline from its source tree (pip install -e .) to use it", file=sys.stderr)
+    return 1
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     import subprocess
 
-    from testbed.sandbox import Sandbox, SandboxError
+    try:
+        from testbed.sandbox import Sandbox, SandboxError
+    except ModuleNotFoundError as exc:
+        return _no_tooling("sandbox", exc)
 
     sandbox = Sandbox(Path(args.root)) if args.root else Sandbox()
     try:
@@ -122,7 +134,10 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from testbed.demo import main as demo
+    try:
+        from testbed.demo import main as demo
+    except ModuleNotFoundError as exc:
+        return _no_tooling("demo", exc)
 
     return int(demo(args))
 
