@@ -21,12 +21,13 @@ from pathlib import Path
 
 from config.settings import Settings
 from cti.asterisk_conf import install
+from testbed.blocking_ami import AmiRefused, wait_fully_booted
 
 DEFAULT_ROOT = Path(os.environ.get("HOTLINE_SANDBOX", "/var/lib/hotline/sandbox/rootfs"))
 STAMP = ".hotline-sandbox"
 STAMP_VERSION = "1: sid minbase + asterisk sip-tester"
 PACKAGES = ("asterisk", "sip-tester")
-SIPP_DIR = "/var/lib/hotline-sipp"  # inside the chroot: scenarios, CSVs, logs
+SIPP_DIR = "var/lib/hotline-sipp"  # SIPp run directories, relative to the chroot root
 
 Say = Callable[[str], None]
 
@@ -71,30 +72,6 @@ def port_free(port: int, kind: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
-
-
-def ami_fully_booted(host: str, port: int, user: str, secret: str, timeout: float) -> bool:
-    """Log in to AMI and wait for FullyBooted (a tiny blocking client for the CLI)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.settimeout(max(0.5, deadline - time.monotonic()))
-                s.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
-                buf = b""
-                while b"Event: FullyBooted" not in buf:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    if b"Authentication failed" in buf:
-                        raise SandboxError(f"AMI refused user {user!r}: manager.conf does not match engine.yaml")
-                if b"Event: FullyBooted" in buf:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.3)
-    return False
 
 
 @dataclass
@@ -205,7 +182,11 @@ class Sandbox:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        if not ami_fully_booted(e.ami.host, e.ami.port, e.ami.username, e.ami.secret, 60):
+        try:
+            booted = wait_fully_booted(e.ami.host, e.ami.port, e.ami.username, e.ami.secret, 60)
+        except AmiRefused as exc:
+            raise SandboxError(f"{exc}: manager.conf does not match engine.yaml") from None
+        if not booted:
             raise SandboxError(
                 f"Asterisk did not report FullyBooted on AMI {e.ami.host}:{e.ami.port} within 60 s; "
                 f"see {self.root}/var/log/asterisk/messages.log"
@@ -214,7 +195,7 @@ class Sandbox:
 
     def install_conf(self, settings: Settings, extra_manager_users: str = "") -> None:
         install(settings, self.root / "etc/asterisk", self.root / "usr/share/asterisk/sounds", extra_manager_users)
-        (self.root / SIPP_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (self.root / SIPP_DIR).mkdir(parents=True, exist_ok=True)
 
     def _mount(self, recordings: Path) -> None:
         recordings.mkdir(parents=True, exist_ok=True, mode=0o750)

@@ -40,9 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SIPP_ROOT = Path(os.environ.get("HOTLINE_SANDBOX", "/var/lib/hotline/sandbox/rootfs"))
+from testbed.sandbox import DEFAULT_ROOT, SIPP_DIR
+
 SCENARIOS = Path(__file__).resolve().parent / "sipp_scenarios"
-RUNS_DIR = "var/lib/hotline-sipp"  # relative to the chroot root
 
 ASTERISK_HOST = "127.0.0.1"
 ASTERISK_PORT = 5060
@@ -109,6 +109,14 @@ def media_port(host: str) -> int:
     raise SippError(f"no free SIPp media port on {host} in {MEDIA_PORT_MIN}-{MEDIA_PORT_MAX}")
 
 
+def endpoint(host: str, port: int | None = None, media: int | None = None) -> list[str]:
+    """SIPp arguments for where a run lives: SIP and media on `host`, the SIP port (a free
+    one unless given) and the media port (above Asterisk's RTP range unless given)."""
+    sip_port = port if port is not None else _free_udp_port(host)
+    media_p = media if media is not None else media_port(host)
+    return ["-i", host, "-mi", host, "-p", str(sip_port), "-mp", str(media_p)]
+
+
 _live: weakref.WeakSet[SippRun] = weakref.WeakSet()
 
 
@@ -136,15 +144,15 @@ class SippRun:
         root: Path | None = None,
         trace_msg: bool = False,
     ) -> None:
-        self.root = root or SIPP_ROOT
+        self.root = root or DEFAULT_ROOT
         src = SCENARIOS / scenario
         if not src.is_file():
             raise SippError(f"no SIPp scenario {src}")
         if not (self.root / "usr/bin/sipp").exists():
             raise SippError(f"no sipp in the sandbox at {self.root}; build it with `hotline sandbox build`")
         name = f"{src.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self.chroot_dir = Path("/") / RUNS_DIR / name  # as SIPp sees it
-        self.workdir = self.root / RUNS_DIR / name  # as we see it
+        self.chroot_dir = Path("/") / SIPP_DIR / name  # as SIPp sees it
+        self.workdir = self.root / SIPP_DIR / name  # as we see it
         self.workdir.mkdir(parents=True)
         shutil.copyfile(src, self.workdir / src.name)
         self.scenario = src.name
@@ -343,23 +351,8 @@ def register(
     rows = [(user, password, str(contact_port)) for user, password in agents]
     run = SippRun(
         "register.xml",
-        [
-            "-i",
-            AGENT_IP,
-            "-p",
-            str(_free_udp_port(AGENT_IP)),
-            "-mp",
-            str(media_port(AGENT_IP)),
-            "-set",
-            "expires",
-            str(expires),
-            "-m",
-            str(len(rows)),
-            "-r",
-            "50",
-            "-recv_timeout",
-            "5000",
-        ],
+        [*endpoint(AGENT_IP), "-set", "expires", str(expires), "-m", str(len(rows)), "-r", "50",
+         "-recv_timeout", "5000"],
         inf_rows=rows,
         root=root,
     )
@@ -385,22 +378,9 @@ def agent_uas(
     RTP range unless given."""
     if not _udp_free(host, port):
         raise SippError(f"UDP {host}:{port} is taken; is another agent UAS still running?")
-    mp = media if media is not None else media_port(host)
     run = SippRun(
         scenario,
-        [
-            "-i",
-            host,
-            "-p",
-            str(port),
-            "-mi",
-            host,
-            "-mp",
-            str(mp),
-            "-rtp_echo",
-            "-aa",
-            *scenario_params(scenario, {"answer_ms": answer_ms}),
-        ],
+        [*endpoint(host, port, media), "-rtp_echo", "-aa", *scenario_params(scenario, {"answer_ms": answer_ms})],
         root=root,
         trace_msg=trace_msg,
     )
@@ -437,22 +417,7 @@ def callers(
     if not rows:
         raise ValueError("callers: names is empty")
     rows = [rows[i % len(rows)] for i in range(n)]
-    args = [
-        "-i",
-        CARRIER_IP,
-        "-mi",
-        CARRIER_IP,
-        "-p",
-        str(_free_udp_port(CARRIER_IP)),
-        "-mp",
-        str(media_port(CARRIER_IP)),
-        "-m",
-        str(n),
-        "-r",
-        f"{rate:g}",
-        "-s",
-        number,
-    ]
+    args = [*endpoint(CARRIER_IP), "-m", str(n), "-r", f"{rate:g}", "-s", number]
     args += scenario_params(scenario, {"talk_ms": talk_ms, "hold_ms": hold_ms, "wait_ms": wait_ms})
     if limit is not None:
         args += ["-l", str(limit)]
@@ -513,23 +478,7 @@ def agent_dial(
     """
     run = SippRun(
         "agent_dial.xml",
-        [
-            "-i",
-            AGENT_IP,
-            "-mi",
-            AGENT_IP,
-            "-p",
-            str(_free_udp_port(AGENT_IP)),
-            "-mp",
-            str(media_port(AGENT_IP)),
-            "-s",
-            number,
-            "-m",
-            "1",
-            "-aa",
-            "-recv_timeout",
-            "8000",
-        ],
+        [*endpoint(AGENT_IP), "-s", number, "-m", "1", "-aa", "-recv_timeout", "8000"],
         inf_rows=[(user, password)],
         root=root,
     )
