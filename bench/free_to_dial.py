@@ -45,7 +45,7 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=150)
     ap.add_argument("--rate", type=float, default=10)
     args = ap.parse_args()
-    with rig(args.agents, UAS_PORT, {"wrapup": 0, "max_wait": 600}) as r:
+    with rig("free_to_dial", args.agents, UAS_PORT, {"wrapup": 0, "max_wait": 600}) as r:
         print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls (congested)",
               flush=True)
         with r.engine():

@@ -61,9 +61,13 @@ def main(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     box = Sandbox()
     try:
-        box.up(settings)
+        claim = box.claim("hotline demo")
+        box.start(settings)
     except SandboxError as exc:
         print(f"hotline demo: {exc}", file=sys.stderr)
+        if "claim" in locals():
+            box.stop()
+            claim.release()
         return 1
 
     base = f"http://{e.http.listen}:{e.http.port}"
@@ -103,7 +107,8 @@ def main(args: argparse.Namespace) -> int:
         engine.send_signal(signal.SIGTERM)
         engine.wait(15)
         if not args.keep:
-            box.down()
+            box.stop()
+        claim.release()
 
     def delta(name: str) -> int:
         return int(after.get(f"hotline_calls_{name}_total", 0) - before.get(f"hotline_calls_{name}_total", 0))
