@@ -181,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--calls", type=int, default=20, help="simulated citizens' calls (default 20)")
     d.add_argument("--agents", type=int, default=5, help="simulated agents answering (default 5)")
     d.add_argument("--keep", action="store_true", help="leave Asterisk running afterwards")
-    d.add_argument("--workdir", default="/var/lib/hotline/demo", help="where the demo keeps its DB and spool")
+    d.add_argument("--workdir", default="/var/lib/hotline/demo",
+                   help="where the demo keeps its config, DB, spool, recordings and engine log (mode 0750)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -1,8 +1,10 @@
 """`hotline demo`: the whole path once, with the embedded defaults.
 
-Builds/starts the sandbox Asterisk, runs `hotline run` as a real process, registers
-simulated agents (SIPp softphones that answer and echo audio), places a burst of
-simulated citizens' calls, then prints what the engine counted and stored.
+Claims the sandbox and starts a fresh Asterisk, runs `hotline run` as a real process,
+registers simulated agents (SIPp softphones that answer and echo audio), places a burst of
+simulated citizens' calls, then prints what the engine counted and stored. Everything the
+demo writes (config, DB, spool, recordings, engine log) stays in --workdir, readable by
+root and its group only.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from config.loader import load
+from config.loader import DEFAULTS_DIR, load
+from config.settings import Settings
 from testbed import sipp
 from testbed.audio import check_audio
 from testbed.sandbox import Sandbox, SandboxError
@@ -51,33 +55,78 @@ def _counters(text: str) -> dict[str, float]:
     return out
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only root and its group can read (0750), whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o750)
+    return path
+
+
+def private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.fchmod(fd, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_config(workdir: Path) -> Path:
+    """The embedded defaults, with the DB, the spool and the recordings in `workdir`
+    (the config holds the AMI secret and the agents' SIP passwords: 0640)."""
+    config = private_dir(workdir / "config")
+    engine = yaml.safe_load((DEFAULTS_DIR / "engine.yaml").read_text(encoding="utf-8"))
+    engine.setdefault("store", {}).update(url=f"sqlite:///{workdir / 'hotline.db'}", spool=str(workdir / "spool"))
+    engine.setdefault("recordings", {}).update(dir=str(workdir / "recordings"))
+    private_file(config / "engine.yaml", yaml.safe_dump(engine, allow_unicode=True))
+    for default in sorted(DEFAULTS_DIR.glob("*.yaml")):
+        if default.name != "engine.yaml":
+            private_file(config / default.name, default.read_text(encoding="utf-8"))
+    return config
+
+
 def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("hotline demo needs root (the Asterisk sandbox is a chroot): run it with sudo", file=sys.stderr)
         return 1
-    settings = load(None)
-    e = settings.engine
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = private_dir(Path(args.workdir).resolve())
+    config = write_config(workdir)
+    for leftover in (workdir / "hotline.db", workdir / "engine.log"):  # from a run before modes were set
+        if leftover.exists():
+            os.chmod(leftover, 0o640)
+    settings = load(config)
     box = Sandbox()
     try:
         claim = box.claim("hotline demo")
-        box.start(settings)
     except SandboxError as exc:
         print(f"hotline demo: {exc}", file=sys.stderr)
-        if "claim" in locals():
-            box.stop()
-            claim.release()
         return 1
+    try:
+        box.start(settings)
+        return _calls(args, settings, config, workdir)
+    except SandboxError as exc:
+        print(f"hotline demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            say("Asterisk left running (--keep); `hotline sandbox down` stops it")
+        else:
+            box.stop()
+        claim.release()
 
+
+def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: Path) -> int:
+    e = settings.engine
     base = f"http://{e.http.listen}:{e.http.port}"
     log_path = workdir / "engine.log"
-    say(f"starting the engine: hotline run (embedded defaults), JSON log in {log_path}")
-    with open(log_path, "ab") as log:
-        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run"], stdout=log, stderr=log,
-                                  start_new_session=True)
+    say(f"starting the engine: hotline run --config {config} (the defaults, with DB, spool and recordings in "
+        f"{workdir}), JSON log in {log_path}")
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    with os.fdopen(fd, "ab") as log:
+        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
+                                  stdout=log, stderr=log, start_new_session=True,
+                                  umask=0o027)  # the SQLite DB it creates holds callers' numbers: 0640
     agents = [(f"agent{a.id}", a.password) for a in settings.agents[: args.agents]]
     uas = None
+    registered = False
     started = time.time()
     try:
         deadline = time.monotonic() + 30
@@ -90,6 +139,7 @@ def main(args: argparse.Namespace) -> int:
         say(f"engine connected to AMI; registering {len(agents)} simulated agents (SIPp softphones)")
         uas = sipp.agent_uas(6090, answer_ms=500)
         sipp.register(agents, contact_port=6090)
+        registered = True
         time.sleep(1)
         say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
         run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000)
@@ -103,12 +153,14 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if uas is not None:
             uas.stop()
-        sipp.register(agents, contact_port=6090, expires=0)
+        if registered:
+            sipp.register(agents, contact_port=6090, expires=0)
         engine.send_signal(signal.SIGTERM)
-        engine.wait(15)
-        if not args.keep:
-            box.stop()
-        claim.release()
+        try:
+            engine.wait(15)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait()
 
     def delta(name: str) -> int:
         return int(after.get(f"hotline_calls_{name}_total", 0) - before.get(f"hotline_calls_{name}_total", 0))
