@@ -29,7 +29,9 @@ UAS_PORT = 6400
 def load_run(watch: AmiWatch, n: int, rate: float, number: str) -> tuple[list[float], int]:
     watch.reset()
     run = sipp.callers(n, rate=rate, names=None, talk_ms=2000, number=number, limit=400)
-    run.wait(n / rate + 300)
+    rc = run.wait(n / rate + 300)
+    if rc != 0:
+        print(f"  warning: SIPp exit {rc}, {run.stats()}; see {run.workdir}", flush=True)
     time.sleep(1)
     return sorted(watch.gaps), run.stats().successful
 

@@ -4,7 +4,9 @@ SIPp lives in the sandbox chroot, so every run copies its scenario and injection
 a fresh directory under <root>/var/lib/hotline-sipp/ and runs `chroot <root> sipp ...` in
 the foreground (never `-bg`, which detaches) in its own session, so `stop()` can signal the
 whole group. SIPp's own files (errors, statistics, final screen, stdout) land in that
-directory too; `SippRun.workdir` is the host-side path.
+directory too; `SippRun.workdir` is the host-side path. Once SIPp has exited its final
+counts are kept in memory; the directory is removed if the run succeeded, and kept if it
+failed, with the error naming it.
 
 Addresses (see asterisk-conf/pjsip.conf.in): Asterisk listens on 127.0.0.1:5060; agents
 REGISTER and receive calls on 127.0.0.1; the carrier (citizens' calls) sends from
@@ -33,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -203,6 +206,8 @@ class SippRun:
             )
         # `chroot` execs sipp, so this pid (and process group) is SIPp itself.
         self.returncode: int | None = None
+        self._final: SippStats | None = None  # the counts once SIPp has exited
+        self._failed = False  # a failed run keeps its directory
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------
@@ -219,13 +224,18 @@ class SippRun:
 
         On timeout SIPp is stopped and TimeoutError carries the tail of its error log.
         """
+        rc = self._wait(timeout)
+        self._ended()
+        return rc
+
+    def _wait(self, timeout: float) -> int:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.stop()
+            self.abandon()
             raise TimeoutError(
                 f"SIPp {self.scenario} still running after {timeout:.0f} s "
-                f"(stats {self._stats_text()}); {self.workdir}\n{self.error_tail()}"
+                f"(stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}"
             ) from None
         return self.returncode
 
@@ -258,7 +268,13 @@ class SippRun:
             except subprocess.TimeoutExpired:
                 continue
         self.returncode = self.proc.wait()
+        self._ended()
         return self.returncode
+
+    def abandon(self) -> None:
+        """Stop a run we gave up on; its directory is kept, and the caller's error names it."""
+        self._failed = True
+        self.stop()
 
     def __enter__(self) -> SippRun:
         return self
@@ -266,28 +282,43 @@ class SippRun:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def check(self, timeout: float) -> SippStats:
-        """wait(), then raise SippError unless SIPp exited 0; the final stats."""
-        rc = self.wait(timeout)
-        if rc != EXIT_OK:
+    def check(self, timeout: float, expect: int | None = None) -> SippStats:
+        """wait(), then raise SippError unless SIPp exited 0 (and, if given, `expect` calls
+        succeeded); the final stats."""
+        rc = self._wait(timeout)
+        stats = self._read_stats()
+        self._failed = rc != EXIT_OK or (expect is not None and stats.successful != expect)
+        self._ended()
+        if self._failed:
+            what = f"exited {rc}" if rc != EXIT_OK else f"had {stats.successful} of {expect} calls succeed"
             raise SippError(
-                f"SIPp {self.scenario} exited {rc} (stats {self._stats_text()}); {self.workdir}\n{self.error_tail()}"
+                f"SIPp {self.scenario} {what} (stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}"
             )
-        return self.stats()
+        return stats
 
-    def cleanup(self) -> None:
-        """Remove the work directory (only once SIPp has exited)."""
-        if self.proc.poll() is None:
-            raise SippError("cleanup() of a running SIPp; stop() it first")
-        shutil.rmtree(self.workdir, ignore_errors=True)
+    def _ended(self) -> None:
+        """SIPp has exited: keep its final counts, and remove its run directory unless the
+        run failed. Runs once."""
+        if self._final is not None:
+            return
+        self._final = self._read_stats()
+        if self.returncode == EXIT_OK and not self._failed:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif not self._failed:  # no exception will name this run: say where its files are
+            print(f"[sipp] {self.scenario} exited {self.returncode} ({self._stats_text()}); see {self.workdir}",
+                  file=sys.stderr, flush=True)
 
     # -- results -----------------------------------------------------------
 
     def stats(self) -> SippStats:
-        """Counts from the last line of SIPp's statistics file (updated every second).
+        """Counts from the last line of SIPp's statistics file (updated every second), or the
+        final counts once SIPp has exited.
 
         Before SIPp has written its first line (about one second after start) all are 0.
         """
+        return self._final if self._final is not None else self._read_stats()
+
+    def _read_stats(self) -> SippStats:
         try:
             lines = self.stat_file.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
@@ -356,10 +387,7 @@ def register(
         inf_rows=rows,
         root=root,
     )
-    stats = run.check(timeout)
-    if stats.successful != len(rows):
-        raise SippError(f"REGISTER: {stats.successful} of {len(rows)} succeeded; {run.workdir}")
-    run.cleanup()
+    run.check(timeout, expect=len(rows))
 
 
 def agent_uas(
@@ -450,14 +478,15 @@ def _wait_bound(run: SippRun, host: str, port: int, timeout: float = 5.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not run.running():
+            run.abandon()
             raise SippError(
-                f"SIPp {run.scenario} exited {run.proc.returncode} at start; {run.workdir}\n{run.error_tail()}"
+                f"SIPp {run.scenario} exited {run.returncode} at start; see {run.workdir}\n{run.error_tail()}"
             )
         if not _udp_free(host, port):
             return
         time.sleep(0.05)
-    run.stop()
-    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s")
+    run.abandon()
+    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s; see {run.workdir}")
 
 
 def agent_dial(
@@ -483,9 +512,6 @@ def agent_dial(
         root=root,
     )
     try:
-        stats = run.check(timeout)
-    except TimeoutError as e:
+        run.check(timeout, expect=1)
+    except (TimeoutError, SippError) as e:
         raise SippError(f"agent_dial {user} -> {number}: {e}") from None
-    if stats.successful != 1:
-        raise SippError(f"agent_dial {user} -> {number}: call did not succeed (stats {stats}); {run.workdir}")
-    run.cleanup()
