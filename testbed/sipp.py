@@ -63,9 +63,17 @@ EXIT_OK = 0
 EXIT_CALLS_FAILED = 1
 EXIT_NO_CALLS = 99
 
+# How SIPp's error log reports a call it aborted on stop: date, time, epoch, message.
+ABORTED = re.compile(r"\S+\t\S+\t(\d+(?:\.\d+)?): Aborted call with Call-ID ")
+
 
 class SippError(Exception):
-    """SIPp failed to start, exited badly or reported failed calls; the message says where."""
+    """SIPp failed to start, exited badly or reported failed calls; the message says where.
+    `workdir` is the run directory kept for a look (a test expecting the failure removes it)."""
+
+    def __init__(self, message: str, workdir: Path | None = None) -> None:
+        super().__init__(message)
+        self.workdir = workdir
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,19 @@ def endpoint(host: str, port: int | None = None, media: int | None = None) -> li
     return ["-i", host, "-mi", host, "-p", str(sip_port), "-mp", str(media_p)]
 
 
+def _injection_csv(rows: Sequence[Sequence[str]]) -> str:
+    """SIPp's -inf file: one row per call, read in order."""
+    buf = io.StringIO()
+    buf.write("SEQUENTIAL\n")
+    w = csv.writer(buf, delimiter=";", lineterminator="\n", quoting=csv.QUOTE_NONE)
+    for row in rows:
+        for field in row:
+            if ";" in field or "\n" in field:
+                raise SippError(f"SIPp CSV field {field!r} contains ';' or a newline")
+        w.writerow(row)
+    return buf.getvalue()
+
+
 _live: weakref.WeakSet[SippRun] = weakref.WeakSet()
 
 
@@ -153,6 +174,7 @@ class SippRun:
             raise SippError(f"no SIPp scenario {src}")
         if not (self.root / "usr/bin/sipp").exists():
             raise SippError(f"no sipp in the sandbox at {self.root}; build it with `hotline sandbox build`")
+        data = _injection_csv(inf_rows) if inf_rows is not None else None  # checked before any file is made
         name = f"{src.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         self.chroot_dir = Path("/") / SIPP_DIR / name  # as SIPp sees it
         self.workdir = self.root / SIPP_DIR / name  # as we see it
@@ -165,16 +187,8 @@ class SippRun:
 
         c = self.chroot_dir
         argv = ["chroot", str(self.root), "sipp", "-sf", str(c / src.name)]
-        if inf_rows is not None:
-            buf = io.StringIO()
-            buf.write("SEQUENTIAL\n")
-            w = csv.writer(buf, delimiter=";", lineterminator="\n", quoting=csv.QUOTE_NONE)
-            for row in inf_rows:
-                for field in row:
-                    if ";" in field or "\n" in field:
-                        raise SippError(f"SIPp CSV field {field!r} contains ';' or a newline")
-                w.writerow(row)
-            (self.workdir / "data.csv").write_text(buf.getvalue(), encoding="utf-8")
+        if data is not None:
+            (self.workdir / "data.csv").write_text(data, encoding="utf-8")
             argv += ["-inf", str(c / "data.csv")]
         argv += [
             "-nostdin",
@@ -208,6 +222,7 @@ class SippRun:
         self.returncode: int | None = None
         self._final: SippStats | None = None  # the counts once SIPp has exited
         self._failed = False  # a failed run keeps its directory
+        self._only_stopped_calls_failed = False
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------
@@ -250,6 +265,7 @@ class SippRun:
         Asterisk's ring time runs out). Whatever is left after `grace` seconds gets SIGTERM,
         then SIGKILL, so no sipp process outlives this call.
         """
+        stopping_at = time.time() if self.proc.poll() is None else None
         steps = (
             (signal.SIGUSR1, 0.3),
             (signal.SIGUSR1, grace),
@@ -268,8 +284,25 @@ class SippRun:
             except subprocess.TimeoutExpired:
                 continue
         self.returncode = self.proc.wait()
+        if stopping_at is not None and self.returncode == EXIT_CALLS_FAILED:
+            self._only_stopped_calls_failed = self._only_aborted_since(stopping_at)
         self._ended()
         return self.returncode
+
+    def _only_aborted_since(self, stopping_at: float) -> bool:
+        """Whether every error SIPp logged is a call it aborted because we stopped it. SIPp
+        counts those as failed, even one in the scenario's closing timewait; ending them is
+        what stop() was asked for, not a failure of the run."""
+        try:
+            lines = self.error_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return False
+        events = [ln for ln in lines if ln.strip() and not ln.startswith("The following events occurred")]
+        for line in events:
+            m = ABORTED.match(line)
+            if m is None or float(m.group(1)) < stopping_at:
+                return False
+        return bool(events)
 
     def abandon(self) -> None:
         """Stop a run we gave up on; its directory is kept, and the caller's error names it."""
@@ -292,7 +325,8 @@ class SippRun:
         if self._failed:
             what = f"exited {rc}" if rc != EXIT_OK else f"had {stats.successful} of {expect} calls succeed"
             raise SippError(
-                f"SIPp {self.scenario} {what} (stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}"
+                f"SIPp {self.scenario} {what} (stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}",
+                self.workdir,
             )
         return stats
 
@@ -302,7 +336,8 @@ class SippRun:
         if self._final is not None:
             return
         self._final = self._read_stats()
-        if self.returncode == EXIT_OK and not self._failed:
+        succeeded = self.returncode == EXIT_OK or self._only_stopped_calls_failed
+        if succeeded and not self._failed:
             shutil.rmtree(self.workdir, ignore_errors=True)
         elif not self._failed:  # no exception will name this run: say where its files are
             print(f"[sipp] {self.scenario} exited {self.returncode} ({self._stats_text()}); see {self.workdir}",
@@ -480,13 +515,15 @@ def _wait_bound(run: SippRun, host: str, port: int, timeout: float = 5.0) -> Non
         if not run.running():
             run.abandon()
             raise SippError(
-                f"SIPp {run.scenario} exited {run.returncode} at start; see {run.workdir}\n{run.error_tail()}"
+                f"SIPp {run.scenario} exited {run.returncode} at start; see {run.workdir}\n{run.error_tail()}",
+                run.workdir,
             )
         if not _udp_free(host, port):
             return
         time.sleep(0.05)
     run.abandon()
-    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s; see {run.workdir}")
+    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s; see {run.workdir}",
+                    run.workdir)
 
 
 def agent_dial(
@@ -514,4 +551,4 @@ def agent_dial(
     try:
         run.check(timeout, expect=1)
     except (TimeoutError, SippError) as e:
-        raise SippError(f"agent_dial {user} -> {number}: {e}") from None
+        raise SippError(f"agent_dial {user} -> {number}: {e}", run.workdir) from None
