@@ -87,12 +87,6 @@ def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("hotline demo needs root (the Asterisk sandbox is a chroot): run it with sudo", file=sys.stderr)
         return 1
-    workdir = private_dir(Path(args.workdir).resolve())
-    config = write_config(workdir)
-    for leftover in (workdir / "hotline.db", workdir / "engine.log"):  # from a run before modes were set
-        if leftover.exists():
-            os.chmod(leftover, 0o640)
-    settings = load(config)
     box = Sandbox()
     try:
         claim = box.claim("hotline demo")
@@ -100,6 +94,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"hotline demo: {exc}", file=sys.stderr)
         return 1
     try:
+        workdir = private_dir(Path(args.workdir).resolve())
+        config = write_config(workdir)
+        for leftover in (workdir / "hotline.db", workdir / "engine.log"):  # from a run before modes were set
+            if leftover.exists():
+                os.chmod(leftover, 0o640)
+        settings = load(config)
         box.start(settings)
         return _calls(args, settings, config, workdir)
     except SandboxError as exc:

@@ -36,7 +36,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     try:
         claim = box.claim("integration tests")
     except SandboxError as exc:
-        pytest.fail(f"integration tests cannot use the sandbox: {exc}", pytrace=False)
+        refused = str(exc)
+    else:
+        refused = ""
+    if refused:
+        pytest.fail(f"integration tests cannot use the sandbox: {refused}", pytrace=False)
     try:
         box.start(load(write_config(tmp_path_factory.mktemp("sandbox-config"))))
         yield box
