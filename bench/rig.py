@@ -127,6 +127,7 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterato
             watch.close()
     finally:
         try:
+            sipp.stop_all()  # callers left by an interrupted run end their calls, not wait for SIGKILL
             _remove_app_queue(box)
             box.stop()  # the registrations go with it
         finally:

@@ -153,6 +153,7 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
     finally:
         if uas is not None:
             uas.stop()
+        sipp.stop_all()  # callers left by an interrupted run end their calls
         if registered:
             sipp.register(agents, contact_port=6090, expires=0)
         engine.send_signal(signal.SIGTERM)
