@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,14 +70,24 @@ def private_file(path: Path, text: str) -> None:
         fh.write(text)
 
 
+PRODUCTION_DIR = "/var/lib/hotline/"
+
+
+def _into(workdir: Path, value: Any) -> Any:
+    """`value` with every path under the production data folder moved into `workdir`."""
+    if isinstance(value, dict):
+        return {key: _into(workdir, v) for key, v in value.items()}
+    if isinstance(value, str):
+        return value.replace(PRODUCTION_DIR, f"{workdir}/")
+    return value
+
+
 def write_config(workdir: Path) -> Path:
-    """The embedded defaults, with the DB, the spool and the recordings in `workdir`
-    (the config holds the AMI secret and the agents' SIP passwords: 0640)."""
+    """The embedded defaults, with every file the engine keeps (DB, spool, recordings, ...)
+    in `workdir` instead of /var/lib/hotline. 0640: it holds the AMI secret and SIP passwords."""
     config = private_dir(workdir / "config")
     engine = yaml.safe_load((DEFAULTS_DIR / "engine.yaml").read_text(encoding="utf-8"))
-    engine.setdefault("store", {}).update(url=f"sqlite:///{workdir / 'hotline.db'}", spool=str(workdir / "spool"))
-    engine.setdefault("recordings", {}).update(dir=str(workdir / "recordings"))
-    private_file(config / "engine.yaml", yaml.safe_dump(engine, allow_unicode=True))
+    private_file(config / "engine.yaml", yaml.safe_dump(_into(workdir, engine), allow_unicode=True))
     for default in sorted(DEFAULTS_DIR.glob("*.yaml")):
         if default.name != "engine.yaml":
             private_file(config / default.name, default.read_text(encoding="utf-8"))

@@ -26,6 +26,13 @@ def test_the_demo_config_puts_db_spool_and_recordings_in_the_workdir(tmp_path: P
     assert settings.engine.ami == defaults.engine.ami
 
 
+def test_nothing_in_the_demo_config_points_at_the_production_data_folder(tmp_path: Path) -> None:
+    workdir = private_dir(tmp_path / "demo")
+    text = (write_config(workdir) / "engine.yaml").read_text(encoding="utf-8")
+    assert str(workdir) in text
+    assert "/var/lib/hotline/" not in text.replace(str(workdir), "")
+
+
 def test_the_demo_workdir_and_its_config_are_not_world_readable(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     workdir.mkdir(mode=0o755)
