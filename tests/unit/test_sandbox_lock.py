@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import load
 from testbed import commands
 from testbed.errors import SandboxBusy, SandboxError
 from testbed.lock import OWNER_NAME, Owner, SandboxLock
@@ -152,9 +153,11 @@ def test_whoever_leaves_asterisk_running_stays_named_as_its_starter(box: Sandbox
     assert owner is not None and (owner.purpose, owner.pid) == ("hotline demo", os.getpid())
 
 
-def test_starting_asterisk_without_a_claim_is_refused(box: Sandbox) -> None:
+def test_building_or_starting_the_sandbox_without_a_claim_is_refused(box: Sandbox) -> None:
     with pytest.raises(SandboxError, match="claim"):
         box.build()
+    with pytest.raises(SandboxError, match="claim"):
+        box.start(load(None))
 
 
 def down_args(*, force: bool) -> argparse.Namespace:
