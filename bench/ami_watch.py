@@ -7,10 +7,9 @@ the first DialBegin towards an agent.
 
 from __future__ import annotations
 
-import socket
 import threading
 
-from cti.ami_frame import AmiFramer
+from testbed.blocking_ami import BlockingAmi
 
 BENCH_USER = "bench"
 BENCH_SECRET = "bench-observer-only"
@@ -26,8 +25,7 @@ write =
 
 class AmiWatch:
     def __init__(self, host: str = "127.0.0.1", port: int = 5038) -> None:
-        self.sock = socket.create_connection((host, port), timeout=5)
-        self.sock.sendall(f"Action: Login\r\nUsername: {BENCH_USER}\r\nSecret: {BENCH_SECRET}\r\n\r\n".encode())
+        self.ami = BlockingAmi(host, port, BENCH_USER, BENCH_SECRET)
         self.joins: dict[str, float] = {}
         self.dials: dict[str, float] = {}
         # Per agent: when its leg last hung up, and the gaps from that to its next dial.
@@ -38,18 +36,14 @@ class AmiWatch:
         self._thread.start()
 
     def _read(self) -> None:
-        framer = AmiFramer()
-        self.sock.settimeout(0.5)
         while not self._stop:
             try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
+                messages = self.ami.read(0.5)
             except OSError:
                 return
-            if not data:
+            if messages is None:
                 return
-            for msg in framer.feed(data):
+            for msg in messages:
                 name = msg.get("Event")
                 linkedid = msg.get("Linkedid")
                 stamp = msg.get("Timestamp")
@@ -76,4 +70,4 @@ class AmiWatch:
 
     def close(self) -> None:
         self._stop = True
-        self.sock.close()
+        self.ami.close()

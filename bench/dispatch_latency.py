@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ami_watch import AmiWatch
 from bench.rig import APP_QUEUE_NUMBER, Rig, percentile, rig
-from cti import sipp
+from testbed import sipp
 
 UAS_PORT = 6300
 
@@ -50,7 +50,7 @@ def run_load(watch: AmiWatch, n: int, rate: float, number: str) -> tuple[list[fl
     time.sleep(1)
     stats = run.stats()
     if rc != 0:
-        print(f"  warning: SIPp exit {rc}, {stats}", flush=True)
+        print(f"  warning: SIPp exit {rc}, {stats}; see {run.workdir}", flush=True)
     return watch.latencies_ms(), stats.successful
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=60)
     args = ap.parse_args()
 
-    with rig(args.agents, UAS_PORT, {"wrapup": 0, "ring_timeout": 15}) as r:
+    with rig("dispatch_latency", args.agents, UAS_PORT, {"wrapup": 0, "ring_timeout": 15}) as r:
         print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls", flush=True)
         with r.engine():
             ours, ours_ok = run_load(r.watch, args.calls, args.rate, r.settings.queue.number or "12345")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ami_watch import AmiWatch
 from bench.rig import APP_QUEUE_NUMBER, percentile, rig
-from cti import sipp
+from testbed import sipp
 
 UAS_PORT = 6400
 
@@ -29,7 +29,9 @@ UAS_PORT = 6400
 def load_run(watch: AmiWatch, n: int, rate: float, number: str) -> tuple[list[float], int]:
     watch.reset()
     run = sipp.callers(n, rate=rate, names=None, talk_ms=2000, number=number, limit=400)
-    run.wait(n / rate + 300)
+    rc = run.wait(n / rate + 300)
+    if rc != 0:
+        print(f"  warning: SIPp exit {rc}, {run.stats()}; see {run.workdir}", flush=True)
     time.sleep(1)
     return sorted(watch.gaps), run.stats().successful
 
@@ -45,7 +47,7 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=150)
     ap.add_argument("--rate", type=float, default=10)
     args = ap.parse_args()
-    with rig(args.agents, UAS_PORT, {"wrapup": 0, "max_wait": 600}) as r:
+    with rig("free_to_dial", args.agents, UAS_PORT, {"wrapup": 0, "max_wait": 600}) as r:
         print(f"bench: {args.agents} agents, {args.calls} calls at {args.rate:g}/s, 2 s calls (congested)",
               flush=True)
         with r.engine():

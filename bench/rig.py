@@ -1,9 +1,15 @@
 """What the Asterisk benchmarks share: the sandbox with app_queue beside our dialplan,
-a passive AMI listener, simulated agents on one SIPp UAS, and our engine as a process."""
+a passive AMI listener, simulated agents on one SIPp UAS, and our engine as a process.
+
+A run holds the sandbox lock throughout and starts Asterisk fresh: every reload leaves
+Asterisk 22.10.1 one more manager subscriber that slows every later call, so a reused
+Asterisk drifts the figures (latency-experiment §7). It stops Asterisk and removes its
+work directory at the end, however it ends."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,9 +23,9 @@ from typing import Any
 from bench.ami_watch import MANAGER_USER, AmiWatch
 from config.loader import load
 from config.settings import Settings
-from cti import sipp
-from cti.sandbox import Sandbox
-from tests.integration.harness import password, write_config
+from testbed import sipp
+from testbed.configs import password, write_config
+from testbed.sandbox import Sandbox, SandboxError
 
 APP_QUEUE_NUMBER = "12399"
 HTTP_PORT = 9119
@@ -68,7 +74,10 @@ class Rig:
                 if f'hotline_agents{{state="available"}} {float(self.agents)}' in self.metrics():
                     return
             time.sleep(0.2)
-        raise SystemExit(f"the engine did not see {self.agents} available agents within {timeout:.0f} s")
+        # The work directory goes at the end of the run, so show the log's tail now.
+        tail = "\n".join((self.workdir / "engine.log").read_text(errors="replace").splitlines()[-20:])
+        raise SystemExit(f"the engine did not see {self.agents} available agents within {timeout:.0f} s; "
+                         f"its log ends:\n{tail}")
 
 
 def _install_app_queue(box: Sandbox, agent_ids: list[str]) -> None:
@@ -83,31 +92,44 @@ def _install_app_queue(box: Sandbox, agent_ids: list[str]) -> None:
     )
 
 
+def _remove_app_queue(box: Sandbox) -> None:
+    for name in ("queues.conf", "extensions_local.conf"):
+        (box.root / "etc/asterisk" / name).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def rig(agents: int, uas_port: int, queue: dict[str, Any]) -> Iterator[Rig]:
+def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterator[Rig]:
     agent_ids = [str(1001 + i) for i in range(agents)]
-    workdir = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
-    config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT)
-    settings = load(config)
     box = Sandbox()
-    _install_app_queue(box, agent_ids)
-    box.up(settings, extra_manager_users=MANAGER_USER)
-    box.rx("core reload")
-    # app_queue declines to load while there is no queues.conf, and a reload does not retry it.
-    if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
-        with contextlib.suppress(Exception):
-            box.rx("module unload app_queue.so")
-        box.rx("module load app_queue.so")
-    watch = AmiWatch()
-    creds = [(f"agent{a}", password(a)) for a in agent_ids]
-    uas = sipp.agent_uas(uas_port, answer_ms=100)
     try:
-        sipp.register(creds, contact_port=uas_port, timeout=60)
-        yield Rig(box, watch, settings, config, workdir, agents)
+        claim = box.claim(f"bench {name}")
+    except SandboxError as exc:
+        raise SystemExit(f"bench {name}: {exc}") from None
+    workdir = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
+    try:
+        config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT)
+        settings = load(config)
+        box.build()
+        # Written before the start, so app_queue loads them at boot and no reload is needed.
+        _install_app_queue(box, agent_ids)
+        box.start(settings, extra_manager_users=MANAGER_USER)
+        if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
+            raise SystemExit(f"bench {name}: app_queue did not load; see {box.root}/var/log/asterisk/messages.log")
+        print(f"bench: sandbox locked for this run; Asterisk freshly started (pid {box.pid()}, "
+              f"{box.manager_subscribers()} manager:core subscriber), stopped at the end", flush=True)
+        watch = AmiWatch()
+        uas = sipp.agent_uas(uas_port, answer_ms=100)
+        try:
+            sipp.register([(f"agent{a}", password(a)) for a in agent_ids], contact_port=uas_port, timeout=60)
+            yield Rig(box, watch, settings, config, workdir, agents)
+        finally:
+            uas.stop()
+            watch.close()
     finally:
-        uas.stop()
-        sipp.register(creds, contact_port=uas_port, expires=0, timeout=60)
-        watch.close()
-        for name in ("queues.conf", "extensions_local.conf"):
-            (box.root / "etc/asterisk" / name).unlink(missing_ok=True)
-        box.rx("core reload")
+        try:
+            sipp.stop_all()  # callers left by an interrupted run end their calls, not wait for SIGKILL
+            _remove_app_queue(box)
+            box.stop()  # the registrations go with it
+        finally:
+            claim.release()
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -180,31 +180,21 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_tooling(command: str, exc: ModuleNotFoundError) -> int:
+    """The dev/test tooling is a package of its own (testbed); say so if it is absent."""
+    if not (exc.name or "").startswith("testbed"):
+        raise exc
+    print(f"hotline {command}: the dev/test tooling (package testbed) is not installed; "
+          "install hotline from its source tree (pip install -e .) to use it", file=sys.stderr)
+    return 1
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from cti.sandbox import Sandbox, SandboxError
-
-    sandbox = Sandbox(Path(args.root)) if args.root else Sandbox()
     try:
-        if args.action == "up":
-            sandbox.up(_settings(args))
-        elif args.action == "down":
-            sandbox.down()
-        elif args.action == "build":
-            sandbox.build()
-        elif args.action == "status":
-            print(json.dumps(sandbox.status(), indent=2))
-            return 0 if sandbox.pid() else 1
-        elif args.action == "rx":
-            print(sandbox.rx(" ".join(args.rest)), end="")
-        elif args.action == "sipp":
-            rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-            return subprocess.call(sandbox.sipp_argv(rest))
-    except SandboxError as exc:
-        print(f"hotline sandbox: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        from testbed.commands import sandbox
+    except ModuleNotFoundError as exc:
+        return _no_tooling("sandbox", exc)
+    return sandbox(args, lambda: _settings(args))
 
 
 def cmd_asterisk_conf(args: argparse.Namespace) -> int:
@@ -225,7 +215,10 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cti.demo import main as demo
+    try:
+        from testbed.demo import main as demo
+    except ModuleNotFoundError as exc:
+        return _no_tooling("demo", exc)
 
     return int(demo(args))
 
@@ -275,10 +268,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sandbox", help="Asterisk 22 + SIPp in a Debian sid chroot (needs root)")
     s.add_argument("action", choices=["build", "up", "down", "status", "rx", "sipp"],
                    help="build: build/cache the chroot; up: build if needed, install asterisk-conf, start "
-                   "Asterisk, wait for FullyBooted; down: stop everything it started; status: JSON; "
-                   "rx CMD: asterisk -rx CMD; sipp -- ARGS: run SIPp inside")
-    s.add_argument("rest", nargs=argparse.REMAINDER, help="the command for rx, the arguments for sipp")
+                   "Asterisk (or reload the one an earlier `up` started), wait for FullyBooted; down: stop "
+                   "Asterisk and SIPp; status: JSON; rx CMD: asterisk -rx CMD; sipp -- ARGS: run SIPp inside. "
+                   "One user at a time: tests, benchmarks, the demo and `up` lock the sandbox")
+    s.add_argument("rest", nargs="*", help="the command for rx, the arguments for sipp (after --)")
     s.add_argument("--root", help="chroot directory (default /var/lib/hotline/sandbox/rootfs or $HOTLINE_SANDBOX)")
+    s.add_argument("--force", action="store_true",
+                   help="with down: stop Asterisk even while another run holds the sandbox (that run fails)")
     with_config(s)
     s.set_defaults(func=cmd_sandbox)
 
@@ -298,7 +294,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--calls", type=int, default=20, help="simulated citizens' calls (default 20)")
     d.add_argument("--agents", type=int, default=5, help="simulated agents answering (default 5)")
     d.add_argument("--keep", action="store_true", help="leave Asterisk running afterwards")
-    d.add_argument("--workdir", default="/var/lib/hotline/demo", help="where the demo keeps its DB and spool")
+    d.add_argument("--workdir", default="/var/lib/hotline/demo",
+                   help="where the demo keeps its config, DB, spool, recordings and engine log (mode 0750)")
     d.set_defaults(func=cmd_demo)
     return p
 

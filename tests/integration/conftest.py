@@ -1,5 +1,9 @@
-"""Integration fixtures: the sandbox Asterisk (started once), a fresh engine per test,
-and cleanup that leaves no registered agent, call or SIPp behind."""
+"""Integration fixtures: the sandbox Asterisk (started fresh, once, by this session), a fresh
+engine per test, and cleanup that leaves no registered agent, call or SIPp behind.
+
+The session claims the sandbox for its whole run and refuses to start while another run
+holds it or while an Asterisk it did not start is running: reinstalling configuration into
+that Asterisk, or hanging up its channels, would break whoever started it."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from config.loader import load
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox, SandboxError
 from tests.integration.harness import AGENT_IDS, RunningEngine, password, write_config
 
 pytestmark = pytest.mark.integration
@@ -29,12 +33,22 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     if os.geteuid() != 0:
         pytest.fail("integration tests need root (the Asterisk sandbox is a chroot): run `make test` as root")
     box = Sandbox()
-    was_running = box.pid() is not None
-    base = write_config(tmp_path_factory.mktemp("sandbox-config"))
-    box.up(load(base))
-    yield box
-    if not was_running:
-        box.down()
+    try:
+        claim = box.claim("integration tests")
+    except SandboxError as exc:
+        refused = str(exc)
+    else:
+        refused = ""
+    if refused:
+        pytest.fail(f"integration tests cannot use the sandbox: {refused}", pytrace=False)
+    try:
+        box.start(load(write_config(tmp_path_factory.mktemp("sandbox-config"))))
+        yield box
+    finally:
+        try:
+            box.stop()
+        finally:
+            claim.release()
 
 
 def channels(box: Sandbox) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox
 from tests.integration.harness import RunningEngine, password, write_config
 from tests.integration.test_calls import agent, settle
 
@@ -164,8 +165,10 @@ def test_a_reload_during_steady_load_drops_no_call(acd: RunningEngine) -> None:
 
 
 def test_feature_code_from_an_unknown_phone_changes_nothing(acd: RunningEngine) -> None:
-    with pytest.raises(sipp.SippError):
+    with pytest.raises(sipp.SippError) as refused:
         sipp.agent_dial("agent1001", "wrong-password", "*22")
+    assert refused.value.workdir is not None
+    shutil.rmtree(refused.value.workdir)  # the failure was expected: nothing to look at
     assert acd.call(lambda: acd.e.dispatcher.state.agents["1001"].logged_in) is True
     assert password("1001")  # the right one exists; only the wrong one was refused
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from cti import sipp
-from recorder.files import check_audio, world_readable
+from testbed import sipp
+from testbed.audio import check_audio, world_readable
 from tests.integration.harness import RECORDINGS, RunningEngine, password
 
 T = TypeVar("T")

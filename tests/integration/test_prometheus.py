@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cti import sipp
+from testbed import sipp
 from tests.integration.harness import RunningEngine
 from tests.integration.test_calls import agent
 

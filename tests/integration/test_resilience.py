@@ -13,8 +13,8 @@ import pytest
 
 from acd.model import CallPhase
 from config.loader import load
-from cti import sipp
-from cti.sandbox import Sandbox
+from testbed import sipp
+from testbed.sandbox import Sandbox
 from tests.integration.harness import RunningEngine, password, write_config
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_calls import agent

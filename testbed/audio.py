@@ -1,9 +1,5 @@
-"""Recording file layout and checks.
-
-Layout: <recordings.dir>/YYYY/MM/DD/<Linkedid>.wav (UTC date of the answer), written
-by MixMonitor on the agent's leg. Asterisk runs with umask 027, so files are 0640
-in 0750 directories: never world-readable.
-"""
+"""Checks on recordings for tests and the demo: is there audio in a WAV, is a file
+world-readable (the recording layout itself is described in recorder/)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""Run SIPp scenarios (cti/sipp_scenarios/*.xml) against the sandbox Asterisk.
+"""Run SIPp scenarios (testbed/sipp_scenarios/*.xml) against the sandbox Asterisk.
 
 SIPp lives in the sandbox chroot, so every run copies its scenario and injection CSV into
 a fresh directory under <root>/var/lib/hotline-sipp/ and runs `chroot <root> sipp ...` in
 the foreground (never `-bg`, which detaches) in its own session, so `stop()` can signal the
 whole group. SIPp's own files (errors, statistics, final screen, stdout) land in that
-directory too; `SippRun.workdir` is the host-side path.
+directory too; `SippRun.workdir` is the host-side path. Once SIPp has exited its final
+counts are kept in memory; the directory is removed if the run succeeded, and kept if it
+failed, with the error naming it.
 
 Addresses (see asterisk-conf/pjsip.conf.in): Asterisk listens on 127.0.0.1:5060; agents
 REGISTER and receive calls on 127.0.0.1; the carrier (citizens' calls) sends from
@@ -33,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -40,9 +43,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SIPP_ROOT = Path(os.environ.get("HOTLINE_SANDBOX", "/var/lib/hotline/sandbox/rootfs"))
+from testbed.sandbox import DEFAULT_ROOT, SIPP_DIR
+
 SCENARIOS = Path(__file__).resolve().parent / "sipp_scenarios"
-RUNS_DIR = "var/lib/hotline-sipp"  # relative to the chroot root
 
 ASTERISK_HOST = "127.0.0.1"
 ASTERISK_PORT = 5060
@@ -60,9 +63,17 @@ EXIT_OK = 0
 EXIT_CALLS_FAILED = 1
 EXIT_NO_CALLS = 99
 
+# How SIPp's error log reports a call it aborted on stop: date, time, epoch, message.
+ABORTED = re.compile(r"\S+\t\S+\t(\d+(?:\.\d+)?): Aborted call with Call-ID ")
+
 
 class SippError(Exception):
-    """SIPp failed to start, exited badly or reported failed calls; the message says where."""
+    """SIPp failed to start, exited badly or reported failed calls; the message says where.
+    `workdir` is the run directory kept for a look (a test expecting the failure removes it)."""
+
+    def __init__(self, message: str, workdir: Path | None = None) -> None:
+        super().__init__(message)
+        self.workdir = workdir
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,27 @@ def media_port(host: str) -> int:
     raise SippError(f"no free SIPp media port on {host} in {MEDIA_PORT_MIN}-{MEDIA_PORT_MAX}")
 
 
+def endpoint(host: str, port: int | None = None, media: int | None = None) -> list[str]:
+    """SIPp arguments for where a run lives: SIP and media on `host`, the SIP port (a free
+    one unless given) and the media port (above Asterisk's RTP range unless given)."""
+    sip_port = port if port is not None else _free_udp_port(host)
+    media_p = media if media is not None else media_port(host)
+    return ["-i", host, "-mi", host, "-p", str(sip_port), "-mp", str(media_p)]
+
+
+def _injection_csv(rows: Sequence[Sequence[str]]) -> str:
+    """SIPp's -inf file: one row per call, read in order."""
+    buf = io.StringIO()
+    buf.write("SEQUENTIAL\n")
+    w = csv.writer(buf, delimiter=";", lineterminator="\n", quoting=csv.QUOTE_NONE)
+    for row in rows:
+        for field in row:
+            if ";" in field or "\n" in field:
+                raise SippError(f"SIPp CSV field {field!r} contains ';' or a newline")
+        w.writerow(row)
+    return buf.getvalue()
+
+
 _live: weakref.WeakSet[SippRun] = weakref.WeakSet()
 
 
@@ -119,7 +151,7 @@ def stop_all() -> None:
 
 
 class SippRun:
-    """One SIPp process running a scenario from cti/sipp_scenarios/ inside the sandbox chroot.
+    """One SIPp process running a scenario from testbed/sipp_scenarios/ inside the sandbox chroot.
 
     The process starts in the constructor. `wait()` for runs that end by themselves (-m),
     `stop()` for servers (UAS) and for giving up; both are safe to call more than once.
@@ -136,15 +168,16 @@ class SippRun:
         root: Path | None = None,
         trace_msg: bool = False,
     ) -> None:
-        self.root = root or SIPP_ROOT
+        self.root = root or DEFAULT_ROOT
         src = SCENARIOS / scenario
         if not src.is_file():
             raise SippError(f"no SIPp scenario {src}")
         if not (self.root / "usr/bin/sipp").exists():
-            raise SippError(f"no sipp in the sandbox at {self.root}; build it with cti.sandbox")
+            raise SippError(f"no sipp in the sandbox at {self.root}; build it with `hotline sandbox build`")
+        data = _injection_csv(inf_rows) if inf_rows is not None else None  # checked before any file is made
         name = f"{src.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self.chroot_dir = Path("/") / RUNS_DIR / name  # as SIPp sees it
-        self.workdir = self.root / RUNS_DIR / name  # as we see it
+        self.chroot_dir = Path("/") / SIPP_DIR / name  # as SIPp sees it
+        self.workdir = self.root / SIPP_DIR / name  # as we see it
         self.workdir.mkdir(parents=True)
         shutil.copyfile(src, self.workdir / src.name)
         self.scenario = src.name
@@ -154,16 +187,8 @@ class SippRun:
 
         c = self.chroot_dir
         argv = ["chroot", str(self.root), "sipp", "-sf", str(c / src.name)]
-        if inf_rows is not None:
-            buf = io.StringIO()
-            buf.write("SEQUENTIAL\n")
-            w = csv.writer(buf, delimiter=";", lineterminator="\n", quoting=csv.QUOTE_NONE)
-            for row in inf_rows:
-                for field in row:
-                    if ";" in field or "\n" in field:
-                        raise SippError(f"SIPp CSV field {field!r} contains ';' or a newline")
-                w.writerow(row)
-            (self.workdir / "data.csv").write_text(buf.getvalue(), encoding="utf-8")
+        if data is not None:
+            (self.workdir / "data.csv").write_text(data, encoding="utf-8")
             argv += ["-inf", str(c / "data.csv")]
         argv += [
             "-nostdin",
@@ -195,6 +220,9 @@ class SippRun:
             )
         # `chroot` execs sipp, so this pid (and process group) is SIPp itself.
         self.returncode: int | None = None
+        self._final: SippStats | None = None  # the counts once SIPp has exited
+        self._failed = False  # a failed run keeps its directory
+        self._only_stopped_calls_failed = False
         _live.add(self)
 
     # -- lifecycle ---------------------------------------------------------
@@ -211,13 +239,18 @@ class SippRun:
 
         On timeout SIPp is stopped and TimeoutError carries the tail of its error log.
         """
+        rc = self._wait(timeout)
+        self._ended()
+        return rc
+
+    def _wait(self, timeout: float) -> int:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.stop()
+            self.abandon()
             raise TimeoutError(
                 f"SIPp {self.scenario} still running after {timeout:.0f} s "
-                f"(stats {self._stats_text()}); {self.workdir}\n{self.error_tail()}"
+                f"(stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}"
             ) from None
         return self.returncode
 
@@ -232,6 +265,7 @@ class SippRun:
         Asterisk's ring time runs out). Whatever is left after `grace` seconds gets SIGTERM,
         then SIGKILL, so no sipp process outlives this call.
         """
+        stopping_at = time.time() if self.proc.poll() is None else None
         steps = (
             (signal.SIGUSR1, 0.3),
             (signal.SIGUSR1, grace),
@@ -250,7 +284,30 @@ class SippRun:
             except subprocess.TimeoutExpired:
                 continue
         self.returncode = self.proc.wait()
+        if stopping_at is not None and self.returncode == EXIT_CALLS_FAILED:
+            self._only_stopped_calls_failed = self._only_aborted_since(stopping_at)
+        self._ended()
         return self.returncode
+
+    def _only_aborted_since(self, stopping_at: float) -> bool:
+        """Whether every error SIPp logged is a call it aborted because we stopped it. SIPp
+        counts those as failed, even one in the scenario's closing timewait; ending them is
+        what stop() was asked for, not a failure of the run."""
+        try:
+            lines = self.error_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return False
+        events = [ln for ln in lines if ln.strip() and not ln.startswith("The following events occurred")]
+        for line in events:
+            m = ABORTED.match(line)
+            if m is None or float(m.group(1)) < stopping_at:
+                return False
+        return bool(events)
+
+    def abandon(self) -> None:
+        """Stop a run we gave up on; its directory is kept, and the caller's error names it."""
+        self._failed = True
+        self.stop()
 
     def __enter__(self) -> SippRun:
         return self
@@ -258,28 +315,45 @@ class SippRun:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def check(self, timeout: float) -> SippStats:
-        """wait(), then raise SippError unless SIPp exited 0; the final stats."""
-        rc = self.wait(timeout)
-        if rc != EXIT_OK:
+    def check(self, timeout: float, expect: int | None = None) -> SippStats:
+        """wait(), then raise SippError unless SIPp exited 0 (and, if given, `expect` calls
+        succeeded); the final stats."""
+        rc = self._wait(timeout)
+        stats = self._read_stats()
+        self._failed = rc != EXIT_OK or (expect is not None and stats.successful != expect)
+        self._ended()
+        if self._failed:
+            what = f"exited {rc}" if rc != EXIT_OK else f"had {stats.successful} of {expect} calls succeed"
             raise SippError(
-                f"SIPp {self.scenario} exited {rc} (stats {self._stats_text()}); {self.workdir}\n{self.error_tail()}"
+                f"SIPp {self.scenario} {what} (stats {self._stats_text()}); see {self.workdir}\n{self.error_tail()}",
+                self.workdir,
             )
-        return self.stats()
+        return stats
 
-    def cleanup(self) -> None:
-        """Remove the work directory (only once SIPp has exited)."""
-        if self.proc.poll() is None:
-            raise SippError("cleanup() of a running SIPp; stop() it first")
-        shutil.rmtree(self.workdir, ignore_errors=True)
+    def _ended(self) -> None:
+        """SIPp has exited: keep its final counts, and remove its run directory unless the
+        run failed. Runs once."""
+        if self._final is not None:
+            return
+        self._final = self._read_stats()
+        succeeded = self.returncode == EXIT_OK or self._only_stopped_calls_failed
+        if succeeded and not self._failed:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif not self._failed:  # no exception will name this run: say where its files are
+            print(f"[sipp] {self.scenario} exited {self.returncode} ({self._stats_text()}); see {self.workdir}",
+                  file=sys.stderr, flush=True)
 
     # -- results -----------------------------------------------------------
 
     def stats(self) -> SippStats:
-        """Counts from the last line of SIPp's statistics file (updated every second).
+        """Counts from the last line of SIPp's statistics file (updated every second), or the
+        final counts once SIPp has exited.
 
         Before SIPp has written its first line (about one second after start) all are 0.
         """
+        return self._final if self._final is not None else self._read_stats()
+
+    def _read_stats(self) -> SippStats:
         try:
             lines = self.stat_file.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
@@ -343,30 +417,12 @@ def register(
     rows = [(user, password, str(contact_port)) for user, password in agents]
     run = SippRun(
         "register.xml",
-        [
-            "-i",
-            AGENT_IP,
-            "-p",
-            str(_free_udp_port(AGENT_IP)),
-            "-mp",
-            str(media_port(AGENT_IP)),
-            "-set",
-            "expires",
-            str(expires),
-            "-m",
-            str(len(rows)),
-            "-r",
-            "50",
-            "-recv_timeout",
-            "5000",
-        ],
+        [*endpoint(AGENT_IP), "-set", "expires", str(expires), "-m", str(len(rows)), "-r", "50",
+         "-recv_timeout", "5000"],
         inf_rows=rows,
         root=root,
     )
-    stats = run.check(timeout)
-    if stats.successful != len(rows):
-        raise SippError(f"REGISTER: {stats.successful} of {len(rows)} succeeded; {run.workdir}")
-    run.cleanup()
+    run.check(timeout, expect=len(rows))
 
 
 def agent_uas(
@@ -385,22 +441,9 @@ def agent_uas(
     RTP range unless given."""
     if not _udp_free(host, port):
         raise SippError(f"UDP {host}:{port} is taken; is another agent UAS still running?")
-    mp = media if media is not None else media_port(host)
     run = SippRun(
         scenario,
-        [
-            "-i",
-            host,
-            "-p",
-            str(port),
-            "-mi",
-            host,
-            "-mp",
-            str(mp),
-            "-rtp_echo",
-            "-aa",
-            *scenario_params(scenario, {"answer_ms": answer_ms}),
-        ],
+        [*endpoint(host, port, media), "-rtp_echo", "-aa", *scenario_params(scenario, {"answer_ms": answer_ms})],
         root=root,
         trace_msg=trace_msg,
     )
@@ -437,22 +480,7 @@ def callers(
     if not rows:
         raise ValueError("callers: names is empty")
     rows = [rows[i % len(rows)] for i in range(n)]
-    args = [
-        "-i",
-        CARRIER_IP,
-        "-mi",
-        CARRIER_IP,
-        "-p",
-        str(_free_udp_port(CARRIER_IP)),
-        "-mp",
-        str(media_port(CARRIER_IP)),
-        "-m",
-        str(n),
-        "-r",
-        f"{rate:g}",
-        "-s",
-        number,
-    ]
+    args = [*endpoint(CARRIER_IP), "-m", str(n), "-r", f"{rate:g}", "-s", number]
     args += scenario_params(scenario, {"talk_ms": talk_ms, "hold_ms": hold_ms, "wait_ms": wait_ms})
     if limit is not None:
         args += ["-l", str(limit)]
@@ -485,14 +513,17 @@ def _wait_bound(run: SippRun, host: str, port: int, timeout: float = 5.0) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not run.running():
+            run.abandon()
             raise SippError(
-                f"SIPp {run.scenario} exited {run.proc.returncode} at start; {run.workdir}\n{run.error_tail()}"
+                f"SIPp {run.scenario} exited {run.returncode} at start; see {run.workdir}\n{run.error_tail()}",
+                run.workdir,
             )
         if not _udp_free(host, port):
             return
         time.sleep(0.05)
-    run.stop()
-    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s")
+    run.abandon()
+    raise SippError(f"SIPp {run.scenario} did not bind {host}:{port} within {timeout} s; see {run.workdir}",
+                    run.workdir)
 
 
 def agent_dial(
@@ -513,30 +544,11 @@ def agent_dial(
     """
     run = SippRun(
         "agent_dial.xml",
-        [
-            "-i",
-            AGENT_IP,
-            "-mi",
-            AGENT_IP,
-            "-p",
-            str(_free_udp_port(AGENT_IP)),
-            "-mp",
-            str(media_port(AGENT_IP)),
-            "-s",
-            number,
-            "-m",
-            "1",
-            "-aa",
-            "-recv_timeout",
-            "8000",
-        ],
+        [*endpoint(AGENT_IP), "-s", number, "-m", "1", "-aa", "-recv_timeout", "8000"],
         inf_rows=[(user, password)],
         root=root,
     )
     try:
-        stats = run.check(timeout)
-    except TimeoutError as e:
-        raise SippError(f"agent_dial {user} -> {number}: {e}") from None
-    if stats.successful != 1:
-        raise SippError(f"agent_dial {user} -> {number}: call did not succeed (stats {stats}); {run.workdir}")
-    run.cleanup()
+        run.check(timeout, expect=1)
+    except (TimeoutError, SippError) as e:
+        raise SippError(f"agent_dial {user} -> {number}: {e}", run.workdir) from None

@@ -2,7 +2,10 @@
 
 Debian 12 has no asterisk package and sid's needs a newer glibc than the host's,
 so it runs from a chroot that shares the host's network (AMI, SIP and RTP on
-127.0.0.1). The chroot is built once and cached; `up` after that takes seconds.
+127.0.0.1). The chroot is built once and cached; starting it after that takes seconds.
+
+One user at a time: whoever builds or starts it first claims it (testbed/lock.py), and
+nobody takes over an Asterisk they did not start.
 """
 
 from __future__ import annotations
@@ -16,23 +19,25 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.settings import Settings
 from cti.asterisk_conf import install
+from testbed.blocking_ami import AmiRefused, wait_fully_booted
+from testbed.errors import SandboxBusy, SandboxError
+from testbed.lock import Owner, SandboxLock
 
 DEFAULT_ROOT = Path(os.environ.get("HOTLINE_SANDBOX", "/var/lib/hotline/sandbox/rootfs"))
 STAMP = ".hotline-sandbox"
 STAMP_VERSION = "1: sid minbase + asterisk sip-tester"
 PACKAGES = ("asterisk", "sip-tester")
-SIPP_DIR = "/var/lib/hotline-sipp"  # inside the chroot: scenarios, CSVs, logs
+SIPP_DIR = "var/lib/hotline-sipp"  # SIPp run directories, relative to the chroot root
+MANUAL = "hotline sandbox up"  # the purpose of an operator's claim
 
 Say = Callable[[str], None]
 
-
-class SandboxError(Exception):
-    """Something the operator must fix; the message says what."""
+__all__ = ["DEFAULT_ROOT", "MANUAL", "SIPP_DIR", "Claim", "Sandbox", "SandboxBusy", "SandboxError"]
 
 
 def _say(msg: str) -> None:
@@ -73,34 +78,17 @@ def port_free(port: int, kind: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def ami_fully_booted(host: str, port: int, user: str, secret: str, timeout: float) -> bool:
-    """Log in to AMI and wait for FullyBooted (a tiny blocking client for the CLI)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.settimeout(max(0.5, deadline - time.monotonic()))
-                s.sendall(f"Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\n\r\n".encode())
-                buf = b""
-                while b"Event: FullyBooted" not in buf:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    if b"Authentication failed" in buf:
-                        raise SandboxError(f"AMI refused user {user!r}: manager.conf does not match engine.yaml")
-                if b"Event: FullyBooted" in buf:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.3)
-    return False
+def _running_message(pid: int, starter: Owner | None) -> str:
+    by = f"started by {starter.describe()}" if starter else "and nobody has claimed it"
+    return (f"Asterisk is already running in the sandbox (pid {pid}), {by}; this run does not take over "
+            "an Asterisk it did not start: stop it with `hotline sandbox down`, then try again")
 
 
 @dataclass
 class Sandbox:
     root: Path = DEFAULT_ROOT
     say: Say = _say
+    _claim: Claim | None = field(default=None, init=False, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -120,6 +108,7 @@ class Sandbox:
     # -- build -----------------------------------------------------------------
 
     def build(self) -> None:
+        self._require_claim()
         self._require_root()
         if self.ready:
             self._write_hosts(self.root)
@@ -173,48 +162,65 @@ class Sandbox:
             return None
         return pid
 
-    def up(self, settings: Settings, extra_manager_users: str = "") -> None:
+    def start(self, settings: Settings, extra_manager_users: str = "") -> None:
+        """Install asterisk-conf/ and start a fresh Asterisk; return once it is FullyBooted."""
+        self._require_claim()
         self.build()
+        if (pid := self.pid()) is not None:
+            raise SandboxError(f"Asterisk is already running in the sandbox (pid {pid}); "
+                               "stop it with `hotline sandbox down` first")
         e = settings.engine
-        if self.pid() is not None:
-            self.say("Asterisk is already running; reinstalling configuration and reloading")
-            self.install_conf(settings, extra_manager_users)
-            self._mount(Path(e.recordings.dir))
-            self.rx("core reload")
-        else:
-            busy = [
-                f"{what} {port}"
-                for what, port, kind in (
-                    ("AMI TCP", e.ami.port, socket.SOCK_STREAM),
-                    ("SIP UDP", e.sip.port, socket.SOCK_DGRAM),
-                )
-                if not port_free(port, kind, "127.0.0.1")
-            ]
-            if busy:
-                raise SandboxError(
-                    f"port in use: {', '.join(busy)} on 127.0.0.1. Another Asterisk or SIP service is running "
-                    "(`ss -lntup` shows which); stop it, or change ami.port / sip.port in engine.yaml"
-                )
-            self.install_conf(settings, extra_manager_users)
-            self._mount(Path(e.recordings.dir))
-            self.say("starting Asterisk 22")
-            subprocess.run(
-                ["chroot", str(self.root), "/usr/sbin/asterisk", "-F"],
-                check=True,
-                umask=0o027,  # recordings 0640 in directories 0750: not world-readable
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        busy = [
+            f"{what} {port}"
+            for what, port, kind in (
+                ("AMI TCP", e.ami.port, socket.SOCK_STREAM),
+                ("SIP UDP", e.sip.port, socket.SOCK_DGRAM),
             )
-        if not ami_fully_booted(e.ami.host, e.ami.port, e.ami.username, e.ami.secret, 60):
+            if not port_free(port, kind, "127.0.0.1")
+        ]
+        if busy:
             raise SandboxError(
-                f"Asterisk did not report FullyBooted on AMI {e.ami.host}:{e.ami.port} within 60 s; "
+                f"port in use: {', '.join(busy)} on 127.0.0.1. Another Asterisk or SIP service is running "
+                "(`ss -lntup` shows which); stop it, or change ami.port / sip.port in engine.yaml"
+            )
+        self.install_conf(settings, extra_manager_users)
+        self._mount(Path(e.recordings.dir))
+        self.say("starting Asterisk 22")
+        subprocess.run(
+            ["chroot", str(self.root), "/usr/sbin/asterisk", "-F"],
+            check=True,
+            umask=0o027,  # recordings 0640 in directories 0750: not world-readable
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_booted(settings)
+        self.say(f"Asterisk is up (pid {self.pid()}): AMI {e.ami.host}:{e.ami.port}, "
+                 f"SIP udp {e.sip.bind}:{e.sip.port}")
+
+    def reinstall(self, settings: Settings, extra_manager_users: str = "") -> None:
+        """Install asterisk-conf/ into the running Asterisk and `core reload` it. Each reload
+        leaves Asterisk 22.10.1 one more manager subscriber that slows every later call."""
+        self._require_claim()
+        self.install_conf(settings, extra_manager_users)
+        self._mount(Path(settings.engine.recordings.dir))
+        self.rx("core reload")
+        self._wait_booted(settings)
+
+    def _wait_booted(self, settings: Settings) -> None:
+        a = settings.engine.ami
+        try:
+            booted = wait_fully_booted(a.host, a.port, a.username, a.secret, 60)
+        except AmiRefused as exc:
+            raise SandboxError(f"{exc}: manager.conf does not match engine.yaml") from None
+        if not booted:
+            raise SandboxError(
+                f"Asterisk did not report FullyBooted on AMI {a.host}:{a.port} within 60 s; "
                 f"see {self.root}/var/log/asterisk/messages.log"
             )
-        self.say(f"Asterisk is up: AMI {e.ami.host}:{e.ami.port}, SIP udp {e.sip.bind}:{e.sip.port}")
 
     def install_conf(self, settings: Settings, extra_manager_users: str = "") -> None:
         install(settings, self.root / "etc/asterisk", self.root / "usr/share/asterisk/sounds", extra_manager_users)
-        (self.root / SIPP_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (self.root / SIPP_DIR).mkdir(parents=True, exist_ok=True)
 
     def _mount(self, recordings: Path) -> None:
         recordings.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -241,7 +247,9 @@ class Sandbox:
                 continue
         return found
 
-    def down(self) -> None:
+    def stop(self) -> None:
+        """Stop Asterisk and every process in the chroot, and unmount. The lock is the
+        caller's business: `hotline sandbox down` checks it, a claim's owner stops its own."""
         self._require_root()
         if self.pid() is not None:
             self.say("stopping Asterisk")
@@ -266,8 +274,58 @@ class Sandbox:
         for point in sorted((m for m in mounts if m.startswith(real + "/")), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def manager_subscribers(self) -> int | None:
+        """Subscribers of the manager:core topic: 1 on a fresh Asterisk, one more after each
+        `dialplan reload` or `core reload` (Asterisk 22.10.1), each slowing every later call."""
+        try:
+            out = self.rx("stasis show topic manager:core")
+        except (SandboxError, OSError, subprocess.TimeoutExpired):
+            return None
+        m = re.search(r"Subscribers count:\s*(\d+)", out)
+        return int(m.group(1)) if m else None
+
     def status(self) -> dict[str, object]:
-        return {"root": str(self.root), "built": self.ready, "asterisk_pid": self.pid()}
+        lock = SandboxLock(self.lock_dir)
+        owner = lock.read_owner()
+        pid = self.pid()
+        return {
+            "root": str(self.root),
+            "built": self.ready,
+            "asterisk_pid": pid,
+            "manager_core_subscribers": self.manager_subscribers() if pid else None,
+            "locked_by": owner.describe() if lock.locked() and owner else None,
+            "started_by": owner.describe() if pid and owner else None,
+        }
+
+    # -- claim -------------------------------------------------------------------
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root.parent
+
+    def claim(self, purpose: str, *, adopt: str | None = None) -> Claim:
+        """Take the sandbox for this process's whole run (test session, benchmark, demo, ...).
+
+        SandboxBusy if another process holds it, or if Asterisk is already running: nobody
+        takes over an Asterisk they did not start, since reinstalling configuration or hanging
+        up channels under its owner breaks that owner's run. `adopt` names the one purpose
+        whose running Asterisk this claim may take on (an operator's `hotline sandbox up` again).
+        """
+        lock = SandboxLock(self.lock_dir)
+        lock.acquire(purpose)
+        pid = self.pid()
+        if pid is not None:
+            starter = lock.previous
+            if adopt is None or starter is None or starter.purpose != adopt:
+                lock.release(leave=starter)
+                raise SandboxBusy(_running_message(pid, starter))
+        claim = Claim(self, lock)
+        self._claim = claim
+        return claim
+
+    def _require_claim(self) -> None:
+        if self._claim is None or not self._claim.lock.held:
+            raise SandboxError("the sandbox is used without a claim: call Sandbox.claim() first")
 
     def rx(self, command: str) -> str:
         proc = subprocess.run(
@@ -284,3 +342,24 @@ class Sandbox:
     def host_path(self, inside: str) -> Path:
         """Where a path inside the sandbox lives on the host."""
         return self.root / inside.lstrip("/")
+
+
+class Claim:
+    """This process's hold on the sandbox; release() (or leaving the `with`) gives it back.
+    If Asterisk is still running then (the demo's --keep, a manual `up`), the owner file
+    keeps naming this process as the one that started it."""
+
+    def __init__(self, box: Sandbox, lock: SandboxLock) -> None:
+        self.box = box
+        self.lock = lock
+
+    def release(self) -> None:
+        if not self.lock.held:
+            return
+        self.lock.release(leave=self.lock.owner if self.box.pid() is not None else None)
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,8 +1,10 @@
 """`hotline demo`: the whole path once, with the embedded defaults.
 
-Builds/starts the sandbox Asterisk, runs `hotline run` as a real process, registers
-simulated agents (SIPp softphones that answer and echo audio), places a burst of
-simulated citizens' calls, then prints what the engine counted and stored.
+Claims the sandbox and starts a fresh Asterisk, runs `hotline run` as a real process,
+registers simulated agents (SIPp softphones that answer and echo audio), places a burst of
+simulated citizens' calls, then prints what the engine counted and stored. Everything the
+demo writes (config, DB, spool, recordings, engine log) stays in --workdir, readable by
+root and its group only.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from config.loader import load
-from cti import sipp
-from cti.sandbox import Sandbox, SandboxError
-from recorder.files import check_audio
+from config.loader import DEFAULTS_DIR, load
+from config.settings import Settings
+from testbed import sipp
+from testbed.audio import check_audio
+from testbed.sandbox import Sandbox, SandboxError
 from tickets.store import read_records
 
 
@@ -51,29 +56,88 @@ def _counters(text: str) -> dict[str, float]:
     return out
 
 
+def private_dir(path: Path) -> Path:
+    """A directory only root and its group can read (0750), whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o750)
+    return path
+
+
+def private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    os.fchmod(fd, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+PRODUCTION_DIR = "/var/lib/hotline/"
+
+
+def _into(workdir: Path, value: Any) -> Any:
+    """`value` with every path under the production data folder moved into `workdir`."""
+    if isinstance(value, dict):
+        return {key: _into(workdir, v) for key, v in value.items()}
+    if isinstance(value, str):
+        return value.replace(PRODUCTION_DIR, f"{workdir}/")
+    return value
+
+
+def write_config(workdir: Path) -> Path:
+    """The embedded defaults, with every file the engine keeps (DB, spool, recordings, ...)
+    in `workdir` instead of /var/lib/hotline. 0640: it holds the AMI secret and SIP passwords."""
+    config = private_dir(workdir / "config")
+    engine = yaml.safe_load((DEFAULTS_DIR / "engine.yaml").read_text(encoding="utf-8"))
+    private_file(config / "engine.yaml", yaml.safe_dump(_into(workdir, engine), allow_unicode=True))
+    for default in sorted(DEFAULTS_DIR.glob("*.yaml")):
+        if default.name != "engine.yaml":
+            private_file(config / default.name, default.read_text(encoding="utf-8"))
+    return config
+
+
 def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("hotline demo needs root (the Asterisk sandbox is a chroot): run it with sudo", file=sys.stderr)
         return 1
-    settings = load(None)
-    e = settings.engine
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     box = Sandbox()
     try:
-        box.up(settings)
+        claim = box.claim("hotline demo")
     except SandboxError as exc:
         print(f"hotline demo: {exc}", file=sys.stderr)
         return 1
+    try:
+        workdir = private_dir(Path(args.workdir).resolve())
+        config = write_config(workdir)
+        for leftover in (workdir / "hotline.db", workdir / "engine.log"):  # from a run before modes were set
+            if leftover.exists():
+                os.chmod(leftover, 0o640)
+        settings = load(config)
+        box.start(settings)
+        return _calls(args, settings, config, workdir)
+    except SandboxError as exc:
+        print(f"hotline demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            say("Asterisk left running (--keep); `hotline sandbox down` stops it")
+        else:
+            box.stop()
+        claim.release()
 
+
+def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: Path) -> int:
+    e = settings.engine
     base = f"http://{e.http.listen}:{e.http.port}"
     log_path = workdir / "engine.log"
-    say(f"starting the engine: hotline run (embedded defaults), JSON log in {log_path}")
-    with open(log_path, "ab") as log:
-        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run"], stdout=log, stderr=log,
-                                  start_new_session=True)
+    say(f"starting the engine: hotline run --config {config} (the defaults, with DB, spool and recordings in "
+        f"{workdir}), JSON log in {log_path}")
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    with os.fdopen(fd, "ab") as log:
+        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
+                                  stdout=log, stderr=log, start_new_session=True,
+                                  umask=0o027)  # the SQLite DB it creates holds callers' numbers: 0640
     agents = [(f"agent{a.id}", a.password) for a in settings.agents[: args.agents]]
     uas = None
+    registered = False
     started = time.time()
     try:
         deadline = time.monotonic() + 30
@@ -86,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
         say(f"engine connected to AMI; registering {len(agents)} simulated agents (SIPp softphones)")
         uas = sipp.agent_uas(6090, answer_ms=500)
         sipp.register(agents, contact_port=6090)
+        registered = True
         time.sleep(1)
         say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
         run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000)
@@ -99,11 +164,15 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if uas is not None:
             uas.stop()
-        sipp.register(agents, contact_port=6090, expires=0)
+        sipp.stop_all()  # callers left by an interrupted run end their calls
+        if registered:
+            sipp.register(agents, contact_port=6090, expires=0)
         engine.send_signal(signal.SIGTERM)
-        engine.wait(15)
-        if not args.keep:
-            box.down()
+        try:
+            engine.wait(15)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+            engine.wait()
 
     def delta(name: str) -> int:
         return int(after.get(f"hotline_calls_{name}_total", 0) - before.get(f"hotline_calls_{name}_total", 0))

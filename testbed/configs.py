@@ -1,0 +1,43 @@
+"""The configuration tests and benchmarks give the engine: a config directory with
+engine.yaml, queues.yaml and agents.yaml, agents 1001-1010 with known passwords, the
+store in the directory itself and recordings in a test folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECORDINGS = Path("/var/lib/hotline/test-recordings")
+AGENT_IDS = tuple(str(i) for i in range(1001, 1011))
+
+
+def password(agent_id: str) -> str:
+    return f"pw-{agent_id}-test"
+
+
+def write_config(
+    directory: Path,
+    *,
+    ami_port: int = 5038,
+    db_url: str | None = None,
+    queue: dict[str, Any] | None = None,
+    agents: list[str] | None = None,
+    http_port: int = 0,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    engine = {
+        "ami": {"port": ami_port, "ping_interval": 2, "ping_timeout": 2},
+        "http": {"port": http_port},
+        "store": {"url": db_url or f"sqlite:///{directory / 'hotline.db'}", "spool": str(directory / "spool")},
+        "recordings": {"dir": str(RECORDINGS)},
+        "log": {"level": "info"},
+    }
+    q = {"name": "main", "number": "12345", "ring_timeout": 6, "wrapup": 1, "max_wait": 120, "short_abandon": 3}
+    q.update(queue or {})
+    roster = [{"id": a, "name": f"坐席{a}", "password": password(a)} for a in (agents or AGENT_IDS)]
+    (directory / "engine.yaml").write_text(yaml.safe_dump(engine, allow_unicode=True), encoding="utf-8")
+    (directory / "queues.yaml").write_text(yaml.safe_dump({"queues": [q]}), encoding="utf-8")
+    (directory / "agents.yaml").write_text(yaml.safe_dump({"agents": roster}, allow_unicode=True), encoding="utf-8")
+    return directory
