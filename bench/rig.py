@@ -29,6 +29,7 @@ from testbed.sandbox import Sandbox, SandboxError
 
 APP_QUEUE_NUMBER = "12399"
 HTTP_PORT = 9119
+METRICS_PORT = 9118
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -64,7 +65,7 @@ class Rig:
             time.sleep(3)  # let the last calls end before the next phase
 
     def metrics(self) -> str:
-        url = f"http://127.0.0.1:{HTTP_PORT}/metrics"
+        url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         return urllib.request.urlopen(url, timeout=5).read().decode()
 
     def _wait_available(self, timeout: float = 30) -> None:
@@ -107,7 +108,8 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterato
         raise SystemExit(f"bench {name}: {exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     try:
-        config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT)
+        config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT,
+                              metrics_port=METRICS_PORT)
         settings = load(config)
         box.build()
         # Written before the start, so app_queue loads them at boot and no reload is needed.

@@ -80,17 +80,22 @@ def parse_extra(text: str) -> dict[str, str]:
     return out
 
 
-def read_rows(db: Path, after: int | None, since: float) -> list[AccountRow]:
-    """HOTLINE_END rows after rowid `after` (or, with no checkpoint, ended since `since`)."""
+def read_rows(db: Path, after: int | None, since: float) -> tuple[list[AccountRow], int | None]:
+    """HOTLINE_END rows after rowid `after`, and where reading started. With no checkpoint
+    (`after` None) reading starts at the rows that ended since `since`; the rowid just
+    before them is returned so that it becomes the first checkpoint."""
     if not db.exists():
-        return []
+        return [], after
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
     try:
-        where, args = ("rowid > ?", (after,)) if after is not None else ("eventtime >= ?", (since,))
+        if after is None:
+            (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE} WHERE eventtime < ?",
+                                     (since,)).fetchone()
+            after = int(before)
         cur = conn.execute(
             f"SELECT rowid, eventtime, linkedid, uniqueid, cidnum, cidname, eventextra FROM {TABLE} "
-            f"WHERE userdeftype = ? AND {where} ORDER BY rowid",
-            (END_EVENT, *args),
+            "WHERE userdeftype = ? AND rowid > ? ORDER BY rowid",
+            (END_EVENT, after),
         )
         rows = []
         for rowid, ended, linkedid, uniqueid, num, name, extra in cur:
@@ -100,10 +105,10 @@ def read_rows(db: Path, after: int | None, since: float) -> list[AccountRow]:
                 continue
             rows.append(AccountRow(int(rowid), ended_at, str(linkedid or ""), str(uniqueid or ""), str(num or ""),
                                    str(name or ""), parse_extra(str(extra or ""))))
-        return rows
+        return rows, after
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return []  # Asterisk has not written its first row yet
+            return [], None  # Asterisk has not written its first row yet
         raise
     finally:
         conn.close()
@@ -243,16 +248,16 @@ class AccountReader:
                           hint="check that the engine may read Asterisk's CEL file (account.cel_db)")
 
     async def reconcile(self) -> int:
-        after = load_checkpoint(self.spool)
+        saved = load_checkpoint(self.spool)
         now = self.wall()
-        rows = await asyncio.to_thread(read_rows, self.db, after, now - self.first_days * 86400)
+        rows, after = await asyncio.to_thread(read_rows, self.db, saved, now - self.first_days * 86400)
         candidates = [r for r in rows if self.ledger.unknown(r.call_id) and not self.knows(r.call_id)]
         stored = await asyncio.to_thread(stored_ids, self.store, [r.call_id for r in candidates])
         queues = self.queues()
         records = [rec for r in candidates if r.call_id not in stored and (rec := record_from(r, queues))]
         added = await self.ledger.recovered(records) if records else 0
         top = settled_checkpoint(rows, after, now)
-        if top is not None and top != after:
+        if top is not None and top != saved:
             await asyncio.to_thread(save_checkpoint, self.spool, top)
         if added:
             self.recovered += added

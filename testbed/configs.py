@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 
 RECORDINGS = Path("/var/lib/hotline/test-recordings")
+# Asterisk's call account (CEL) is one file for the whole sandbox; every engine reads only
+# the calls that ended after it first started (first_days: 0).
+CEL_DB = Path("/var/lib/hotline/test-cel/hotline-cel.db")
 AGENT_IDS = tuple(str(i) for i in range(1001, 1011))
 
 
@@ -25,11 +28,15 @@ def write_config(
     queue: dict[str, Any] | None = None,
     agents: list[str] | None = None,
     http_port: int = 0,
+    metrics_port: int = 0,
+    account: bool = True,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
         "ami": {"port": ami_port, "ping_interval": 2, "ping_timeout": 2},
-        "http": {"port": http_port},
+        "http": {"port": http_port, "token_file": str(directory / "control.token")},
+        "metrics": {"port": metrics_port},
+        "account": {"cel_db": str(CEL_DB) if account else None, "first_days": 0},
         "store": {"url": db_url or f"sqlite:///{directory / 'hotline.db'}", "spool": str(directory / "spool")},
         "recordings": {"dir": str(RECORDINGS)},
         "log": {"level": "info"},

@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: Path) -> int:
     e = settings.engine
-    base = f"http://{e.http.listen}:{e.http.port}"
+    base = f"http://{e.metrics.listen}:{e.metrics.port}"  # /metrics and /healthz: the read-only listener
     log_path = workdir / "engine.log"
     say(f"starting the engine: hotline run --config {config} (the defaults, with DB, spool and recordings in "
         f"{workdir}), JSON log in {log_path}")

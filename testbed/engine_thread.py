@@ -54,7 +54,7 @@ class RunningEngine:
         self._stop = asyncio.Event()
         task = asyncio.create_task(serve(self.engine, self._stop))
         # serve() exposes no "listening" event; its port turns non-zero once it listens.
-        while self.engine.http_port == 0 and not task.done():  # noqa: ASYNC110
+        while (self.engine.http_port == 0 or self.engine.metrics_port == 0) and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         self._ready.set()
         await task
@@ -86,7 +86,7 @@ class RunningEngine:
 
     def metrics(self) -> dict[str, float]:
         """Samples from /metrics as {'name{label=value,...}': value}."""
-        url = f"http://127.0.0.1:{self.e.http_port}/metrics"
+        url = f"http://127.0.0.1:{self.e.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         out: dict[str, float] = {}
         for family in text_string_to_metric_families(text):

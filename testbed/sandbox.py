@@ -184,7 +184,7 @@ class Sandbox:
                 "(`ss -lntup` shows which); stop it, or change ami.port / sip.port in engine.yaml"
             )
         self.install_conf(settings, extra_manager_users)
-        self._mount(Path(e.recordings.dir))
+        self._mount(settings)
         self.say("starting Asterisk 22")
         subprocess.run(
             ["chroot", str(self.root), "/usr/sbin/asterisk", "-F"],
@@ -202,7 +202,7 @@ class Sandbox:
         leaves Asterisk 22.10.1 one more manager subscriber that slows every later call."""
         self._require_claim()
         self.install_conf(settings, extra_manager_users)
-        self._mount(Path(settings.engine.recordings.dir))
+        self._mount(settings)
         self.rx("core reload")
         self._wait_booted(settings)
 
@@ -222,13 +222,19 @@ class Sandbox:
         install(settings, self.root / "etc/asterisk", self.root / "usr/share/asterisk/sounds", extra_manager_users)
         (self.root / SIPP_DIR).mkdir(parents=True, exist_ok=True)
 
-    def _mount(self, recordings: Path) -> None:
-        recordings.mkdir(parents=True, exist_ok=True, mode=0o750)
-        os.chmod(recordings, 0o750)
-        inside = self.root / str(recordings).lstrip("/")
-        inside.mkdir(parents=True, exist_ok=True, mode=0o750)
-        if not os.path.ismount(inside):
-            _run(["mount", "--bind", str(recordings), str(inside)], f"bind-mounting {recordings}")
+    def _mount(self, settings: Settings) -> None:
+        """Folders Asterisk writes and the engine reads, at the same path on both sides: the
+        recordings, and the folder of Asterisk's own call account (CEL)."""
+        shared = [Path(settings.engine.recordings.dir)]
+        if settings.engine.account.cel_db is not None:
+            shared.append(settings.engine.account.cel_db.parent)
+        for folder in shared:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+            os.chmod(folder, 0o750)
+            inside = self.root / str(folder).lstrip("/")
+            inside.mkdir(parents=True, exist_ok=True, mode=0o750)
+            if not os.path.ismount(inside):
+                _run(["mount", "--bind", str(folder), str(inside)], f"bind-mounting {folder}")
         proc = self.root / "proc"
         if not os.path.ismount(proc):
             _run(["mount", "-t", "proc", "proc", str(proc)], "mounting /proc in the sandbox")

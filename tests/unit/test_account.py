@@ -154,6 +154,13 @@ async def test_each_call_the_account_shows_ended_is_recorded_once_and_only_if_no
 
 
 def test_an_account_not_written_yet_reads_as_empty(tmp_path: Path) -> None:
-    assert read_rows(tmp_path / "missing.db", None, 0.0) == []
+    assert read_rows(tmp_path / "missing.db", None, 0.0) == ([], None)
     sqlite3.connect(tmp_path / "empty.db").close()
-    assert read_rows(tmp_path / "empty.db", None, 0.0) == []
+    assert read_rows(tmp_path / "empty.db", None, 0.0) == ([], None)
+
+
+def test_a_first_start_reads_only_the_configured_days_and_keeps_its_place(tmp_path: Path) -> None:
+    db = cel_db(tmp_path / "cel.db", [("old", 100.0, extra(joined="90")), ("new", 900.0, extra(joined="890"))])
+    rows, start = read_rows(db, None, since=500.0)
+    assert ([r.call_id for r in rows], start) == (["new"], 1)
+    assert settled_checkpoint([], start, now_wall=1000.0) == 1  # saved even with nothing to record
