@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -94,6 +96,20 @@ class RunningEngine:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
                 out[f"{s.name}{{{labels}}}"] = s.value
         return out
+
+    def http(self, method: str, path: str, body: bytes | None = None, token: str | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """A request to the control API with the engine's token (or `token`): (status, JSON)."""
+        hdrs = {"Authorization": f"Bearer {self.e.token if token is None else token}", **(headers or {})}
+        if body is not None:
+            hdrs.setdefault("Content-Type", "application/json")
+        request = urllib.request.Request(f"http://127.0.0.1:{self.e.http_port}{path}", data=body, method=method,
+                                         headers=hdrs)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
 
     def records(self, wait_for: int | None = None, timeout: float = 20) -> list[CallRecordRow]:
         deadline = time.monotonic() + timeout

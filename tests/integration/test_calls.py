@@ -105,7 +105,7 @@ def test_a_caller_waits_with_no_agent_and_connects_when_one_registers(engine: Ru
     run = sipp.callers(1, rate=1, names=[("王芳", "13900000003")], talk_ms=1000)
     engine.wait_for(lambda e: len(e.dispatcher.state.calls) == 1, 10, "the caller in line")
     time.sleep(3)
-    assert engine.call(lambda: next(iter(engine.e.dispatcher.state.calls.values())).phase.value) == "waiting"
+    assert engine.call(lambda: next(iter(engine.e.dispatcher.state.calls.values())).state.value) == "in_line"
     uas = sipp.agent_uas(6131)
     sipp.register([agent("1001")], contact_port=6131)
     assert run.check(60).successful == 1

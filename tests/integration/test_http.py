@@ -1,8 +1,9 @@
-"""The HTTP API refuses bad requests clearly and keeps serving (no Asterisk needed)."""
+"""The HTTP listeners: a control API that needs its token and refuses other origins, a
+metrics listener that can change nothing, and clear refusals of bad requests (no Asterisk
+needed: AMI points at a port nobody listens on)."""
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from acd.commands import CallRecord
+from acd.model import Outcome
 from tests.integration.harness import RunningEngine, write_config
 
 
@@ -20,14 +23,52 @@ def offline(tmp_path: Path) -> Iterator[RunningEngine]:
     engine.close()
 
 
-def post(engine: RunningEngine, path: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{engine.e.http_port}{path}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+def raw(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:
-            return resp.status, json.load(resp)
+            return int(resp.status)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+        return exc.code
+
+
+def paused(engine: RunningEngine) -> str | None:
+    return engine.call(lambda: engine.e.dispatcher.state.agents["1001"].pause_reason)
+
+
+def test_a_post_without_the_token_is_refused_and_changes_nothing(offline: RunningEngine) -> None:
+    url = f"http://127.0.0.1:{offline.e.http_port}/agents/1001/logout"
+    assert raw(url, "POST") == 401
+    assert offline.http("POST", "/agents/1001/pause", b'{"reason": "05"}', token="not-the-token")[0] == 401
+    assert offline.http("GET", "/callbacks", token="")[0] == 401
+    assert paused(offline) is None
+    assert offline.call(lambda: offline.e.dispatcher.state.agents["1001"].presence.value) == "ready"
+
+
+def test_a_cross_origin_post_is_refused_even_with_the_token(offline: RunningEngine) -> None:
+    # What a web page open on the operator's machine sends with a form post or fetch(no-cors).
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "null"}):
+        status, answer = offline.http("POST", "/agents/1001/logout", headers=headers)
+        assert status == 403, headers
+        assert "cross-origin" in answer["error"]
+    assert offline.http("POST", "/reload", headers={"Origin": "http://evil.example"})[0] == 403
+    assert offline.call(lambda: offline.e.dispatcher.state.agents["1001"].presence.value) == "ready"
+    # The same origin (a page the engine itself would serve) is let through.
+    same = {"Origin": f"http://127.0.0.1:{offline.e.http_port}"}
+    assert offline.http("POST", "/agents/1001/pause", b'{"reason": "05"}', headers=same)[0] == 200
+
+
+def test_the_metrics_listener_serves_no_control_path(offline: RunningEngine) -> None:
+    base = f"http://127.0.0.1:{offline.e.metrics_port}"
+    token = {"Authorization": f"Bearer {offline.e.token}"}
+    assert raw(f"{base}/metrics") == 200
+    for method, path in (("GET", "/agents"), ("POST", "/agents/1001/logout"), ("POST", "/reload"),
+                         ("GET", "/callbacks"), ("GET", "/quarantine")):
+        assert raw(f"{base}{path}", method, headers=token) in (404, 405), path
+    assert offline.call(lambda: offline.e.dispatcher.state.agents["1001"].presence.value) == "ready"
+    # ...and the control listener serves no metrics: the two are apart.
+    assert raw(f"http://127.0.0.1:{offline.e.http_port}/metrics", headers=token) == 404
 
 
 @pytest.mark.parametrize(
@@ -38,21 +79,43 @@ def post(engine: RunningEngine, path: str, body: bytes | None = None) -> tuple[i
         ("/agents/1001/pause", b"{not json", 400, "must be JSON"),
         ("/agents/1001/pause", b'["05"]', 400, "object"),
         ("/agents/1001/pause", b'{"reason": "x; DROP TABLE"}', 400, "reason"),
+        ("/agents/1001/pause", b'{"reason": "05\\n"}', 400, "reason"),  # field test defect 9
+        ("/agents/1001/pause", b'{"reason": "05", "agent": "1002"}', 400, "only"),
+        ("/reload", b"{}", 400, "no body"),
     ],
 )
-def test_bad_agent_requests_get_a_clear_error(offline: RunningEngine, path: str, body: bytes | None, status: int,
-                                              words: str) -> None:
-    code, answer = post(offline, path, body)
+def test_bad_requests_get_a_clear_error(offline: RunningEngine, path: str, body: bytes | None, status: int,
+                                        words: str) -> None:
+    code, answer = offline.http("POST", path, body)
     assert code == status
     assert words in str(answer["error"])
 
 
-def test_a_good_request_is_accepted_and_applied(offline: RunningEngine) -> None:
-    assert post(offline, "/agents/1001/pause", b'{"reason": "05"}')[0] == 202
-    offline.wait_for(lambda e: e.dispatcher.state.agents["1001"].paused == "05", 5, "paused over HTTP")
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"http://127.0.0.1:{offline.e.http_port}/healthz", timeout=5)
-    assert err.value.code == 503  # AMI is down, and /healthz says so
+def test_a_request_is_answered_with_its_outcome(offline: RunningEngine) -> None:
+    assert offline.http("POST", "/agents/1001/pause", b'{"reason": "05"}') == (
+        200, {"ok": True, "agent": "1001", "action": "pause", "state": "logged_out"})  # no phone: not registered
+    assert paused(offline) == "05"
+    assert offline.http("POST", "/agents/1001/logout")[0] == 200
+    status, answer = offline.http("POST", "/agents/1001/unpause")
+    assert (status, answer["error"]) == (409, "not logged in: log in first (*21)")
+    status, answer = offline.http("POST", "/agents/1001/end_wrapup")
+    assert status == 409 and "not in wrap-up" in answer["error"]
+
+
+def test_healthz_says_503_while_the_engine_is_not_routing(offline: RunningEngine) -> None:
+    assert raw(f"http://127.0.0.1:{offline.e.metrics_port}/healthz") == 503
+
+
+def test_a_withheld_number_is_masked_in_the_callback_list(offline: RunningEngine) -> None:
+    now = __import__("time").time()
+    for call, num, restricted in (("c1", "13812345678", True), ("c2", "13900000000", False)):
+        offline.e.outbox.put(CallRecord(call, "main", num, "王小明", now - 60, None, now - 10, None, Outcome.CALLBACK,
+                                        50.0, 0.0, None, restricted=restricted))
+    offline.wait_for(lambda e: e.outbox.pending() == 0, 10, "records stored")
+    status, listed = offline.http("GET", "/callbacks")
+    assert status == 200
+    shown = {c["call_id"]: (c["caller_num"], c["caller_name"], c["restricted"]) for c in listed}
+    assert shown == {"c1": ("*******5678", "", True), "c2": ("13900000000", "王小明", False)}
 
 
 def test_sighup_reloads_and_a_broken_file_keeps_the_old_configuration(tmp_path: Path) -> None:
@@ -64,7 +127,7 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_configuration(tmp_path: 
     from tests.integration.test_prometheus import free_port
 
     port = free_port()
-    config = write_config(tmp_path, ami_port=1, http_port=port)
+    config = write_config(tmp_path, ami_port=1, metrics_port=port)
     log = open(tmp_path / "engine.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=log)

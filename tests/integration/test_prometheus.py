@@ -38,7 +38,7 @@ def test_prometheus_scrapes_offered_and_answered(engine: RunningEngine, tmp_path
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hotline\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{engine.e.http_port}']\n"
+        f"      - targets: ['127.0.0.1:{engine.e.metrics_port}']\n"
     )
     prom = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",

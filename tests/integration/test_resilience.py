@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from acd.model import CallPhase
+from acd.calls import CallState
 from config.loader import load
 from testbed import sipp
 from testbed.sandbox import Sandbox
@@ -28,7 +28,7 @@ def proxy() -> Iterator[TcpProxy]:
 
 
 def phases(engine: RunningEngine) -> dict[str, str]:
-    return engine.call(lambda: {c.caller_num: c.phase.value for c in engine.e.dispatcher.state.calls.values()})
+    return engine.call(lambda: {c.caller_num: c.state.value for c in engine.e.dispatcher.state.calls.values()})
 
 
 def test_ami_cut_keeps_connected_call_and_routes_the_waiting_caller_after_reconnect(
@@ -41,11 +41,11 @@ def test_ami_cut_keeps_connected_call_and_routes_the_waiting_caller_after_reconn
         sipp.register([agent("1001")], contact_port=6201)
         engine.wait_for(lambda e: e.dispatcher.state.agents["1001"].available(), 10, "agent 1001")
         talking = sipp.callers(1, rate=1, names=[("赵敏", "13900000011")], talk_ms=12000)
-        engine.wait_for(lambda e: any(c.phase is CallPhase.CONNECTED for c in e.dispatcher.state.calls.values()),
+        engine.wait_for(lambda e: any(c.state is CallState.CONNECTED for c in e.dispatcher.state.calls.values()),
                         15, "first call connected")
         waiting = sipp.callers(1, rate=1, names=[("周杰", "13900000012")], talk_ms=2000)
         engine.wait_for(lambda e: len(e.dispatcher.state.calls) == 2, 10, "second caller in line")
-        assert phases(engine)["13900000012"] == "waiting"
+        assert phases(engine)["13900000012"] == "in_line"
 
         proxy.cut(hold_down=3)  # the link drops and stays down for 3 s
         engine.wait_for(lambda e: not e.ami.connected, 5, "the engine to see the cut")
