@@ -89,8 +89,9 @@ def read_rows(db: Path, after: int | None, since: float) -> tuple[list[AccountRo
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
     try:
         if after is None:
-            (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE} WHERE eventtime < ?",
-                                     (since,)).fetchone()
+            # Asterisk creates the table with untyped columns and writes the time as text.
+            (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE} "
+                                     "WHERE CAST(eventtime AS REAL) < ?", (since,)).fetchone()
             after = int(before)
         cur = conn.execute(
             f"SELECT rowid, eventtime, linkedid, uniqueid, cidnum, cidname, eventextra FROM {TABLE} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,11 +97,13 @@ def test_the_checkpoint_stops_before_rows_too_young_to_be_settled() -> None:
 
 def cel_db(path: Path, rows: list[tuple[str, float, str]]) -> Path:
     conn = sqlite3.connect(path)
-    conn.execute(f"CREATE TABLE {CEL_TABLE} ({', '.join(CEL_COLUMNS)})")
+    # As Asterisk's cel_sqlite3_custom creates it: untyped columns, the time written as text,
+    # the user event's name as the event type, its extra wrapped in JSON.
+    conn.execute(f"CREATE TABLE {CEL_TABLE} (AcctId INTEGER PRIMARY KEY, {','.join(CEL_COLUMNS)})")
     for call, ended, text in rows:
-        conn.execute(f"INSERT INTO {CEL_TABLE} VALUES (?,?,?,?,?,?,?,?,?)",
-                     (ended, "USER_DEFINED", "HOTLINE_END", text, call, call, "13900000001", "张三",
-                      f"PJSIP/carrier-{call}"))
+        conn.execute(f"INSERT INTO {CEL_TABLE} ({','.join(CEL_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)",
+                     (f"{ended:.6f}", "HOTLINE_END", "HOTLINE_END", json.dumps({"extra": text}), call, call,
+                      "13900000001", "张三", f"PJSIP/carrier-{call}"))
     conn.commit()
     conn.close()
     return path
