@@ -95,16 +95,16 @@ def test_a_chinese_caller_name_split_across_tcp_reads_reaches_the_record(
 def test_an_exception_handling_one_event_is_counted_and_routing_goes_on(
     engine: RunningEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cti.dispatcher as dispatcher_module
+    import cti.decode as decode_module
 
-    real = dispatcher_module.decode
+    real = decode_module.decode
 
     def faulty(msg: Any) -> Any:
         if msg.get("Event") == "DialBegin":
             raise RuntimeError("injected fault")
         return real(msg)
 
-    monkeypatch.setattr(dispatcher_module, "decode", faulty)
+    monkeypatch.setattr(decode_module, "decode", faulty)
     uas = sipp.agent_uas(6221)
     sipp.register([agent("1001")], contact_port=6221)
     engine.wait_for(lambda e: e.dispatcher.state.agents["1001"].available(), 10, "agent 1001")
