@@ -121,9 +121,10 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
             if call.state is not CallState.IN_LINE:
                 release(state, call, now, out)
                 call.agent_id = None
-                # A caller we had sent out but who is still in the loop: the Redirect
-                # never happened, and the decided send-out is tried again (B1).
-                _force(state, call, CallState.IN_LINE, now)
+            # A caller we had sent out but who is still in the loop: the Redirect never
+            # happened, and the decided send-out is tried again (B1). A caller just
+            # adopted is IN_LINE already, but not yet in its queue's line.
+            _force(state, call, CallState.IN_LINE, now)
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
             _connected(state, call, agent_id, snap, now, wall, out)
