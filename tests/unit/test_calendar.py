@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from acd import decide
+from acd import State, decide
 from acd.calendar import ALWAYS, is_open
-from acd.commands import CallRecord, SendToTimeout
+from acd.commands import CallOffered, CallRecord, SendOut
 from acd.events import CallerHungUp, CallerJoined
-from acd.model import Outcome, QueueSettings, State
+from acd.model import LeaveReason, Outcome, QueueSettings
 from config.loader import ConfigError, load
 
 CST = timezone(timedelta(hours=8))
@@ -63,7 +63,8 @@ def test_a_caller_to_a_closed_queue_hears_the_closed_message(office: tuple[objec
     state = State(queues={"main": QueueSettings(hours=hours)}, calendar=calendar, routing=True)  # type: ignore[arg-type]
     now = at("2026-10-02 10:00")
     _, out = decide(state, CallerJoined("c1", "chan-c1", "main"), now)
-    assert [c for c in out if isinstance(c, SendToTimeout)] == [SendToTimeout("c1", "chan-c1", "closed")]
+    assert [c for c in out if isinstance(c, SendOut)] == [SendOut("c1", "chan-c1", LeaveReason.CLOSED)]
+    assert [c for c in out if isinstance(c, CallOffered)] == []  # never entered an open queue
     _, out = decide(state, CallerHungUp("c1", "chan-c1"), now + 8)
     assert [c.outcome for c in out if isinstance(c, CallRecord)] == [Outcome.CLOSED]
 
