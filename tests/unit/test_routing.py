@@ -209,6 +209,19 @@ def test_reload_keeps_every_callers_place_and_applies_to_the_next_decision() -> 
     assert w.state.queues["sales"].strategy is Strategy.FEWEST_CALLS
 
 
+def test_a_reload_changing_the_priority_boost_keeps_every_callers_place() -> None:
+    """Found while porting the reload property: the new core recomputed every caller's
+    line key on reload, so a priority caller lost the place it had (README: "Places
+    survive a reload"). The new boost applies to callers who join afterwards."""
+    w = world((QueueSettings(name="sales", priority_step=30),), {"1001": ({"sales"}, {})})
+    w.join("c0", "sales", 1000)
+    w.join("vip", "sales", 1010, priority=1)  # key 980: ahead of c0
+    w.feed(QueuesConfigured((QueueSettings(name="sales", priority_step=0),)), at=1020)
+    assert [cid for _, _, cid in w.state.lines["sales"]] == ["vip", "c0"]
+    w.join("vip2", "sales", 1030, priority=1)  # no boost any more: behind c0
+    assert [cid for _, _, cid in w.state.lines["sales"]] == ["vip", "c0", "vip2"]
+
+
 def test_a_changed_strategy_applies_to_the_next_decision() -> None:
     w = world((SALES,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
     w.register("1001", at=900)  # longest idle
