@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from acd.events import ChannelsSnapshot, DeviceChanged, DevicesSnapshot, LinkLost, SnapshotCall, Where
+from acd.agents import Activity
+from acd.calls import CallState
+from acd.events import (
+    AgentLeg,
+    CallerParked,
+    ChannelsSnapshot,
+    DeviceChanged,
+    DevicesSnapshot,
+    DialEnded,
+    LinkLost,
+    SnapshotCall,
+    Where,
+)
+from acd.model import QueueSettings
 from tests.unit.world import World, chan, rings
 
 
@@ -19,3 +32,50 @@ def test_an_adopted_caller_in_the_hold_loop_is_rung_by_a_free_agent() -> None:
     out = resync(w, SnapshotCall("c9", chan("c9"), Where.HOLD, age=3, queue="main"),
                  devices=(DeviceChanged("1001", True, False),), at=1000)
     assert rings(out) == [("c9", "1001")]
+
+
+def test_a_dial_end_or_park_older_than_the_snapshot_changes_nothing() -> None:
+    """B5a: the snapshot shows attempt 2 ringing; a DialEnd and a HotlineParked of attempt 1
+    that come after it are older than it and change nothing (the old core let them end the
+    ring and charged the agent a second no-answer; review: test_stale_snapshot_...). Fails
+    on a copy of acd/ringing.py whose dial_ended does not compare the attempt."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.no_answer("c1", at=1015)
+    w.park("c1", at=1015.1)  # attempt 2 rings 1001 again
+    ringing = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=17, queue="main", attempt=2,
+                           legs=(AgentLeg("1001", False),))
+    resync(w, ringing, devices=(DeviceChanged("1001", True, True),), at=1017)
+    w.feed(DialEnded("c1", "1001", "NOANSWER", attempt=1), at=1017.1)
+    w.feed(CallerParked("c1"), at=1017.2)
+    call, agent = w.call("c1"), w.agent("1001")
+    assert (call.state, call.attempt, call.ringing) == (CallState.DIALING, 2, frozenset({"1001"}))
+    assert (agent.activity, agent.no_answer_streak) == (Activity.RINGING, 1)
+    assert w.deadline_of("c1") == 1017 + 20  # the ring the snapshot showed runs its course
+
+
+def test_an_adopted_caller_keeps_queue_priority_skills_path_and_masking() -> None:
+    """B5c: everything the dialplan and the engine stored on the channel comes back with
+    the adopted caller (the old snapshot had none of it: a restricted number was logged in
+    clear, priority 4 became 0, every caller landed in the default queue). Fails on a copy
+    of acd/resync.py whose _adopt drops restricted, priority and skills."""
+    queues = (QueueSettings(name="sales"), QueueSettings(name="tax", priority_step=30, service_level=20))
+    w = World(queues, {"1001": ({"tax"}, {}), "1002": ({"tax"}, {"english": 70})})
+    vip = SnapshotCall("c1", chan("c1"), Where.HOLD, age=40, queue="tax", offered_queue="sales",
+                       path=("sales", "tax"), caller_num="13800000000", caller_name="王小明", restricted=True,
+                       priority=2, skills=(("english", 60),), joined_ago=30)
+    plain = SnapshotCall("c0", chan("c0"), Where.HOLD, age=50, queue="tax", joined_ago=50)
+    out = resync(w, plain, vip, devices=(DeviceChanged("1001", True, False), DeviceChanged("1002", True, False)),
+                 at=1000)
+    call = w.call("c1")
+    assert (call.queue, call.path, call.offered_queue) == ("tax", ("sales", "tax"), "sales")
+    assert (call.priority, call.restricted, call.caller_num) == (2, True, "13800000000")
+    assert call.key == 1000 - 30 - 60  # joined 30 s ago, 2 x 30 s ahead: before c0 (joined 50 s ago)
+    assert rings(out) == [("c1", "1002"), ("c0", "1001")]  # only 1002 speaks English
+    w.hangup("c1", at=1010)
+    (rec,) = w.records()
+    assert (rec.restricted, rec.priority, rec.offered_queue, rec.path, rec.queue) == (
+        True, 2, "sales", ("sales", "tax"), "tax")
+    assert rec.arrived == 970
