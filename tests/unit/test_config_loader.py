@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from acd.model import OverflowTo, WhenClosed, WhenEmpty
 from config.loader import ConfigError, load
 
 
@@ -83,7 +84,20 @@ def test_widening_and_overflow_are_read_and_checked(tmp_path: Path) -> None:
     ))
     tax = load(tmp_path).queues[1].to_core()
     assert [(w.after, w.min_level, w.add_queues) for w in tax.widen] == [(20, 30, ()), (60, None, ("main",))]
-    assert (tax.overflow.after, tax.overflow.action, tax.overflow.target) == (120, "queue", "main")  # type: ignore[union-attr]
+    assert (tax.overflow.after, tax.overflow.to, tax.overflow.target) == (120, "queue", "main")  # type: ignore[union-attr]
+
+
+@pytest.mark.xfail(reason="config.settings.QueueConfig.to_core passes when_empty, when_closed and overflow.to as "
+                          "plain strings; the core compares its enums by identity, so `when_empty: overflow` "
+                          "and `when_closed: overflow` from YAML are ignored (left to the shell/config rewrite)")
+def test_the_rule_vocabularies_reach_the_core_as_its_enums(tmp_path: Path) -> None:
+    write(tmp_path, "queues.yaml", (
+        "queues:\n  - name: main\n    number: '12345'\n    when_empty: overflow\n    when_closed: overflow\n"
+        "    overflow: {after: 60, to: callback}\n"
+    ))
+    q = load(tmp_path).queues[0].to_core()
+    assert q.overflow is not None
+    assert (type(q.when_empty), type(q.when_closed), type(q.overflow.to)) == (WhenEmpty, WhenClosed, OverflowTo)
 
 
 def test_a_rule_pointing_at_an_unknown_queue_is_refused(tmp_path: Path) -> None:
