@@ -4,7 +4,7 @@ core does when a call's deadline comes."""
 from __future__ import annotations
 
 from acd import rules
-from acd.agents import ActivityTrigger
+from acd.agents import Activity, ActivityTrigger
 from acd.calls import PENDING_RING, Call, CallState, CallTrigger
 from acd.commands import Command, ProbeCall, Unexpected
 from acd.events import DialEnded, DialStarted, Probed, Where
@@ -38,9 +38,16 @@ def dial_started(state: State, ev: DialStarted, now: float, out: list[Command]) 
     if ev.attempt != call.attempt:
         out.append(Unexpected("call", call.state.value, "dial_begin_stale", call.call_id))
         return
-    if call.state is CallState.DIALING:
-        return  # ring_all: one DialBegin per phone
-    step(state, call, CallTrigger.DIAL_BEGIN, now, out)
+    if call.state is not CallState.DIALING and not step(state, call, CallTrigger.DIAL_BEGIN, now, out):
+        return
+    if ev.agent_id not in call.ringing:
+        # A ring only assumed over (its deadline, or a snapshot between Redirect and Dial)
+        # is on after all: its agent is rung again, whom the assumption had released.
+        call.ringing = call.ringing | {ev.agent_id}
+        call.agent_id = call.agent_id or ev.agent_id
+        agent = state.agents.get(ev.agent_id)
+        if agent is not None and agent.activity is Activity.IDLE:
+            agent_step(state, agent, ActivityTrigger.RESERVE, now, out, call.call_id)
 
 
 def dial_ended(state: State, ev: DialEnded, now: float, wall: float, out: list[Command]) -> None:

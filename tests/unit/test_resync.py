@@ -12,11 +12,12 @@ from acd.events import (
     DevicesSnapshot,
     DialEnded,
     LinkLost,
+    Probed,
     SnapshotCall,
     Where,
 )
 from acd.model import QueueSettings
-from tests.unit.world import World, chan, rings
+from tests.unit.world import World, chan, rings, sendouts
 
 
 def resync(w: World, *callers: SnapshotCall, devices: tuple[DeviceChanged, ...] = (), at: float) -> list[object]:
@@ -79,3 +80,23 @@ def test_an_adopted_caller_keeps_queue_priority_skills_path_and_masking() -> Non
     assert (rec.restricted, rec.priority, rec.offered_queue, rec.path, rec.queue) == (
         True, 2, "sales", ("sales", "tax"), "tax")
     assert rec.arrived == 970
+
+
+def test_a_dial_that_begins_after_a_snapshot_showing_no_agent_leg_is_followed_to_its_answer() -> None:
+    """Found by the liveness simulation: the snapshot caught the caller in hotline-connect
+    after the Redirect and before the Dial (no agent leg), which the core takes for the walk
+    back. The Dial that then begins and its ANSWER (attempt 1, the current one) were refused
+    by the call table, so the core later timed out a caller who was talking and Redirected
+    them out of the conversation."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.tick(1003)  # no DialBegin in time: probe
+    w.feed(Probed("c1", Where.CONNECT, attempt=1), at=1003.1)  # redirected: taken for dialing
+    before_dial = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=4, queue="main", attempt=1)
+    resync(w, before_dial, devices=(DeviceChanged("1001", True, False),), at=1004)
+    w.dial_begin("c1", "1001", at=1006)
+    assert (w.call("c1").state, w.agent("1001").activity) == (CallState.DIALING, Activity.RINGING)
+    w.answer("c1", at=1008)
+    assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
+    assert (rings(w.run_until(1400)), sendouts(w.out)) == ([], [])

@@ -132,3 +132,18 @@ def test_a_late_answer_of_an_older_attempt_connects_the_caller() -> None:
     assert [(c.agent_id, c.wait) for c in of_type(out, CallAnswered)] == [("1001", 21.0)]
     assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
     assert (w.agent("1001").activity, w.agent("1002").activity) == (Activity.ON_CALL, Activity.IDLE)
+
+
+def test_an_answer_after_the_ring_deadline_connects_the_caller() -> None:
+    """Found with the liveness simulation: a ring whose DialEnd did not come by its deadline
+    is only assumed over; Asterisk's Dial ran late and 1001 answered during the walk back.
+    The call table refused that ANSWER, so the caller talking to 1001 was rung again (a
+    Redirect out of the conversation)."""
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.tick(1020.1)  # ring_timeout + ring_grace
+    assert w.call("c1").state is CallState.WALKING_BACK
+    w.answer("c1", "1001", at=1021)
+    assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
+    assert rings(w.run_until(1100)) == []
