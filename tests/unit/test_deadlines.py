@@ -7,7 +7,7 @@ import pytest
 
 from acd import next_deadline
 from acd.agents import Activity
-from acd.commands import TagCaller
+from acd.commands import TagCaller, Unexpected
 from acd.deadlines import agent_due
 from acd.events import History, QueuesConfigured
 from acd.model import LeaveReason, Overflow, OverflowTo, QueueSettings, Widen
@@ -195,3 +195,29 @@ def test_overflow_never_fires_while_the_caller_is_ringing_or_walking_back(parked
     out = w.park("c1", at=parked_at) if parked_at < 1045 else w.run_until(parked_at)
     assert w.call("c1").queue == "sales"
     assert [c.queue for c in of_type(out, TagCaller)] == ["sales"]
+
+
+@pytest.mark.parametrize(
+    ("queue", "does"),
+    [
+        (QueueSettings(skills=(("tax", 60),), max_wait=30), "time out"),
+        (QueueSettings(skills=(("tax", 60),), overflow=Overflow(after=30)), "overflow"),
+        (QueueSettings(skills=(("tax", 60),), widen=(Widen(after=30, min_level=10),)), "widen"),
+    ],
+)
+def test_a_deadline_is_acted_on_at_the_wake_up_it_asked_for(queue: QueueSettings, does: str) -> None:
+    """Found by the liveness simulation: a deadline is `start + length`, but the rules
+    asked `now - start >= length`, which floats can round the other way (23.005 + 30 is
+    53.004999999999995, and 53.004999999999995 - 23.005 < 30): at its own wake-up the
+    rule was not due, the core reported a stuck deadline and acted a second late (a
+    widening step was not applied at all until the next event)."""
+    w = World((queue,), {"1001": ({"main"}, {"tax": 20})})  # below the level until widened
+    w.register("1001")
+    w.join("c1", at=23.005)
+    due = next_deadline(w.state)
+    assert due == 23.005 + 30
+    out = w.tick(due)  # type: ignore[arg-type]
+    assert [c for c in out if isinstance(c, Unexpected)] == []
+    expected = {"time out": [LeaveReason.TIMEOUT], "overflow": [LeaveReason.OVERFLOW], "widen": []}[does]
+    assert [c.reason for c in sendouts(out)] == expected
+    assert rings(out) == ([("c1", "1001")] if does == "widen" else [])
