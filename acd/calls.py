@@ -132,6 +132,7 @@ class Call:
     leave_reason: LeaveReason | None = None  # set once the engine decided the caller leaves
     forward_to: str = ""  # the external number, when leaving to FORWARD
     confirming_leave: bool = False  # CONFIRMING a send-out rather than a ring
+    probe: int = 0  # the latest ProbeCall's number: only its answer is taken
     walk_back_due: float = 0.0  # WALKING_BACK: assume the caller is back in the loop by then
     retry_after: float = 0.0  # after a failed Redirect, not rung again before this
     failures: int = 0  # Redirects in a row that Asterisk refused (for the back-off)

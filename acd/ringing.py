@@ -6,11 +6,12 @@ from __future__ import annotations
 from acd import rules
 from acd.agents import Activity, ActivityTrigger
 from acd.calls import PENDING_RING, Call, CallState, CallTrigger
-from acd.commands import Command, ProbeCall, Unexpected
+from acd.commands import Command, Unexpected
 from acd.events import DialEnded, DialStarted, Probed, Where
 from acd.lifecycle import (
     agent_missed,
     agent_step,
+    ask_where,
     back_in_line,
     connect,
     overflow,
@@ -98,6 +99,9 @@ def probed(state: State, ev: Probed, now: float, out: list[Command]) -> None:
     if call.state is not CallState.CONFIRMING:
         out.append(Unexpected("call", call.state.value, "probed", call.call_id))
         return
+    if ev.probe is not None and ev.probe != call.probe:
+        out.append(Unexpected("call", call.state.value, "probed_stale", call.call_id))
+        return
     leaving = call.confirming_leave
     call.confirming_leave = False
     match ev.where:
@@ -138,7 +142,7 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
             # is instead of ringing again blindly, which could pull them out of a ring.
             if step(state, call, CallTrigger.UNSURE, now, out):
                 call.since = now
-                out.append(ProbeCall(call.call_id, call.channel))
+                ask_where(call, out)
         case CallState.DIALING:
             q_ringing = frozenset(call.ringing)
             for agent_id in sorted(q_ringing):

@@ -8,7 +8,7 @@ import pytest
 from acd import next_deadline
 from acd.agents import Activity
 from acd.calls import CallState
-from acd.commands import CallAnswered, Command, RingAgent, Unexpected
+from acd.commands import CallAnswered, Command, ProbeCall, RingAgent, Unexpected
 from acd.events import DialEnded, DialStarted, Probed, RingFailed, Where
 from tests.unit.world import World, of_type, probes, rings
 
@@ -147,3 +147,20 @@ def test_an_answer_after_the_ring_deadline_connects_the_caller() -> None:
     w.answer("c1", "1001", at=1021)
     assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
     assert rings(w.run_until(1100)) == []
+
+
+def test_a_late_answer_to_an_older_probe_is_not_taken_for_the_answer_to_the_current_one() -> None:
+    """Found by the liveness simulation: the core asked twice where c1 is (no answer to the
+    first within 5 s). The answer to the first question, observed before anything the core
+    did since, was taken for the current one: with slow AMI actions, the core rang again
+    while its previous Redirect was still on the way, and Redirected a caller already
+    redirected. Only the answer to the latest ProbeCall counts (Probed echoes its number)."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    (first,) = of_type(w.tick(1003), ProbeCall)
+    (second,) = of_type(w.tick(1008), ProbeCall)  # no answer in PROBE_WAIT: asked again
+    out = w.feed(Probed("c1", Where.HOLD, probe=first.probe), at=1008.1)
+    assert [c.trigger for c in of_type(out, Unexpected)] == ["probed_stale"]
+    assert (rings(out), w.call("c1").state) == ([], CallState.CONFIRMING)
+    assert rings(w.feed(Probed("c1", Where.HOLD, probe=second.probe), at=1008.2)) == [("c1", "1001")]
