@@ -17,7 +17,7 @@ from acd.events import (
     Where,
 )
 from acd.model import QueueSettings
-from tests.unit.world import World, chan, rings, sendouts
+from tests.unit.world import World, chan, probes, rings, sendouts
 
 
 def resync(w: World, *callers: SnapshotCall, devices: tuple[DeviceChanged, ...] = (), at: float) -> list[object]:
@@ -100,3 +100,25 @@ def test_a_dial_that_begins_after_a_snapshot_showing_no_agent_leg_is_followed_to
     w.answer("c1", at=1008)
     assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
     assert (rings(w.run_until(1400)), sendouts(w.out)) == ([], [])
+
+
+def test_a_snapshot_between_the_redirect_and_a_late_dial_asks_before_moving_the_caller() -> None:
+    """Found by the liveness simulation: the snapshot shows c1 in hotline-connect for the
+    current ring with no agent leg, which is before its Dial or after it. The core assumed
+    the walk back and, after the park grace, Redirected the caller (rung again, or sent to
+    the time-out) while Asterisk was about to begin the Dial. It now treats the ring as not
+    yet confirmed: after dial_confirm it asks where the caller is."""
+    w = World((QueueSettings(max_wait=10),), ("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.tick(1003)
+    w.feed(Probed("c1", Where.CONNECT, attempt=1, probe=w.call("c1").probe), at=1003.1)  # taken for dialing
+    before_dial = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=4, queue="main", attempt=1)
+    resync(w, before_dial, devices=(DeviceChanged("1001", True, False),), at=1004)
+    out = w.run_until(1007)
+    assert (rings(out), sendouts(out), probes(out)) == ([], [], ["c1"])  # asked at 1004 + dial_confirm
+    w.feed(Probed("c1", Where.CONNECT, attempt=1, probe=w.call("c1").probe), at=1007.1)
+    assert (rings(w.run_until(1011)), sendouts(w.out)) == ([], [])  # the Dial is late, not over
+    w.dial_begin("c1", "1001", at=1011)
+    w.answer("c1", at=1013)
+    assert w.call("c1").state is CallState.CONNECTED
