@@ -11,6 +11,7 @@ unexpected event: the call does not move and the caller of `advance` reports it
                                                  Redirect: ask Asterisk where the caller is)
     CONFIRMING    --PROBED_*--> IN_LINE | DIALING | LEAVING
     DIALING       --DIAL_END | RING_DUE--> WALKING_BACK --PARKED | PARK_DUE--> IN_LINE
+    WALKING_BACK  --DIAL_BEGIN | ANSWER--> DIALING | CONNECTED  (the ring was only assumed over)
     IN_LINE       --LEAVE--> LEAVING --LEAVE_FAILED--> IN_LINE
     IN_LINE       --FALLBACK_DIAL--> FALLBACK (the dialplan's own fallback rings everyone)
     any state     --hang-up--> (the call ends and its record is written)
@@ -85,6 +86,10 @@ CALL_TRANSITIONS: Final[dict[tuple[CallState, CallTrigger], CallState]] = {
     (S.DIALING, T.RING_DUE): S.WALKING_BACK,
     (S.WALKING_BACK, T.PARKED): S.IN_LINE,
     (S.WALKING_BACK, T.PARK_DUE): S.IN_LINE,
+    # The ring was only assumed over (its deadline passed, or a snapshot showed the caller
+    # in hotline-connect with no agent leg): Asterisk's own Dial events are the truth.
+    (S.WALKING_BACK, T.DIAL_BEGIN): S.DIALING,
+    (S.WALKING_BACK, T.ANSWER): S.CONNECTED,
     (S.WALKING_BACK, T.FALLBACK_DIAL): S.FALLBACK,
     (S.FALLBACK, T.ANSWER): S.CONNECTED,
     (S.FALLBACK, T.DIAL_END): S.WALKING_BACK,
@@ -127,6 +132,7 @@ class Call:
     leave_reason: LeaveReason | None = None  # set once the engine decided the caller leaves
     forward_to: str = ""  # the external number, when leaving to FORWARD
     confirming_leave: bool = False  # CONFIRMING a send-out rather than a ring
+    probe: int = 0  # the latest ProbeCall's number: only its answer is taken
     walk_back_due: float = 0.0  # WALKING_BACK: assume the caller is back in the loop by then
     retry_after: float = 0.0  # after a failed Redirect, not rung again before this
     failures: int = 0  # Redirects in a row that Asterisk refused (for the back-off)

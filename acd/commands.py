@@ -47,10 +47,12 @@ class SendOut:
 
 @dataclass(frozen=True)
 class ProbeCall:
-    """Ask Asterisk where the caller is (the answer comes back as a `Probed` event)."""
+    """Ask Asterisk where the caller is (the answer comes back as a `Probed` event, which
+    carries `probe` back: only the answer to the latest question is taken)."""
 
     call_id: str
     channel: str
+    probe: int = 0
 
 
 @dataclass(frozen=True)

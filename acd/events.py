@@ -107,6 +107,7 @@ class Probed:
     call_id: str
     where: Where | None
     attempt: int | None = None  # the ring attempt in the extension, when in CONNECT
+    probe: int | None = None  # the ProbeCall this answers (None: taken as the latest)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ def agent_step(state: State, agent: Agent, trigger: ActivityTrigger, now: float,
     return True
 
 
+def ask_where(call: Call, out: list[Command]) -> None:
+    """Ask Asterisk where the caller is; an answer to an earlier question is stale by then
+    (it may predate a Redirect sent since), so the question is numbered."""
+    call.probe += 1
+    out.append(ProbeCall(call.call_id, call.channel, call.probe))
+
+
 def _retry_delay(failures: int) -> float:
     return float(min(RETRY_FIRST * 2.0 ** max(failures - 1, 0), RETRY_MAX))
 
@@ -181,7 +188,7 @@ def leave_failed(state: State, call: Call, sure: bool, now: float, out: list[Com
     if not sure:
         if step(state, call, CallTrigger.UNSURE, now, out):
             call.confirming_leave = True
-            out.append(ProbeCall(call.call_id, call.channel))
+            ask_where(call, out)
         return
     if step(state, call, CallTrigger.LEAVE_FAILED, now, out):
         # Still leaving: sent again after a back-off, never in a tight loop.
@@ -228,7 +235,7 @@ def ring_failed(state: State, call: Call, attempt: int, sure: bool, now: float, 
     if not sure:
         # The Redirect may have happened after all: never ring again before knowing.
         if step(state, call, CallTrigger.UNSURE, now, out):
-            out.append(ProbeCall(call.call_id, call.channel))
+            ask_where(call, out)
         return
     if step(state, call, CallTrigger.RING_FAILED, now, out):
         # Asterisk refused to move the caller (who is still in the hold loop). Try

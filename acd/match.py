@@ -93,8 +93,7 @@ def _pool(state: State, cache: dict[tuple[str, tuple[tuple[str, int], ...], int]
 
 
 def _stage(q: QueueSettings, call: Call, now: float) -> int:
-    waited = now - call.queue_since
-    return sum(1 for rule in q.widen if waited >= rule.after)
+    return sum(1 for rule in q.widen if now >= call.queue_since + rule.after)
 
 
 def _pick(candidates: Sequence[Agent], q: QueueSettings, call: Call, behind: int) -> list[Agent]:

@@ -98,7 +98,6 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     call.skills = rules.needed_skills(q, call.extra_skills)
     call.key = rules.line_key(q, call.arrived, call.priority)
     state.calls[call.call_id] = call
-    state.touch(call)
     out.append(CallOffered(call.call_id, call.offered_queue))
     return call
 
@@ -123,7 +122,8 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
                 release(state, call, now, out)
                 call.agent_id = None
             # A caller we had sent out but who is still in the loop: the Redirect never
-            # happened, and the decided send-out is tried again (B1).
+            # happened, and the decided send-out is tried again (B1). A caller just
+            # adopted is IN_LINE already, but not yet in its queue's line.
             _force(state, call, CallState.IN_LINE, now)
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
@@ -134,13 +134,18 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
                 call.attempt = snap.attempt if snap.attempt is not None else call.attempt
                 _ringing(state, call, ringing, now, out)
             _force(state, call, CallState.DIALING, now)
+        case Where.CONNECT if call.state in PENDING_RING and call.attempt == snap.attempt:
+            # This ring, with no agent leg: before its Dial began, or after it ended. Never
+            # assume the walk back (a Redirect then could pull the caller out of a Dial about
+            # to begin): the ring is unconfirmed, and after dial_confirm Asterisk is asked.
+            if call.state is not CallState.REDIRECTING:
+                _force(state, call, CallState.REDIRECTING, now)
         case Where.CONNECT:
-            if not (call.state is CallState.REDIRECTING and call.attempt == snap.attempt):
-                # Between a Dial and the walk back to the loop.
-                release(state, call, now, out)
-                call.agent_id = None
-                call.walk_back_due = now + PARK_GRACE
-                _force(state, call, CallState.WALKING_BACK, now)
+            # An older ring's Dial is over: the caller walks back to the loop.
+            release(state, call, now, out)
+            call.agent_id = None
+            call.walk_back_due = now + PARK_GRACE
+            _force(state, call, CallState.WALKING_BACK, now)
         case Where.FALLBACK:
             release(state, call, now, out)
             call.ringing = ringing

@@ -4,13 +4,14 @@ core does when a call's deadline comes."""
 from __future__ import annotations
 
 from acd import rules
-from acd.agents import ActivityTrigger
+from acd.agents import Activity, ActivityTrigger
 from acd.calls import PENDING_RING, Call, CallState, CallTrigger
-from acd.commands import Command, ProbeCall, Unexpected
+from acd.commands import Command, Unexpected
 from acd.events import DialEnded, DialStarted, Probed, Where
 from acd.lifecycle import (
     agent_missed,
     agent_step,
+    ask_where,
     back_in_line,
     connect,
     overflow,
@@ -38,9 +39,16 @@ def dial_started(state: State, ev: DialStarted, now: float, out: list[Command]) 
     if ev.attempt != call.attempt:
         out.append(Unexpected("call", call.state.value, "dial_begin_stale", call.call_id))
         return
-    if call.state is CallState.DIALING:
-        return  # ring_all: one DialBegin per phone
-    step(state, call, CallTrigger.DIAL_BEGIN, now, out)
+    if call.state is not CallState.DIALING and not step(state, call, CallTrigger.DIAL_BEGIN, now, out):
+        return
+    if ev.agent_id not in call.ringing:
+        # A ring only assumed over (its deadline, or a snapshot between Redirect and Dial)
+        # is on after all: its agent is rung again, whom the assumption had released.
+        call.ringing = call.ringing | {ev.agent_id}
+        call.agent_id = call.agent_id or ev.agent_id
+        agent = state.agents.get(ev.agent_id)
+        if agent is not None and agent.activity is Activity.IDLE:
+            agent_step(state, agent, ActivityTrigger.RESERVE, now, out, call.call_id)
 
 
 def dial_ended(state: State, ev: DialEnded, now: float, wall: float, out: list[Command]) -> None:
@@ -91,6 +99,9 @@ def probed(state: State, ev: Probed, now: float, out: list[Command]) -> None:
     if call.state is not CallState.CONFIRMING:
         out.append(Unexpected("call", call.state.value, "probed", call.call_id))
         return
+    if ev.probe is not None and ev.probe != call.probe:
+        out.append(Unexpected("call", call.state.value, "probed_stale", call.call_id))
+        return
     leaving = call.confirming_leave
     call.confirming_leave = False
     match ev.where:
@@ -131,7 +142,7 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
             # is instead of ringing again blindly, which could pull them out of a ring.
             if step(state, call, CallTrigger.UNSURE, now, out):
                 call.since = now
-                out.append(ProbeCall(call.call_id, call.channel))
+                ask_where(call, out)
         case CallState.DIALING:
             q_ringing = frozenset(call.ringing)
             for agent_id in sorted(q_ringing):

@@ -72,8 +72,8 @@ def configure_agents(state: State, ev: AgentsConfigured, now: float, out: list[C
 
 
 def configure_queues(state: State, ev: QueuesConfigured, now: float, out: list[Command]) -> None:
-    """New queue settings apply to the next decision: every caller keeps their place and
-    is re-timed against the new settings (their deadlines are derived from them)."""
+    """New queue settings apply to the next decision: every caller keeps their place in
+    line and is re-timed against the new settings (their deadlines are derived from them)."""
     if ev.calendar is not None:
         state.calendar = ev.calendar
     if not ev.queues:
@@ -86,10 +86,11 @@ def configure_queues(state: State, ev: QueuesConfigured, now: float, out: list[C
             # Its queue was removed: the caller goes to the first queue, keeping their arrival.
             call.queue = fallback
             call.path = (*call.path, fallback)
+            call.key = rules.line_key(state.queues[fallback], call.arrived, call.priority)
             out.append(TagCaller(call.call_id, call.channel, fallback, call.offered_queue, call.path))
-        q = state.queues[call.queue]
-        call.skills = rules.needed_skills(q, call.extra_skills)
-        call.key = rules.line_key(q, call.arrived, call.priority)
+        # The place in line (`key`) was given on entering the queue and survives a reload
+        # (README): a changed priority_step or max_boost applies to callers who join later.
+        call.skills = rules.needed_skills(state.queues[call.queue], call.extra_skills)
         state.touch(call)
     state.lines = {}
     for call in state.calls.values():

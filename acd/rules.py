@@ -38,9 +38,8 @@ def may_take(state: State, agent: Agent, call: Call, now: float) -> bool:
     q = state.queues[call.queue]
     serves = call.queue in agent.queues
     floor: int | None = None
-    waited = now - call.queue_since
     for rule in q.widen:
-        if waited < rule.after:
+        if now < call.queue_since + rule.after:  # the sum the deadline uses (acd/deadlines.py)
             break
         if rule.min_level is not None:
             floor = rule.min_level
@@ -89,11 +88,13 @@ def admission(state: State, q: QueueSettings, wall: float) -> Admission:
 
 
 def overflow_due(q: QueueSettings, call: Call, now: float) -> bool:
-    return q.overflow is not None and now - call.queue_since >= q.overflow.after
+    # `now >= start + length`, never `now - start >= length`: the deadline is that sum, and
+    # floats may round the difference below `length` at the very wake-up it asked for.
+    return q.overflow is not None and now >= call.queue_since + q.overflow.after
 
 
 def timed_out(q: QueueSettings, call: Call, now: float) -> bool:
-    return now - call.arrived >= q.max_wait
+    return now >= call.arrived + q.max_wait
 
 
 def sticky_agent_for(state: State, call: Call, q: QueueSettings, wall: float) -> str | None:

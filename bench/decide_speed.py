@@ -3,8 +3,10 @@
 1,000 agents, 50 queues (each with its own skill and level), every agent serving 3
 queues with random levels, and 10,000 callers waiting with random priorities. The
 run drives a steady mix on one core, generated live because decisions feed back:
-agents finishing calls (hangup, wrap-up end, then the routing picks the next caller
-and rings), callers joining, callers hanging up. It prints the figure and its
+agents finishing calls (the hang-up; its 0 s wrap-up ends within that same decision,
+which rings the next caller, and the agent answers; a Tick is fed only when a deadline
+is due, as the shell does), callers joining, callers hanging up. It prints the figure
+and its
 ratio to the 1 ms goal (there is no peer with a comparable pure decision function).
 
 Run: python3 bench/decide_speed.py [--agents 1000 --queues 50 --callers 10000 --events 20000]
@@ -21,8 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from acd import decide
-from acd.commands import RingAgent
+from acd import State, decide, next_deadline
+from acd.agents import Activity
+from acd.calls import CallState
+from acd.commands import Command, RingAgent
 from acd.events import (
     AgentProfile,
     AgentsConfigured,
@@ -31,10 +35,9 @@ from acd.events import (
     DeviceChanged,
     DialEnded,
     Event,
-    TimerFired,
-    TimerKind,
+    Tick,
 )
-from acd.model import AgentPhase, CallPhase, QueueSettings, State
+from acd.model import QueueSettings
 
 
 def build(agents: int, queues: int, callers: int, rng: random.Random) -> tuple[State, float]:
@@ -55,7 +58,8 @@ def build(agents: int, queues: int, callers: int, rng: random.Random) -> tuple[S
         decide(state, CallerJoined(call, f"chan-{call}", f"q{i % queues}"), now)
     for agent in list(state.agents.values()):
         if agent.call_id:
-            decide(state, DialEnded(agent.call_id, agent.agent_id, "ANSWER"), now)
+            call = state.calls[agent.call_id]
+            decide(state, DialEnded(call.call_id, agent.agent_id, "ANSWER", call.attempt), now)
     for i in range(callers):
         now += 0.001
         call = f"w{i}"
@@ -68,34 +72,36 @@ def run(state: State, now: float, events: int, queues: int, rng: random.Random) 
     times: list[float] = []
     joined = 0
 
-    def timed(event: Event) -> list[object]:
+    def timed(event: Event) -> list[Command]:
         t0 = time.perf_counter()
         _, out = decide(state, event, now)
         times.append(time.perf_counter() - t0)
-        return list(out)
+        return out
 
     while len(times) < events:
         now += 0.01
         r = rng.random()
         if r < 0.45:
-            # An agent on a call: the caller hangs up, wrap-up (0 s) ends, the phone frees.
-            busy = [a for a in rng.sample(list(state.agents.values()), 20) if a.phase is AgentPhase.ON_CALL]
+            # An agent on a call: the caller hangs up, the 0 s wrap-up ends, the routing
+            # rings the next caller, who is answered.
+            busy = [a for a in rng.sample(list(state.agents.values()), 20) if a.activity is Activity.ON_CALL]
             if not busy:
                 continue
-            agent = busy[0]
-            call = agent.call_id
+            call = busy[0].call_id
             assert call is not None
-            timed(CallerHungUp(call, f"chan-{call}"))
-            out = timed(TimerFired(TimerKind.WRAPUP, agent.agent_id))
+            out = timed(CallerHungUp(call, f"chan-{call}"))
+            due = next_deadline(state)
+            if due is not None and due <= now:
+                out += timed(Tick())
             for cmd in out:
                 if isinstance(cmd, RingAgent):
-                    timed(DialEnded(cmd.call_id, cmd.agent_id, "ANSWER"))
+                    timed(DialEnded(cmd.call_id, cmd.agent_id, "ANSWER", cmd.attempt))
         elif r < 0.9:
             joined += 1
             call = f"n{joined}"
             timed(CallerJoined(call, f"chan-{call}", f"q{rng.randrange(queues)}", priority=rng.choice((0, 0, 1))))
         else:
-            waiting = [c for c in rng.sample(list(state.calls.values()), 20) if c.phase is CallPhase.WAITING]
+            waiting = [c for c in rng.sample(list(state.calls.values()), 20) if c.state is CallState.IN_LINE]
             if waiting:
                 timed(CallerHungUp(waiting[0].call_id, waiting[0].channel))
     return times
