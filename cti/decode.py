@@ -277,10 +277,11 @@ def snapshot(rows: Iterable[AmiMessage], wall: float) -> ChannelsSnapshot:
     return ChannelsSnapshot(tuple(callers))
 
 
-def probed(call_id: str, rows: list[AmiMessage]) -> Probed:
-    """Asterisk's Status of one caller's channel -> where that caller is."""
+def probed(call_id: str, rows: list[AmiMessage], probe: int | None = None) -> Probed:
+    """Asterisk's Status of one caller's channel -> where that caller is (`probe`: the
+    question this answers)."""
     for ch in rows:
         context, exten = ch.get("Context", ""), ch.get("Exten", "")
         return Probed(call_id, dialplan.where(context, exten, ch.get("Application", "")),
-                      dialplan.attempt_of(context, exten))
-    return Probed(call_id, None)
+                      dialplan.attempt_of(context, exten), probe)
+    return Probed(call_id, None, probe=probe)

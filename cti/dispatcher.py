@@ -423,11 +423,11 @@ class Dispatcher:
                                                "Variables": ",".join(dialplan.SNAPSHOT_VARIABLES)})
         except AmiError as exc:
             if exc.refused:  # "No such channel": the caller has gone, its hang-up follows
-                self.submit(Probed(cmd.call_id, None))
+                self.submit(Probed(cmd.call_id, None, probe=cmd.probe))
             else:
                 log.warning("probe_failed", call_id=cmd.call_id, error=str(exc))  # asked again later
             return
-        self.submit(decoding.probed(cmd.call_id, reply.events))
+        self.submit(decoding.probed(cmd.call_id, reply.events, cmd.probe))
 
     async def _tag(self, cmd: TagCaller) -> None:
         values = ((dialplan.QUEUE, cmd.queue), (dialplan.OFFERED, cmd.offered),

@@ -209,5 +209,5 @@ def test_where_a_caller_is_from_the_dialplan_position(context: str, exten: str, 
 def test_a_probe_says_where_the_caller_is_or_that_it_is_gone() -> None:
     row = AmiMessage(tuple({"Event": "Status", "Context": "hotline-connect", "Exten": "1001*15*4",
                             "Application": "Dial"}.items()))
-    assert probed("c1", [row]) == Probed("c1", Where.CONNECT, 4)
+    assert probed("c1", [row], 3) == Probed("c1", Where.CONNECT, 4, probe=3)
     assert probed("c1", []) == Probed("c1", None)
