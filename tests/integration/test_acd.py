@@ -278,3 +278,22 @@ def test_overflow_to_a_callback_is_listed_for_the_agents(clean: Sandbox, tmp_pat
         assert [(c["caller_num"], c["queue"]) for c in listed] == [("13900000141", "tax")]
     finally:
         engine.close()
+
+
+def test_an_agent_ends_wrap_up_early_with_star_25(clean: Sandbox, tmp_path: Path) -> None:
+    engine = start(clean, acd_config(tmp_path / "wrapup", [dict(QUEUES[0], wrapup=60), QUEUES[1]]))
+    try:
+        uas = sipp.agent_uas(6381)
+        sipp.register([agent("1006")], contact_port=6381)
+        available(engine, "1006")
+        assert sipp.callers(1, rate=1, names=[("第一通", "13900000151")], talk_ms=300).check(30).successful == 1
+        engine.wait_for(lambda e: e.dispatcher.state.agents["1006"].activity == "wrap_up", 10, "in wrap-up")
+        waiting = sipp.callers(1, rate=1, names=[("第二通", "13900000152")], talk_ms=300)
+        engine.wait_for(lambda e: len(e.dispatcher.state.calls) == 1, 10, "the next caller waiting")
+        sipp.agent_dial(*agent("1006"), "*25")  # 57 s of wrap-up still to go
+        assert waiting.check(30).successful == 1
+        rows = sorted(engine.records(wait_for=2), key=lambda r: r.arrived)
+        assert rows[1].agent_id == "1006" and rows[1].wait_seconds < 15
+        uas.stop()
+    finally:
+        engine.close()
