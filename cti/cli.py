@@ -28,6 +28,7 @@ examples:
   hotline sandbox rx "core show channels"
   hotline sandbox sipp -- -v           run SIPp inside the sandbox
   hotline asterisk-conf install --etc /etc/asterisk --sounds /usr/share/asterisk/sounds
+  hotline quarantine list --config DIR call records the store refused for good, with why and what to do
   hotline demo                         sandbox + engine + a burst of simulated calls, then the figures
 """
 
@@ -168,6 +169,50 @@ def _json(raw: bytes) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Records the store refused for good: list them, or put one back in line once fixed."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from tickets.store import list_quarantine, requeue
+
+    settings = _settings(args)
+    spool = settings.engine.store.spool
+    if args.action == "list":
+        items = list_quarantine(spool)
+        if not items:
+            print(f"no quarantined call records in {spool / 'quarantine'}")
+        for q in items:
+            print(f"{q.call_id}  {q.quarantined_at}  {q.error}\n    {q.file}\n    {q.hint}")
+        return 0
+    if not args.call_id:
+        print("hotline quarantine retry: name the call id (see `hotline quarantine list`)", file=sys.stderr)
+        return 2
+    http = settings.engine.http
+    url = (f"http://{_client_host(http.listen)}:{http.port}/quarantine/"
+           f"{urllib.parse.quote(args.call_id, safe='')}/retry")
+    try:
+        token = read_token(http.token_file)
+        request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            if resp.status == 200:
+                print(f"put back in line: the running engine writes call {args.call_id} now")
+                return 0
+    except urllib.error.HTTPError as exc:
+        print(f"hotline quarantine retry: {_json(exc.read()).get('error', exc)}", file=sys.stderr)
+        return 1
+    except (OSError, TokenError):
+        pass  # no engine running here: move the file back; the next start writes it
+    try:
+        path = requeue(spool, args.call_id)
+    except (LookupError, FileExistsError) as exc:
+        print(f"hotline quarantine retry: {exc}", file=sys.stderr)
+        return 1
+    print(f"put back in line: {path}; the engine writes it at its next start")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     folder = _config_dir(args)
@@ -289,6 +334,13 @@ def parser() -> argparse.ArgumentParser:
     with_config(ins)
     for sp in (ren, ins):
         sp.set_defaults(func=cmd_asterisk_conf)
+
+    qr = sub.add_parser("quarantine", help="call records the store refused for good (a number too long for "
+                        "its column, ...): list them, or put one back in line once the cause is fixed")
+    qr.add_argument("action", choices=["list", "retry"])
+    qr.add_argument("call_id", nargs="?", help="for retry: the call id `list` shows")
+    with_config(qr)
+    qr.set_defaults(func=cmd_quarantine)
 
     d = sub.add_parser("demo", help="start the sandbox and the engine, place simulated calls, print the figures")
     d.add_argument("--calls", type=int, default=20, help="simulated citizens' calls (default 20)")

@@ -28,10 +28,34 @@ def hotline(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def test_help_lists_every_command() -> None:
-    out = hotline("--help").stdout
-    for command in ("run", "config", "sandbox", "asterisk-conf", "demo"):
-        assert command in out
+@pytest.mark.parametrize("command", ["run", "reload", "config", "sandbox", "asterisk-conf", "quarantine", "demo"])
+def test_every_command_has_its_own_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A removed sub-command would make argparse exit 2 here, whatever the top-level epilog says.
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert f"usage: hotline {command}" in capsys.readouterr().out
+
+
+def test_quarantined_records_are_listed_and_put_back_in_line(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from acd.commands import CallRecord
+    from acd.model import Outcome
+    from tickets.spool import quarantine, spool_record
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    config = config_folder(tmp_path / "cfg", f"ami: {{secret: own-ami-secret}}\nstore: {{spool: {spool}}}\n"
+                                             f"http: {{token_file: {tmp_path / 'no.token'}}}\n")
+    rec = CallRecord("1795.7", "main", "1" * 70, "", 0, None, 1, None, Outcome.ABANDONED, 1, 0, None)
+    quarantine(spool, spool_record(spool, rec), rec.call_id, "value too long for type character varying(64)", 1,
+               "fix the cause, then: hotline quarantine retry 1795.7")
+    assert main(["quarantine", "list", "--config", str(config)]) == 0
+    assert "1795.7" in capsys.readouterr().out
+    assert main(["quarantine", "retry", "1795.7", "--config", str(config)]) == 0  # no engine: moved back
+    assert "next start" in capsys.readouterr().out
+    assert main(["quarantine", "retry", "1795.7", "--config", str(config)]) == 1  # nothing left to retry
+    assert (spool / "1795.7.json").exists()
 
 
 def test_a_malformed_config_stops_run_at_start_with_file_line_and_reason(tmp_path: Path) -> None:
