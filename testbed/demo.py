@@ -27,6 +27,7 @@ from sqlalchemy import create_engine
 
 from config.loader import DEFAULTS_DIR, load
 from config.settings import Settings
+from metrics import kpi
 from testbed import sipp
 from testbed.audio import check_audio
 from testbed.sandbox import Sandbox, SandboxError
@@ -177,26 +178,35 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
     def delta(name: str) -> int:
         return int(after.get(f"hotline_calls_{name}_total", 0) - before.get(f"hotline_calls_{name}_total", 0))
 
-    offered, answered, short = delta("offered"), delta("answered"), delta("short_abandoned")
-    eligible = offered - short
-    rate = 100.0 * answered / eligible if eligible else 0.0
+    # The live counters and the stored records, both through the one KPI definition (metrics/kpi.py).
+    live = kpi.Totals(offered=delta("offered"), answered=delta("answered"),
+                      answered_within_sl=delta("answered_within_service_level"), abandoned=delta("abandoned"),
+                      short_abandoned=delta("short_abandoned"))
     rows = [r for r in read_records(create_engine(e.store.url)) if r.arrived.timestamp() >= started - 1]
+    stored = kpi.totals(rows)
     recordings = [Path(r.recording) for r in rows if r.recording]
     with_audio = sum(1 for p in recordings if p.exists() and check_audio(p).has_audio)
     waits = [r.wait_seconds for r in rows if r.outcome == "answered"]
+    level = settings.queue.service_level
     print()
-    print("hotline demo: results")
-    print(f"  offered            {offered}")
-    within = delta("answered_within_service_level")
-    print(f"  answered           {answered}  (within {settings.queue.service_level:g} s: {within})")
-    print(f"  abandoned          {delta('abandoned')}  (short: {short})")
-    print(f"  answer rate        {rate:.2f}%  = answered / (offered - short abandons)")
+    print("hotline demo: 结果 results")
+    print(f"  呼入量 offered              {stored.offered}")
+    print(f"  接通量 answered             {stored.answered}  ({level:g} 秒内 within {level:g} s: "
+          f"{stored.answered_within_sl})")
+    print(f"  放弃量 abandoned            {stored.abandoned}  (速挂 short: {stored.short_abandoned})")
+    print(f"  接通率 answer rate          {kpi.percent(stored.answer_rate)}  = 接通量 / (呼入量 - 速挂)")
+    print(f"  {level:g}秒接通率 service level   {kpi.percent(stored.sl_rate)}")
     if waits:
-        print(f"  average wait       {sum(waits) / len(waits):.1f} s, longest {max(waits):.1f} s")
-    print(f"  call records       {len(rows)} rows in {e.store.url} (table call_records)")
-    print(f"  recordings         {len(recordings)} files ({with_audio} with audio) under {e.recordings.dir}")
+        print(f"  平均等待 average wait       {sum(waits) / len(waits):.1f} s, 最长 longest {max(waits):.1f} s")
+    agree = "一致 the same" if live == stored else f"不一致 DIFFERENT: live {live}"
+    print(f"  实时计数 live counters      {agree}")
+    print(f"  话单 call records           {len(rows)} rows in {e.store.url} (table call_records)")
+    print(f"  录音 recordings             {len(recordings)} files ({with_audio} with audio) under "
+          f"{e.recordings.dir}")
     if recordings:
-        print(f"                     e.g. {recordings[0]}")
-    print(f"  engine log         {log_path}")
-    print(json.dumps({"offered": offered, "answered": answered, "answer_rate": round(rate, 2)}))
-    return 0 if offered == args.calls and answered == offered else 1
+        print(f"                              e.g. {recordings[0]}")
+    print(f"  引擎日志 engine log         {log_path}")
+    print(json.dumps({"offered": stored.offered, "answered": stored.answered,
+                      "answer_rate": kpi.percent(stored.answer_rate), "live_counters_agree": live == stored}))
+    offered, answered = stored.offered, stored.answered
+    return 0 if offered == args.calls and answered == offered and live == stored else 1
