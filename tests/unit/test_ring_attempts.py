@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from acd import next_deadline
-from acd.agents import Activity
+from acd.agents import Activity, Presence
 from acd.calls import CallState
 from acd.commands import CallAnswered, Command, ProbeCall, RingAgent, Unexpected
 from acd.events import DialEnded, DialStarted, Probed, RingFailed, Where
-from tests.unit.world import World, of_type, probes, rings
+from acd.model import QueueSettings
+from tests.unit.world import World, chan, of_type, probes, rings
 
 
 def two_agents() -> World:
@@ -164,3 +165,37 @@ def test_a_late_answer_to_an_older_probe_is_not_taken_for_the_answer_to_the_curr
     assert [c.trigger for c in of_type(out, Unexpected)] == ["probed_stale"]
     assert (rings(out), w.call("c1").state) == ([], CallState.CONFIRMING)
     assert rings(w.feed(Probed("c1", Where.HOLD, probe=second.probe), at=1008.2)) == [("c1", "1001")]
+
+
+def test_a_redirect_of_unknown_fate_asks_where_the_caller_is_and_numbers_each_question() -> None:
+    """A RingFailed that is not sure (a time-out, the link dropped) may hide a Redirect that
+    happened: nobody is rung again before Asterisk says where the caller is, and each new
+    question gets the next number, so that only the answer to the latest one is taken."""
+    w = two_agents()
+    w.join("c1", at=1000)
+    out = w.feed(RingFailed("c1", 1, sure=False), at=1000.5)
+    assert (of_type(out, ProbeCall), rings(out)) == ([ProbeCall("c1", chan("c1"), 1)], [])
+    assert w.call("c1").state is CallState.CONFIRMING
+    out = w.run_until(1005.5)  # no answer to the question in time: asked again
+    assert (of_type(out, ProbeCall), rings(out)) == ([ProbeCall("c1", chan("c1"), 2)], [])
+
+
+def test_a_ring_whose_deadline_passes_counts_as_not_answered_by_the_agent() -> None:
+    """No DialEnd by ring_timeout + ring_grace: the agent let the caller ring out as surely as
+    with a NOANSWER, and max_no_answer such rings in a row pause them."""
+    w = World((QueueSettings(max_no_answer=1),), ("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.run_until(1020.1)
+    agent = w.agent("1001")
+    assert (agent.presence, agent.pause_reason, agent.no_answer_streak) == (Presence.PAUSED, "no answer", 1)
+
+
+def test_a_ring_cancelled_by_asterisk_is_not_held_against_the_agent() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.no_answer("c1", at=1005, status="CANCEL")
+    assert w.call("c1").state is CallState.WALKING_BACK
+    assert (w.call("c1").tried, w.agent("1001").no_answer_streak) == (frozenset(), 0)
