@@ -9,6 +9,7 @@ from acd import next_deadline
 from acd.agents import Activity, Presence
 from acd.calls import CallState
 from acd.commands import CallAnswered, Command, ProbeCall, RingAgent, Unexpected
+from acd.deadlines import PROBE_WAIT
 from acd.events import DialEnded, DialStarted, Probed, RingFailed, Where
 from acd.model import QueueSettings
 from tests.unit.world import World, chan, of_type, probes, rings
@@ -199,3 +200,40 @@ def test_a_ring_cancelled_by_asterisk_is_not_held_against_the_agent() -> None:
     w.no_answer("c1", at=1005, status="CANCEL")
     assert w.call("c1").state is CallState.WALKING_BACK
     assert (w.call("c1").tried, w.agent("1001").no_answer_streak) == (frozenset(), 0)
+
+
+def test_a_dial_that_begins_after_its_ring_was_assumed_over_rings_the_released_agent_again() -> None:
+    """ringing.dial_started: the ring deadline passed with no DialEnd, so the core assumed the
+    ring over and freed 1001; Asterisk's DialBegin for that same attempt then says it is on
+    after all, and 1001 is reserved for the caller again (never offered to anyone else)."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.run_until(1003)  # no DialBegin in time: asked where the caller is
+    w.feed(Probed("c1", Where.HOLD, probe=w.call("c1").probe), at=1003.1)  # the Redirect never happened
+    assert w.agent("1001").activity is Activity.RINGING  # rung again at once (attempt 2)
+    w.dial_begin("c1", at=1003.2)
+    w.run_until(1023.2)  # ring_timeout + ring_grace: the ring is assumed over
+    assert (w.call("c1").state, w.agent("1001").activity) == (CallState.WALKING_BACK, Activity.IDLE)
+    w.feed(DialStarted("c1", "1001", attempt=2), at=1024)
+    call, agent = w.call("c1"), w.agent("1001")
+    assert (call.state, call.ringing, call.agent_id) == (CallState.DIALING, frozenset({"1001"}), "1001")
+    assert (agent.activity, agent.call_id) == (Activity.RINGING, "c1")
+
+
+def test_a_probe_answered_from_the_fallback_leaves_the_caller_to_it() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.run_until(1003)
+    w.feed(Probed("c1", Where.FALLBACK, probe=w.call("c1").probe), at=1003.1)
+    assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.FALLBACK, None)
+
+
+def test_a_probe_answered_no_such_channel_waits_for_the_hang_up_then_asks_again() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.run_until(1003)  # ProbeCall 1
+    w.feed(Probed("c1", None, probe=1), at=1004)
+    assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.CONFIRMING, 1004 + PROBE_WAIT)
+    out = w.run_until(1004 + PROBE_WAIT)
+    assert of_type(out, ProbeCall) == [ProbeCall("c1", chan("c1"), 2)]
