@@ -129,7 +129,7 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
             roster.configure_agents(state, event, now, out)
             roster.leave_empty_queues(state, now, wall, out)
         case QueuesConfigured():
-            roster.configure_queues(state, event, now, out)
+            roster.configure_queues(state, event, out)
         case AgentControl():
             roster.control(state, event, now, out)
             if event.action is Control.LOGOUT:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from acd import rules
 from acd.agents import Activity, ActivityTrigger, Agent, Presence, move
-from acd.calls import PENDING_RING, Call, CallState, CallTrigger, advance
+from acd.calls import Call, CallState, CallTrigger, advance
 from acd.commands import (
     CallAnswered,
     CallOffered,
@@ -133,7 +133,7 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
         if q.when_closed is WhenClosed.OVERFLOW and q.overflow is not None:
             overflow(state, call, now, wall, out, hops + 1)
         else:
-            plan_leave(state, call, LeaveReason.CLOSED, now)
+            plan_leave(state, call, LeaveReason.CLOSED)
         return
     if admitted in (Admission.FULL, Admission.EMPTY):
         overflow(state, call, now, wall, out, hops + 1)
@@ -149,26 +149,26 @@ def overflow(state: State, call: Call, now: float, wall: float, out: list[Comman
     """Apply the queue's overflow rule: another queue (keeping the arrival), or out of line."""
     rule = state.queues[call.queue].overflow
     if rule is None:
-        plan_leave(state, call, LeaveReason.OVERFLOW, now)
+        plan_leave(state, call, LeaveReason.OVERFLOW)
         return
     match rule.to:
         case OverflowTo.QUEUE:
             if rule.target in state.queues and rule.target != call.queue and hops <= len(state.queues):
                 enter_queue(state, call, rule.target, now, wall, out, hops=hops)
             else:
-                plan_leave(state, call, LeaveReason.OVERFLOW, now)
+                plan_leave(state, call, LeaveReason.OVERFLOW)
         case OverflowTo.NUMBER:
-            plan_leave(state, call, LeaveReason.FORWARD, now, number=rule.target)
+            plan_leave(state, call, LeaveReason.FORWARD, number=rule.target)
         case OverflowTo.CALLBACK:
-            plan_leave(state, call, LeaveReason.CALLBACK, now)
+            plan_leave(state, call, LeaveReason.CALLBACK)
         case OverflowTo.MESSAGE:
-            plan_leave(state, call, LeaveReason.OVERFLOW, now)
+            plan_leave(state, call, LeaveReason.OVERFLOW)
 
 
 # -- leaving the line -------------------------------------------------------------------
 
 
-def plan_leave(state: State, call: Call, reason: LeaveReason, now: float, number: str = "") -> None:
+def plan_leave(state: State, call: Call, reason: LeaveReason, number: str = "") -> None:
     """Decide that the caller leaves the line; the Redirect is sent when it is due and the
     engine is routing (`send_out`), so a decision taken during a blip is never lost."""
     call.leave_reason = reason
@@ -351,8 +351,3 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
             agent_step(state, agent, ActivityTrigger.HANG_UP, now, out)
     else:
         release(state, call, now, out)
-
-
-def pending(call: Call) -> bool:
-    """A ring of ours is under way for this call."""
-    return call.state in PENDING_RING

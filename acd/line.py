@@ -32,9 +32,3 @@ class Line:
 
     def __iter__(self) -> Iterator[Place]:
         return iter(self._items)
-
-    def __contains__(self, place: object) -> bool:
-        if not isinstance(place, tuple):
-            return False
-        i = bisect_left(self._items, place)
-        return i < len(self._items) and self._items[i] == place

@@ -3,9 +3,9 @@
 - Callers are taken in line order across the queues the free agents can serve: the
   smallest key (arrival minus the bounded priority boost) first.
 - Each caller gets the agent its own queue's strategy picks among the free agents who
-  may take it (`rules.qualified`). A queue's strategy never depends on other queues:
-  one congested queue does not turn another queue's ring_all or best_skill into
-  longest-idle.
+  may take it (`rules.may_take`) and for whom it is not kept (`rules.sticky_elsewhere`).
+  A queue's strategy never depends on other queues: one congested queue does not turn
+  another queue's ring_all or best_skill into longest-idle.
 - An agent who let a caller ring out is offered that caller again only when no other
   free agent can take any caller they could: untried pairs are matched first.
 - ring_all rings every qualified free agent, but leaves one for each caller still in

@@ -131,7 +131,7 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
         case CallState.IN_LINE:
             if call.leave_reason is None:
                 if rules.timed_out(q, call, now):
-                    plan_leave(state, call, LeaveReason.TIMEOUT, now)
+                    plan_leave(state, call, LeaveReason.TIMEOUT)
                 elif rules.overflow_due(q, call, now):
                     overflow(state, call, now, wall, out)
             if call.leave_reason is not None and call.state is CallState.IN_LINE and now >= call.retry_after:

@@ -71,7 +71,7 @@ def configure_agents(state: State, ev: AgentsConfigured, now: float, out: list[C
         watch.done(state, now, out)
 
 
-def configure_queues(state: State, ev: QueuesConfigured, now: float, out: list[Command]) -> None:
+def configure_queues(state: State, ev: QueuesConfigured, out: list[Command]) -> None:
     """New queue settings apply to the next decision: every caller keeps their place in
     line and is re-timed against the new settings (their deadlines are derived from them)."""
     if ev.calendar is not None:

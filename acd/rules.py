@@ -26,12 +26,6 @@ def needed_skills(q: QueueSettings, extra: tuple[tuple[str, int], ...]) -> tuple
     return tuple(sorted(need.items()))
 
 
-def qualified(state: State, agent: Agent, call: Call, now: float) -> bool:
-    """May this agent take this caller now? (`may_take`, and the caller is not being
-    kept for their sticky agent.)"""
-    return not sticky_elsewhere(state, agent, call, now) and may_take(state, agent, call, now)
-
-
 def may_take(state: State, agent: Agent, call: Call, now: float) -> bool:
     """The agent serves the caller's queue, or is lent to it by a widening step that
     applies by now, and meets the caller's skills (a widening floor may lower the queue's)."""

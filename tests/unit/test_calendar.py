@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from acd import State, decide
-from acd.calendar import ALWAYS, is_open
+from acd.calendar import ALWAYS, Calendar, Hours, is_open
 from acd.commands import CallOffered, CallRecord, SendOut
 from acd.events import CallerHungUp, CallerJoined
 from acd.model import LeaveReason, Outcome, QueueSettings
@@ -38,6 +38,7 @@ def office(tmp_path: Path) -> tuple[object, object]:
         ("2026-11-25 08:30", True),
         ("2026-11-25 12:30", False),  # lunch
         ("2026-11-25 17:29", True),
+        ("2026-11-25 17:30", False),  # the closing minute is closed
         ("2026-11-28 10:00", True),  # Saturday morning
         ("2026-11-29 10:00", False),  # Sunday
         ("2026-10-01 10:00", False),  # 国庆节, a Thursday
@@ -87,3 +88,11 @@ def test_bad_hours_are_refused(tmp_path: Path) -> None:
                                           encoding="utf-8")
     with pytest.raises(ConfigError, match=r"queues\.yaml:3"):
         load(tmp_path)
+
+
+def test_a_working_weekend_day_keeps_mondays_hours_even_where_tuesday_differs() -> None:
+    saturday = datetime(2026, 2, 14, tzinfo=CST).date()
+    calendar = Calendar(workdays=frozenset({saturday}))
+    hours = Hours(weekly=(((time(9), time(12)),), ((time(13), time(17)),), (), (), (), (), ()))
+    assert (is_open(calendar, hours, at("2026-02-14 10:00")), is_open(calendar, hours, at("2026-02-14 14:00"))) == (
+        True, False)

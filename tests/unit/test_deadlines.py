@@ -8,7 +8,7 @@ import pytest
 from acd import next_deadline
 from acd.agents import Activity
 from acd.commands import TagCaller, Unexpected
-from acd.deadlines import agent_due
+from acd.deadlines import Deadlines, agent_due
 from acd.events import History, QueuesConfigured
 from acd.model import LeaveReason, Overflow, OverflowTo, QueueSettings, Widen
 from tests.unit.world import World, of_type, rings, sendouts
@@ -221,3 +221,15 @@ def test_a_deadline_is_acted_on_at_the_wake_up_it_asked_for(queue: QueueSettings
     expected = {"time out": [LeaveReason.TIMEOUT], "overflow": [LeaveReason.OVERFLOW], "widen": []}[does]
     assert [c.reason for c in sendouts(out)] == expected
     assert rings(out) == ([("c1", "1001")] if does == "widen" else [])
+
+
+def test_a_deadline_moved_thousands_of_times_is_still_found_once_and_on_time() -> None:
+    """Every move leaves a stale heap entry behind; past a bound the heap is rebuilt from the
+    live deadlines, and the soonest one is still the right one."""
+    deadlines = Deadlines()
+    deadlines.set(("agent", "1001"), 5000.0)
+    for i in range(3000):
+        deadlines.set(("call", "c1"), 1000.0 + i)
+    assert (deadlines.next(), len(deadlines)) == (3999.0, 2)
+    assert deadlines.pop_due(4000.0) == [("call", "c1")]
+    assert (deadlines.next(), deadlines.pop_due(5000.0)) == (5000.0, [("agent", "1001")])

@@ -15,6 +15,7 @@ from acd.events import (
     DeviceChanged,
     DevicesSnapshot,
     DialEnded,
+    DialStarted,
     LinkLost,
     Probed,
     RecordingStarted,
@@ -424,3 +425,53 @@ def test_an_answer_from_an_agent_the_fallback_rang_connects_the_call() -> None:
     w.feed(DialEnded("c1", "1002", "ANSWER", attempt=None), at=1002)
     assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1002")
     assert w.agent("1001").activity is Activity.IDLE
+
+
+def test_a_move_the_call_table_does_not_allow_is_reported_and_changes_nothing() -> None:
+    """acd/calls.py: a (state, trigger) pair missing from the table is an unexpected event,
+    reported as Unexpected(machine, state, trigger, call) for the shell to count; the call
+    and its agent stay as they were. Here a HotlineParked for a caller who is talking."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.answer("c1", at=1002)
+    out = w.park("c1", at=1003)
+    assert of_type(out, Unexpected) == [Unexpected("call", "connected", "parked", "c1")]
+    assert (w.call("c1").state, w.call("c1").agent_id) == (CallState.CONNECTED, "1001")
+    assert w.agent("1001").activity is Activity.ON_CALL
+
+
+def test_a_caller_of_a_queue_the_configuration_does_not_know_is_served_by_the_first_queue() -> None:
+    """The dialplan may name a queue a reload removed before Asterisk's files were rendered
+    again: the caller joins the first queue, and the unknown name (cut to 32 characters) is
+    reported."""
+    w = World((QueueSettings(name="sales"), QueueSettings(name="tax")), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    out = w.join("c1", "x" * 40, at=1000)
+    assert of_type(out, Unexpected) == [Unexpected("call", "joining", "unknown_queue:" + "x" * 32, "c1")]
+    assert (w.call("c1").queue, w.call("c1").path) == ("sales", ("sales",))
+    assert of_type(out, CallOffered) == [CallOffered("c1", "sales")]
+    assert rings(out) == [("c1", "1001")]
+
+
+def test_the_dialplan_fallback_ringing_every_agent_is_followed_until_the_last_phone_gives_up() -> None:
+    """Dials the engine did not ask for (no attempt) are the hold loop's fallback: the caller
+    is with the fallback (no deadline of ours), each phone that gives up leaves the others
+    ringing, and when the last one does the caller walks back to the loop and is ours again."""
+    w = World(agents=("1001", "1002"))
+    w.join("c1", at=1000)  # nobody registered: the engine rings nobody
+    w.feed(DialStarted("c1", "1001", None), at=1030)
+    w.feed(DialStarted("c1", "1002", None), at=1030)
+    call = w.call("c1")
+    assert (call.state, call.ringing, call.served_by_fallback) == (CallState.FALLBACK, frozenset({"1001", "1002"}),
+                                                                  True)
+    assert w.deadline_of("c1") is None
+    w.feed(DialEnded("c1", "1001", "NOANSWER", attempt=None), at=1045)
+    assert (call.state, call.ringing) == (CallState.FALLBACK, frozenset({"1002"}))
+    w.feed(DialEnded("c1", "1002", "NOANSWER", attempt=None), at=1046)
+    assert call.state is CallState.WALKING_BACK
+    w.park("c1", at=1047)
+    assert call.state is CallState.IN_LINE
+    w.hangup("c1", at=1050)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.served_by) == (Outcome.ABANDONED, "fallback")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from acd.agents import Activity
 from acd.calls import CallState
+from acd.commands import CallAnswered, CallOffered
+from acd.deadlines import PARK_GRACE
 from acd.events import (
     AgentLeg,
     CallerParked,
@@ -16,8 +20,8 @@ from acd.events import (
     SnapshotCall,
     Where,
 )
-from acd.model import QueueSettings
-from tests.unit.world import World, chan, probes, rings, sendouts
+from acd.model import LeaveReason, Outcome, Overflow, QueueSettings
+from tests.unit.world import World, chan, of_type, probes, rings, sendouts
 
 
 def resync(w: World, *callers: SnapshotCall, devices: tuple[DeviceChanged, ...] = (), at: float) -> list[object]:
@@ -122,3 +126,131 @@ def test_a_snapshot_between_the_redirect_and_a_late_dial_asks_before_moving_the_
     w.dial_begin("c1", "1001", at=1011)
     w.answer("c1", at=1013)
     assert w.call("c1").state is CallState.CONNECTED
+
+
+def rung_by_1001(w: World) -> World:
+    """c1 joined at 1000 and rings 1001 (attempt 1); the link then drops."""
+    w.register("1001", at=900)
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    return w
+
+
+def test_a_snapshot_showing_the_caller_talking_connects_them_from_the_answer_time_it_shows() -> None:
+    """The dialplan stores when and by whom the caller was answered: the core connects the
+    call once (one CallAnswered, with the wait up to that answer), the agent is on the call,
+    and the record counts the talk from the answer Asterisk saw, not from the resync."""
+    w = rung_by_1001(World(agents=("1001", "1002")))
+    talking = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=10, queue="main", attempt=1, answered_ago=4,
+                           legs=(AgentLeg("1001", True),))
+    out = resync(w, talking, devices=(DeviceChanged("1001", True, True),), at=1010)
+    assert of_type(out, CallAnswered) == [CallAnswered("c1", "main", "1001", 6.0, 15.0, "main")]
+    call, agent = w.call("c1"), w.agent("1001")
+    assert (call.state, call.agent_id, call.answered) == (CallState.CONNECTED, "1001", 1006)
+    assert (agent.activity, agent.call_id) == (Activity.ON_CALL, "c1")
+    again = resync(w, talking, devices=(DeviceChanged("1001", True, True),), at=1020)
+    assert of_type(again, CallAnswered) == []  # the same conversation is not answered twice
+    w.hangup("c1", at=1030)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.agent_id, rec.answered, rec.talk_seconds) == (Outcome.ANSWERED, "1001", 1006, 24)
+    assert (agent.activity, agent.wrap_until) == (Activity.WRAP_UP, 1030 + w.state.queues["main"].wrapup)
+
+
+def test_a_snapshot_naming_who_answered_a_caller_being_hung_up_connects_them_to_that_agent() -> None:
+    """No agent leg any more (the conversation is over, the channel hangs up), but the dialplan
+    recorded who answered: the call is answered by that agent, not abandoned."""
+    w = rung_by_1001(World(agents=("1001",)))
+    done = SnapshotCall("c1", chan("c1"), Where.DONE, age=40, queue="main", attempt=1, answered_by="1001",
+                        answered_ago=30)
+    out = resync(w, done, devices=(DeviceChanged("1001", True, True),), at=1040)
+    assert of_type(out, CallAnswered) == [CallAnswered("c1", "main", "1001", 10.0, 15.0, "main")]
+    w.hangup("c1", at=1041)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.agent_id, rec.talk_seconds) == (Outcome.ANSWERED, "1001", 31)
+
+
+def test_a_snapshot_showing_an_older_rings_dial_over_walks_the_caller_back() -> None:
+    """The caller is still in hotline-connect but for no ring of ours now (no attempt, no
+    agent leg): that Dial is over, the agent is free, and the caller is assumed back in the
+    hold loop after the park grace if HotlineParked never comes."""
+    w = rung_by_1001(World(agents=("1001",)))
+    over = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=20, queue="main")
+    resync(w, over, devices=(DeviceChanged("1001", True, False),), at=1020)
+    call = w.call("c1")
+    assert (call.state, call.agent_id, call.ringing) == (CallState.WALKING_BACK, None, frozenset())
+    assert (w.agent("1001").activity, w.agent("1001").call_id) == (Activity.IDLE, None)
+    assert w.deadline_of("c1") == 1020 + PARK_GRACE
+    assert rings(w.run_until(1025)) == [("c1", "1001")]  # back in line at the grace, and rung
+
+
+def test_a_snapshot_showing_the_dialplan_fallback_ringing_leaves_the_ring_to_asterisk() -> None:
+    """The hold loop's own fallback rings the agents (no engine was routing): the core rings
+    nobody, sets no deadline, and the answer that follows is recorded as served by the fallback."""
+    w = World(agents=("1001", "1002"))
+    w.join("c1", at=1000)
+    fallback = SnapshotCall("c1", chan("c1"), Where.FALLBACK, age=30, queue="main",
+                            legs=(AgentLeg("1001", False), AgentLeg("1002", False)))
+    out = resync(w, fallback, devices=(DeviceChanged("1001", True, True), DeviceChanged("1002", True, True)),
+                 at=1030)
+    call = w.call("c1")
+    assert (call.state, call.ringing, call.served_by_fallback) == (CallState.FALLBACK, frozenset({"1001", "1002"}),
+                                                                  True)
+    assert (rings(out), w.deadline_of("c1")) == ([], None)
+    w.feed(DialEnded("c1", "1002", "ANSWER", attempt=None), at=1035)
+    w.hangup("c1", at=1095)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.agent_id, rec.served_by) == (Outcome.ANSWERED, "1002", "fallback")
+
+
+@pytest.mark.parametrize(
+    ("where", "reason", "outcome"),
+    [
+        (Where.LEAVING, LeaveReason.OVERFLOW, Outcome.OVERFLOW),  # the reason stored on the channel
+        (Where.LEAVING, LeaveReason.CALLBACK, Outcome.CALLBACK),
+        (Where.DONE, None, Outcome.TIMED_OUT),  # none stored and none decided: the time-out message
+    ],
+)
+def test_a_snapshot_showing_the_caller_sent_out_records_the_reason_it_shows(where: Where, reason: LeaveReason | None,
+                                                                          outcome: Outcome) -> None:
+    w = rung_by_1001(World(agents=("1001",)))
+    leaving = SnapshotCall("c1", chan("c1"), where, age=60, queue="main", leave_reason=reason)
+    out = resync(w, leaving, devices=(DeviceChanged("1001", True, False),), at=1060)
+    assert (w.call("c1").state, w.agent("1001").activity) == (CallState.LEAVING, Activity.IDLE)
+    assert (rings(out), sendouts(out), w.deadline_of("c1")) == ([], [], None)  # Asterisk ends it on its own
+    w.hangup("c1", at=1070)
+    (rec,) = w.records()
+    assert rec.outcome is outcome
+
+
+def test_an_agent_whose_caller_ended_while_away_starts_wrap_up_at_the_resync() -> None:
+    """A snapshot showed c1 talking to 1002 rather than to 1001, who answered it as far as the
+    core knew; when c1 has ended by the next snapshot, both agents' conversations are over:
+    each starts its wrap-up then."""
+    w = World(agents=("1001", "1002"))
+    w.register("1001", "1002", at=900)
+    w.join("c1", at=1000)
+    w.answer("c1", "1001", at=1002)
+    moved = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=10, queue="main", legs=(AgentLeg("1002", True),))
+    resync(w, moved, devices=(DeviceChanged("1001", True, True), DeviceChanged("1002", True, True)), at=1010)
+    resync(w, devices=(DeviceChanged("1001", True, False), DeviceChanged("1002", True, False)), at=1050)
+    for agent_id in ("1001", "1002"):
+        agent = w.agent(agent_id)
+        assert (agent.activity, agent.call_id, agent.wrap_until) == (Activity.WRAP_UP, None, 1055), agent_id
+    assert w.agent_deadline("1001") == 1055
+
+
+def test_an_adopted_caller_is_counted_in_the_queue_it_was_offered_in_and_timed_from_its_queue_entry() -> None:
+    """The snapshot's offered queue gives the service level and the short-abandon threshold
+    (an unknown one falls back to the first queue of the path). Overflow counts from the join
+    for a caller still in its first queue, and from the resync after an overflow, since when
+    the caller entered the later queue was not kept."""
+    queues = (QueueSettings(name="sales", service_level=20, short_abandon=8),
+              QueueSettings(name="tax", overflow=Overflow(after=30)))
+    w = World(queues, {"1001": ({"sales"}, {})})
+    first = SnapshotCall("c1", chan("c1"), Where.HOLD, age=20, queue="tax", joined_ago=20)
+    moved = SnapshotCall("c2", chan("c2"), Where.HOLD, age=20, queue="tax", offered_queue="gone",
+                         path=("sales", "tax"), joined_ago=20)
+    out = resync(w, first, moved, at=1000)
+    assert of_type(out, CallOffered) == [CallOffered("c1", "tax"), CallOffered("c2", "sales")]
+    assert (w.call("c2").service_level, w.call("c2").short_abandon) == (20, 8)
+    assert (w.deadline_of("c1"), w.deadline_of("c2")) == (1010, 1030)

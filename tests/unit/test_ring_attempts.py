@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from acd import next_deadline
-from acd.agents import Activity
+from acd.agents import Activity, Presence
 from acd.calls import CallState
 from acd.commands import CallAnswered, Command, ProbeCall, RingAgent, Unexpected
+from acd.deadlines import PROBE_WAIT
 from acd.events import DialEnded, DialStarted, Probed, RingFailed, Where
-from tests.unit.world import World, of_type, probes, rings
+from acd.model import QueueSettings
+from tests.unit.world import World, chan, of_type, probes, rings
 
 
 def two_agents() -> World:
@@ -164,3 +166,74 @@ def test_a_late_answer_to_an_older_probe_is_not_taken_for_the_answer_to_the_curr
     assert [c.trigger for c in of_type(out, Unexpected)] == ["probed_stale"]
     assert (rings(out), w.call("c1").state) == ([], CallState.CONFIRMING)
     assert rings(w.feed(Probed("c1", Where.HOLD, probe=second.probe), at=1008.2)) == [("c1", "1001")]
+
+
+def test_a_redirect_of_unknown_fate_asks_where_the_caller_is_and_numbers_each_question() -> None:
+    """A RingFailed that is not sure (a time-out, the link dropped) may hide a Redirect that
+    happened: nobody is rung again before Asterisk says where the caller is, and each new
+    question gets the next number, so that only the answer to the latest one is taken."""
+    w = two_agents()
+    w.join("c1", at=1000)
+    out = w.feed(RingFailed("c1", 1, sure=False), at=1000.5)
+    assert (of_type(out, ProbeCall), rings(out)) == ([ProbeCall("c1", chan("c1"), 1)], [])
+    assert w.call("c1").state is CallState.CONFIRMING
+    out = w.run_until(1005.5)  # no answer to the question in time: asked again
+    assert (of_type(out, ProbeCall), rings(out)) == ([ProbeCall("c1", chan("c1"), 2)], [])
+
+
+def test_a_ring_whose_deadline_passes_counts_as_not_answered_by_the_agent() -> None:
+    """No DialEnd by ring_timeout + ring_grace: the agent let the caller ring out as surely as
+    with a NOANSWER, and max_no_answer such rings in a row pause them."""
+    w = World((QueueSettings(max_no_answer=1),), ("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.run_until(1020.1)
+    agent = w.agent("1001")
+    assert (agent.presence, agent.pause_reason, agent.no_answer_streak) == (Presence.PAUSED, "no answer", 1)
+
+
+def test_a_ring_cancelled_by_asterisk_is_not_held_against_the_agent() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.no_answer("c1", at=1005, status="CANCEL")
+    assert w.call("c1").state is CallState.WALKING_BACK
+    assert (w.call("c1").tried, w.agent("1001").no_answer_streak) == (frozenset(), 0)
+
+
+def test_a_dial_that_begins_after_its_ring_was_assumed_over_rings_the_released_agent_again() -> None:
+    """ringing.dial_started: the ring deadline passed with no DialEnd, so the core assumed the
+    ring over and freed 1001; Asterisk's DialBegin for that same attempt then says it is on
+    after all, and 1001 is reserved for the caller again (never offered to anyone else)."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.run_until(1003)  # no DialBegin in time: asked where the caller is
+    w.feed(Probed("c1", Where.HOLD, probe=w.call("c1").probe), at=1003.1)  # the Redirect never happened
+    assert w.agent("1001").activity is Activity.RINGING  # rung again at once (attempt 2)
+    w.dial_begin("c1", at=1003.2)
+    w.run_until(1023.2)  # ring_timeout + ring_grace: the ring is assumed over
+    assert (w.call("c1").state, w.agent("1001").activity) == (CallState.WALKING_BACK, Activity.IDLE)
+    w.feed(DialStarted("c1", "1001", attempt=2), at=1024)
+    call, agent = w.call("c1"), w.agent("1001")
+    assert (call.state, call.ringing, call.agent_id) == (CallState.DIALING, frozenset({"1001"}), "1001")
+    assert (agent.activity, agent.call_id) == (Activity.RINGING, "c1")
+
+
+def test_a_probe_answered_from_the_fallback_leaves_the_caller_to_it() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.run_until(1003)
+    w.feed(Probed("c1", Where.FALLBACK, probe=w.call("c1").probe), at=1003.1)
+    assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.FALLBACK, None)
+
+
+def test_a_probe_answered_no_such_channel_waits_for_the_hang_up_then_asks_again() -> None:
+    w = two_agents()
+    w.join("c1", at=1000)
+    w.run_until(1003)  # ProbeCall 1
+    w.feed(Probed("c1", None, probe=1), at=1004)
+    assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.CONFIRMING, 1004 + PROBE_WAIT)
+    out = w.run_until(1004 + PROBE_WAIT)
+    assert of_type(out, ProbeCall) == [ProbeCall("c1", chan("c1"), 2)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta, timezone
+
 import pytest
 
 from acd.agents import Activity, Control, Presence
+from acd.calendar import Hours
 from acd.calls import PENDING_RING, CallState
-from acd.commands import AgentStateChanged, ControlDone, RingAgent, SendOut
+from acd.commands import AgentStateChanged, ControlDone, RingAgent, SendOut, TagCaller, Unexpected
 from acd.events import (
     AgentProfile,
     AgentsConfigured,
@@ -20,7 +23,17 @@ from acd.events import (
     SnapshotCall,
     Where,
 )
-from acd.model import LeaveReason, Outcome, Overflow, OverflowTo, QueueSettings, Strategy, WhenEmpty, Widen
+from acd.model import (
+    LeaveReason,
+    Outcome,
+    Overflow,
+    OverflowTo,
+    QueueSettings,
+    Strategy,
+    WhenClosed,
+    WhenEmpty,
+    Widen,
+)
 from tests.unit.world import Profiles, World, chan, of_type, rings, sendouts
 
 SALES = QueueSettings(name="sales")
@@ -538,3 +551,166 @@ def test_a_join_while_the_link_is_down_is_not_rung_until_both_snapshots_came() -
     w.feed(ChannelsSnapshot((SnapshotCall("c1", chan("c1"), Where.HOLD, age=1, queue="sales"),)), at=1001)
     assert not w.state.routing
     assert rings(w.feed(DevicesSnapshot((DeviceChanged("1001", True, False),)), at=1002)) == [("c1", "1001")]
+
+
+@pytest.mark.parametrize(
+    ("queue", "profiles", "rung"),
+    [
+        # An agent exactly at the queue's level qualifies.
+        (TAX, {"1001": ({"tax"}, {"tax": 49}), "1002": ({"tax"}, {"tax": 50})}, "1002"),
+        # An agent without the skill has level 0, below even level 1.
+        (QueueSettings(name="tax", skills=(("tax", 1),)), {"1001": ({"tax"}, {}), "1002": ({"tax"}, {"tax": 1})},
+         "1002"),
+    ],
+)
+def test_an_agent_qualifies_from_exactly_the_level_and_lacking_a_skill_is_level_zero(
+        queue: QueueSettings, profiles: Profiles, rung: str) -> None:
+    w = world((queue,), profiles)
+    w.register("1001", at=900)  # longest idle, but not qualified
+    w.register("1002", at=950)
+    assert rings(w.join("c1", "tax", 1000)) == [("c1", rung)]
+
+
+def test_a_number_asking_a_lower_level_of_a_queue_skill_keeps_the_queues_level() -> None:
+    w = world((TAX,), {"1001": ({"tax"}, {"tax": 40}), "1002": ({"tax"}, {"tax": 50})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    assert rings(w.join("c1", "tax", 1000, skills=(("tax", 30),))) == [("c1", "1002")]  # the higher level wins
+
+
+def test_a_request_from_an_agent_not_in_agents_yaml_is_refused_by_name() -> None:
+    w = world((SALES,), {"1001": ({"sales"}, {})})
+    w.register("2001")  # a phone registered with no agent configured for it
+    for agent_id in ("2001", "9999"):
+        assert of_type(w.control(agent_id, Control.LOGIN), ControlDone) == [
+            ControlDone(agent_id, Control.LOGIN, False, "no such agent in agents.yaml")]
+
+
+def test_ending_wrap_up_answers_the_request_and_the_agent_is_idle_from_then() -> None:
+    q = QueueSettings(name="sales", wrapup=60)
+    w = world((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.join("c1", "sales", 1000)
+    w.answer_and_finish("c1", "1001", at=1001)  # in wrap-up from 1011 to 1071
+    w.register("1002", at=1015)
+    assert of_type(w.control("1001", Control.END_WRAPUP, at=1020), ControlDone) == [
+        ControlDone("1001", Control.END_WRAPUP, True)]
+    assert of_type(w.control("1002", Control.END_WRAPUP, at=1021), ControlDone) == [
+        ControlDone("1002", Control.END_WRAPUP, False, "not in wrap-up (now idle)")]
+    assert rings(w.join("c2", "sales", 1030)) == [("c2", "1002")]  # idle since 1015, 1001 only since 1020
+
+
+def test_a_pause_without_a_reason_reads_break_and_unpausing_clears_it() -> None:
+    w = world((SALES,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    w.control("1001", Control.PAUSE)
+    assert w.agent("1001").pause_reason == "break"
+    w.control("1001", Control.UNPAUSE)
+    assert w.agent("1001").pause_reason is None  # the /agents API shows no reason
+    assert of_type(w.out, AgentStateChanged) == [AgentStateChanged("1001", "logged_out", "available", ""),
+                                                 AgentStateChanged("1001", "available", "paused", "break"),
+                                                 AgentStateChanged("1001", "paused", "available", "")]
+
+
+def test_unpausing_starts_the_no_answer_count_again() -> None:
+    q = QueueSettings(name="sales", max_no_answer=2)
+    w = world((q,), {"1001": ({"sales"}, {})})
+    w.register("1001")
+    for call, at in (("c0", 1000), ("c1", 1100)):
+        w.join(call, "sales", at)
+        w.no_answer(call, at=at + 15)
+        w.hangup(call, at=at + 16)
+    assert w.agent("1001").presence is Presence.PAUSED
+    w.control("1001", Control.UNPAUSE, at=1200)
+    w.join("c2", "sales", 1300)
+    w.no_answer("c2", at=1315)
+    assert (w.agent("1001").presence, w.agent("1001").no_answer_streak) == (Presence.READY, 1)
+
+
+def test_an_unpaused_agent_counts_as_idle_from_the_unpause() -> None:
+    w = world((SALES,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    w.control("1001", Control.PAUSE, "05", at=960)
+    w.control("1001", Control.UNPAUSE, at=1000)
+    assert rings(w.join("c1", "sales", 1010)) == [("c1", "1002")]
+
+
+def test_least_talk_time_adds_up_the_talk_of_every_call() -> None:
+    q = QueueSettings(name="sales", strategy=Strategy.LEAST_TALK_TIME, wrapup=0)
+    w = world((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    for call, at, agent, talk in (("c1", 1000, "1001", 30), ("c2", 1100, "1002", 50), ("c3", 1200, "1001", 30)):
+        assert rings(w.join(call, "sales", at)) == [(call, agent)]
+        w.answer_and_finish(call, agent, at=at + 1, talk=talk)
+    assert rings(w.join("c4", "sales", 1300)) == [("c4", "1002")]  # 50 s against 1001's 60 s
+
+
+def test_every_answered_call_counts_once_for_the_agent() -> None:
+    q = QueueSettings(name="sales", strategy=Strategy.FEWEST_CALLS, wrapup=0)
+    w = world((q,), {"1001": ({"sales"}, {}), "1002": ({"sales"}, {})})
+    w.register("1001", at=900)
+    w.register("1002", at=950)
+    for call, at, agent in (("c1", 1000, "1001"), ("c2", 1100, "1002"), ("c3", 1200, "1001")):
+        assert rings(w.join(call, "sales", at)) == [(call, agent)]
+        w.answer_and_finish(call, agent, at=at + 1)
+    assert (w.agent("1001").calls_taken, w.agent("1002").calls_taken) == (2, 1)  # shown by /agents
+
+
+def test_ring_all_when_the_first_phone_gives_up_the_call_follows_the_one_still_ringing() -> None:
+    w = ring_all_world()
+    w.join("c1", "sales", 1000)
+    w.dial_begin("c1", at=1000.1)
+    assert w.call("c1").agent_id == "1001"  # the first of the ring
+    w.no_answer("c1", "1001", at=1010)
+    call = w.call("c1")
+    assert (call.agent_id, call.ringing, call.tried) == ("1002", frozenset({"1002"}), frozenset({"1001"}))
+    assert (w.agent("1001").activity, w.agent("1001").call_id) == (Activity.IDLE, None)
+
+
+def test_ring_all_the_other_phones_cancelled_by_the_answer_are_neither_unexpected_nor_missed() -> None:
+    w = ring_all_world()
+    w.join("c1", "sales", 1000)
+    w.dial_begin("c1", at=1000.1)
+    w.answer("c1", "1002", at=1003)
+    out = w.no_answer("c1", "1001", at=1003, status="CANCEL")
+    assert of_type(out, Unexpected) == []
+    assert w.agent("1001").no_answer_streak == 0
+
+
+def test_overflow_between_queues_that_send_callers_to_each_other_ends_at_the_overflow_message() -> None:
+    """Overflow hops at most once per queue: a caller whose queues overflow into each other
+    (nobody logged in anywhere) visits each, then hears the overflow message; every queue
+    change is stored on the channel."""
+    a = QueueSettings(name="a", when_empty=WhenEmpty.OVERFLOW, overflow=Overflow(60, OverflowTo.QUEUE, "b"))
+    b = QueueSettings(name="b", when_empty=WhenEmpty.OVERFLOW, overflow=Overflow(60, OverflowTo.QUEUE, "a"))
+    w = world((a, b), {})
+    out = w.join("c1", "a", 1000)
+    assert w.call("c1").path == ("a", "b", "a")
+    assert of_type(out, TagCaller) == [TagCaller("c1", chan("c1"), "b", "a", ("a", "b")),
+                                       TagCaller("c1", chan("c1"), "a", "a", ("a", "b", "a"))]
+    assert sendouts(out) == [SendOut("c1", chan("c1"), LeaveReason.OVERFLOW)]
+
+
+@pytest.mark.parametrize("target", ["nosuch", "tax"])
+def test_overflow_to_an_unknown_queue_or_to_its_own_queue_is_the_overflow_message(target: str) -> None:
+    w = world((QueueSettings(name="tax", overflow=Overflow(30, OverflowTo.QUEUE, target)),), {})
+    w.join("c1", "tax", 1000)
+    assert sendouts(w.run_until(1030)) == [SendOut("c1", chan("c1"), LeaveReason.OVERFLOW)]
+    assert w.call("c1").path == ("tax",)
+
+
+def test_a_full_queue_with_no_overflow_rule_sends_the_next_caller_to_the_overflow_message() -> None:
+    w = world((QueueSettings(name="tax", max_length=1),), {})
+    w.join("c1", "tax", 1000)
+    assert sendouts(w.join("c2", "tax", 1001)) == [SendOut("c2", chan("c2"), LeaveReason.OVERFLOW)]
+
+
+def test_a_closed_queue_set_to_overflow_but_with_no_overflow_rule_plays_the_closed_message() -> None:
+    weekdays_only = Hours(weekly=(((time(9), time(17)),),) * 5 + ((), ()))
+    q = QueueSettings(name="tax", hours=weekdays_only, when_closed=WhenClosed.OVERFLOW)
+    w = world((q,), {})
+    saturday_noon = datetime(2026, 11, 28, 12, tzinfo=timezone(timedelta(hours=8))).timestamp()
+    w.wall_offset = saturday_noon - 1000
+    assert sendouts(w.join("c1", "tax", 1000)) == [SendOut("c1", chan("c1"), LeaveReason.CLOSED)]
