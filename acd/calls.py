@@ -93,6 +93,8 @@ CALL_TRANSITIONS: Final[dict[tuple[CallState, CallTrigger], CallState]] = {
     (S.WALKING_BACK, T.FALLBACK_DIAL): S.FALLBACK,
     (S.FALLBACK, T.ANSWER): S.CONNECTED,
     (S.FALLBACK, T.DIAL_END): S.WALKING_BACK,
+    # Back from the fallback's Dial although a leg's DialEnd was lost: HotlineParked says so.
+    (S.FALLBACK, T.PARKED): S.IN_LINE,
     (S.LEAVING, T.LEAVE_FAILED): S.IN_LINE,
     (S.LEAVING, T.UNSURE): S.CONFIRMING,
 }
@@ -126,6 +128,8 @@ class Call:
     ringing: frozenset[str] = frozenset()  # agents the current ring reaches (several for ring_all)
     tried: frozenset[str] = frozenset()  # agents who let this caller ring out
     attempt: int = 0  # bumped on every ring; Asterisk's Dial events carry it back
+    ring_for: float = 0.0  # the current ring's timeout, as Asterisk's Dial was told (a reload does not cut it)
+    dial_ended: int = 0  # the last attempt whose DialEnd came: a DialBegin of it arriving later is stale
     answered: float | None = None
     answered_wall: float | None = None
     recording: str | None = None

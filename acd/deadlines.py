@@ -53,7 +53,7 @@ def call_due(call: Call, q: QueueSettings, routing: bool, now: float) -> float |
     if state is CallState.CONFIRMING:
         return call.since + PROBE_WAIT
     if state is CallState.DIALING:
-        return call.since + q.ring_timeout + q.ring_grace
+        return call.since + (call.ring_for or q.ring_timeout) + q.ring_grace
     if state is CallState.WALKING_BACK:
         return call.walk_back_due
     return None  # FALLBACK, CONNECTED, LEAVING: Asterisk ends these on its own

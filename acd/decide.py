@@ -89,7 +89,7 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
         case CallerParked():
             call = state.calls.get(event.call_id)
             if call is not None:
-                lifecycle.back_in_line(state, call, CallTrigger.PARKED, now, out)
+                lifecycle.back_in_line(state, call, CallTrigger.PARKED, now, wall, out)
         case CallerHungUp():
             call = state.calls.get(event.call_id)
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
@@ -108,7 +108,7 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
             if call is not None:
                 lifecycle.leave_failed(state, call, event.sure, now, out)
         case Probed():
-            ringing.probed(state, event, now, out)
+            ringing.probed(state, event, now, wall, out)
         case RecordingStarted():
             call = state.calls.get(event.call_id)
             if call is not None:

@@ -26,7 +26,7 @@ from acd.commands import (
 from acd.deadlines import PARK_GRACE
 from acd.events import CallerJoined
 from acd.match import Assignment
-from acd.model import LeaveReason, Outcome, OverflowTo, WhenClosed
+from acd.model import LeaveReason, Outcome, OverflowTo, WhenClosed, WhenEmpty
 from acd.rules import Admission
 from acd.state import AgentWatch, State
 
@@ -135,6 +135,10 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
         else:
             plan_leave(state, call, LeaveReason.CLOSED)
         return
+    if admitted is Admission.EMPTY and not state.routing:
+        # The phones are not known yet (the engine is (re)building its picture): the
+        # emptiness is judged again when routing starts (resync.leave_empty_queues).
+        admitted = Admission.OPEN
     if admitted in (Admission.FULL, Admission.EMPTY):
         overflow(state, call, now, wall, out, hops + 1)
         return
@@ -214,6 +218,7 @@ def ring(state: State, a: Assignment, now: float, out: list[Command]) -> None:
         agent.last_offered = state.seq
         agent_step(state, agent, ActivityTrigger.RESERVE, now, out, call.call_id)
     q = state.queues[call.queue]
+    call.ring_for = q.ring_timeout
     out.append(RingAgent(call.call_id, call.channel, a.agent.agent_id, q.ring_timeout, call.attempt,
                          tuple(x.agent_id for x in a.also)))
 
@@ -258,12 +263,18 @@ def ring_over(state: State, call: Call, trigger: CallTrigger, now: float, out: l
     call.walk_back_due = now + PARK_GRACE
 
 
-def back_in_line(state: State, call: Call, trigger: CallTrigger, now: float, out: list[Command]) -> None:
+def back_in_line(state: State, call: Call, trigger: CallTrigger, now: float, wall: float,
+                 out: list[Command]) -> None:
     """The caller is in the hold loop again (a time-out or overflow that fell due while
-    they were ringing is applied by the deadline that is now due)."""
+    they were ringing is applied by the deadline that is now due). A `when_empty:
+    overflow` queue whose last agent left while this caller rang moves them on now."""
     if step(state, call, trigger, now, out):
         call.agent_id = None
         release(state, call, now, out)
+        q = state.queues[call.queue]
+        if (q.when_empty is WhenEmpty.OVERFLOW and state.routing and call.leave_reason is None
+                and not rules.staffed(state, call.queue)):
+            overflow(state, call, now, wall, out)
 
 
 def agent_missed(state: State, agent: Agent, call: Call, status: str, now: float, out: list[Command]) -> None:
@@ -299,7 +310,8 @@ def connect(state: State, call: Call, agent_id: str, now: float, wall: float, ou
         agent.calls_taken += 1
         if agent.call_id in (None, call.call_id) or agent.activity is not Activity.ON_CALL:
             agent_step(state, agent, ActivityTrigger.ANSWER, now, out, call.call_id)
-    out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, call.waited(now),
+    # The record keeps the wait to the millisecond: the counter judges that same figure.
+    out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, round(call.waited(now), 3),
                             call.service_level, call.queue))
 
 
@@ -312,6 +324,10 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
         outcome = Outcome.ANSWERED
     elif call.state is CallState.LEAVING and call.leave_reason is not None:
         outcome = call.leave_reason.outcome
+        if outcome is Outcome.CLOSED and call.offered_in is not None:
+            # Offered in an open queue, then moved into a closed one: offered and not
+            # answered (`closed` is for callers who never reached an open queue).
+            outcome = Outcome.OVERFLOW
     else:
         outcome = Outcome.ABANDONED
     out.append(CallRecord(

@@ -151,9 +151,15 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
             call.ringing = ringing
             call.served_by_fallback = True
             _force(state, call, CallState.FALLBACK, now)
-        case Where.LEAVING | Where.DONE:
+        case Where.LEAVING:
             release(state, call, now, out)
             call.leave_reason = snap.leave_reason or call.leave_reason or LeaveReason.TIMEOUT
+            _force(state, call, CallState.LEAVING, now)
+        case Where.DONE:
+            # Hanging up (its hangup handler runs): nobody may ring or move it any more. With
+            # no answer and no reason to leave it is a hang-up before answer: abandoned.
+            release(state, call, now, out)
+            call.leave_reason = snap.leave_reason or call.leave_reason
             _force(state, call, CallState.LEAVING, now)
         case Where.INBOUND | Where.OTHER:
             pass

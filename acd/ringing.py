@@ -14,6 +14,7 @@ from acd.lifecycle import (
     ask_where,
     back_in_line,
     connect,
+    finish,
     overflow,
     plan_leave,
     ring_over,
@@ -36,7 +37,8 @@ def dial_started(state: State, ev: DialStarted, now: float, out: list[Command]) 
         call.ringing = call.ringing | {ev.agent_id}
         call.served_by_fallback = True
         return
-    if ev.attempt != call.attempt:
+    if ev.attempt != call.attempt or ev.attempt == call.dial_ended:
+        # An older ring's, or one whose DialEnd overtook it: that ring is over.
         out.append(Unexpected("call", call.state.value, "dial_begin_stale", call.call_id))
         return
     if call.state is not CallState.DIALING and not step(state, call, CallTrigger.DIAL_BEGIN, now, out):
@@ -89,10 +91,11 @@ def dial_ended(state: State, ev: DialEnded, now: float, wall: float, out: list[C
             call.agent_id = min(call.ringing)
         return
     at_fault = frozenset() if ev.status == "CANCEL" else frozenset({ev.agent_id})
+    call.dial_ended = call.attempt
     ring_over(state, call, CallTrigger.DIAL_END, now, out, at_fault)
 
 
-def probed(state: State, ev: Probed, now: float, out: list[Command]) -> None:
+def probed(state: State, ev: Probed, now: float, wall: float, out: list[Command]) -> None:
     call = state.calls.get(ev.call_id)
     if call is None:
         return
@@ -106,11 +109,13 @@ def probed(state: State, ev: Probed, now: float, out: list[Command]) -> None:
     call.confirming_leave = False
     match ev.where:
         case None:
-            call.since = now  # gone: its hang-up is on the way; ask again if it is not
-            state.touch(call)
+            # Asterisk has no such channel: the caller has gone and its Hangup was lost (or
+            # is still on its way, and will find nothing). The record is written now; the
+            # shell prefers Asterisk's own account of the call when it has one.
+            finish(state, call, now, wall, out, source="resync")
         case Where.HOLD:
             # The Redirect never happened: back in line (a planned leave is sent again).
-            back_in_line(state, call, CallTrigger.PROBED_IN_LINE, now, out)
+            back_in_line(state, call, CallTrigger.PROBED_IN_LINE, now, wall, out)
         case Where.CONNECT if not leaving:
             step(state, call, CallTrigger.PROBED_DIALING, now, out)
         case Where.FALLBACK:
@@ -151,6 +156,6 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
                     agent_missed(state, agent, call, "TIMEOUT", now, out)
             ring_over(state, call, CallTrigger.RING_DUE, now, out, q_ringing)
         case CallState.WALKING_BACK:
-            back_in_line(state, call, CallTrigger.PARK_DUE, now, out)
+            back_in_line(state, call, CallTrigger.PARK_DUE, now, wall, out)
         case CallState.FALLBACK | CallState.CONNECTED | CallState.LEAVING:
             state.touch(call)

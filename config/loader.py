@@ -228,7 +228,7 @@ def load(config_dir: Path | None = None) -> Settings:
                                         f"agent {agent.id}: no queue named {queue!r} in queues.yaml "
                                         f"(known: {', '.join(sorted(known))})"))
     warnings: list[str] = []
-    for finding in review(engine, agents.agents):
+    for finding in review(engine, agents.agents, queues.queues):
         name, lines = where[finding.file]
         problem = Problem(name, _line_for(finding.loc, lines), finding.message)
         if finding.refuse:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from config.settings import DEFAULT_AMI_SECRET, AgentConfig, EngineFile, is_loopback
+from config.settings import DEFAULT_AMI_SECRET, AgentConfig, EngineFile, QueueConfig, is_loopback
 
 # The passwords of config/defaults/agents.yaml (and of the SIPp scenarios): published.
 DEMO_PASSWORD = re.compile(r"pw-[0-9]+-hotline")
@@ -19,14 +19,33 @@ DEMO_PASSWORD = re.compile(r"pw-[0-9]+-hotline")
 
 @dataclass(frozen=True)
 class Finding:
-    file: Literal["engine.yaml", "agents.yaml"]
+    file: Literal["engine.yaml", "agents.yaml", "queues.yaml"]
     loc: tuple[str | int, ...]
     refuse: bool  # False: accepted, reported as a warning
     message: str
 
 
-def review(engine: EngineFile, agents: list[AgentConfig]) -> list[Finding]:
-    return [*_ami_secret(engine), *_demo_passwords(engine, agents), *_listeners(engine)]
+def review(engine: EngineFile, agents: list[AgentConfig], queues: list[QueueConfig] | None = None) -> list[Finding]:
+    return [*_ami_secret(engine), *_demo_passwords(engine, agents), *_listeners(engine),
+            *_within_max_hold(engine, queues or [])]
+
+
+def _within_max_hold(engine: EngineFile, queues: list[QueueConfig]) -> list[Finding]:
+    """The dialplan sends a caller to the time-out message on its own after fallback.max_hold,
+    without an event the engine sees: every rule of the engine must fall due before that."""
+    limit = engine.fallback.max_hold
+    out = []
+    for i, q in enumerate(queues):
+        timed: list[tuple[tuple[str | int, ...], str, float]] = [(("queues", i, "max_wait"), "max_wait", q.max_wait)]
+        if q.overflow is not None:
+            timed.append((("queues", i, "overflow", "after"), "overflow.after", q.overflow.after))
+        timed += [(("queues", i, "widen", j, "after"), "widen.after", w.after) for j, w in enumerate(q.widen)]
+        out += [Finding("queues.yaml", loc, True,
+                        f"queue {q.name}: {what} {value:g} s is not below fallback.max_hold {limit} s (engine.yaml), "
+                        "after which the dialplan sends the caller to the time-out message on its own: lower it, "
+                        "or raise fallback.max_hold and install the dialplan again")
+                for loc, what, value in timed if value >= limit]
+    return out
 
 
 def _ami_secret(engine: EngineFile) -> list[Finding]:

@@ -88,6 +88,13 @@ def read_rows(db: Path, after: int | None, since: float) -> tuple[list[AccountRo
         return [], after
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
     try:
+        if after is not None:
+            (top,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").fetchone()
+            if int(top) < after:
+                # A new file (rotated, recreated, restored): its rows are numbered from 1 again.
+                log.warning("account_file_replaced", db=str(db), checkpoint=after, rows=int(top),
+                            hint="reading the new file from the configured days back")
+                after = None
         if after is None:
             # Asterisk creates the table with untyped columns and writes the time as text.
             (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE} "
@@ -153,7 +160,8 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
     end = max(row.ended, joined)
     wait = max(0.0, (answered if answered is not None else end) - joined)
     talk = max(0.0, end - answered) if answered is not None else 0.0
-    priority = int(f["prio"]) if f.get("prio", "").isdigit() and int(f["prio"]) <= 9 else 0
+    prio = f.get("prio", "")
+    priority = int(prio) if prio in tuple("0123456789") else 0
     pres = f.get("pres", "").lower()
     return CallRecord(
         call_id=row.call_id,
@@ -213,6 +221,7 @@ class Ledger(Protocol):
 
     def unknown(self, call_id: str) -> bool: ...
     async def recovered(self, records: list[CallRecord]) -> int: ...
+    def settle_provisional(self, everything: bool = False) -> int: ...
 
 
 class AccountReader:
@@ -231,6 +240,7 @@ class AccountReader:
         self.first_days = first_days
         self.wall = wall
         self.recovered = 0
+        self.bad_rows = 0
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -255,8 +265,21 @@ class AccountReader:
         candidates = [r for r in rows if self.ledger.unknown(r.call_id) and not self.knows(r.call_id)]
         stored = await asyncio.to_thread(stored_ids, self.store, [r.call_id for r in candidates])
         queues = self.queues()
-        records = [rec for r in candidates if r.call_id not in stored and (rec := record_from(r, queues))]
+        records = []
+        for r in candidates:
+            if r.call_id in stored:
+                continue
+            try:
+                rec = record_from(r, queues)
+            except Exception as exc:  # one junk row is skipped, never the rows after it
+                self.bad_rows += 1
+                log.error("account_row_unreadable", call_id=r.call_id[:64], rowid=r.rowid, error=str(exc)[:200],
+                          hint="the row is skipped; the call may need a record written by hand")
+                continue
+            if rec is not None:
+                records.append(rec)
         added = await self.ledger.recovered(records) if records else 0
+        self.ledger.settle_provisional()
         top = settled_checkpoint(rows, after, now)
         if top is not None and top != saved:
             await asyncio.to_thread(save_checkpoint, self.spool, top)

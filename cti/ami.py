@@ -65,8 +65,11 @@ class _Pending:
 
     def settle(self, outcome: Reply | AmiError) -> None:
         if self.in_order is not None:
-            self.in_order(outcome)
-            self.in_order = None
+            in_order, self.in_order = self.in_order, None
+            try:
+                in_order(outcome)
+            except Exception:  # the caller's hand-over failed: its future still says what came
+                log.exception("ami_in_order_failed", action=self.name)
         if self.future.done():
             return
         if isinstance(outcome, AmiError):

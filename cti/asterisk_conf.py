@@ -67,23 +67,14 @@ def _inbound_block(settings: Settings) -> str:
 def _hold_block(settings: Settings) -> str:
     out = []
     for q in settings.queues:
-        h = f"{dp.HOLD},{q.name}"
         out.append(
-            # The join and "parked" events come right before a Wait: the engine only
-            # Redirects a caller it knows to be in the loop.
+            # The join event comes right before a Wait: the engine only Redirects a caller it
+            # knows to be in the loop. Then every queue shares one wait loop (hotline-wait),
+            # so a queue an engine reload adds works without a dialplan reload.
             f"exten => {q.name},1,UserEvent({dp.JOIN_EVENT},Queue: {q.name},Pres: ${{{dp.PRES}}},"
             f"CallPriority: ${{{dp.PRIORITY}}},CallSkills: ${{{dp.SKILLS}}},From: ${{{dp.FROM}}})\n"
-            " same => n(park),Wait(1)\n"
-            f" same => n,GotoIf($[${{EPOCH}} - 0${{{dp.ENGINE_SEEN}}} > ${{HOTLINE_ENGINE_STALE}}]?{h},fallback)\n"
-            f" same => n,GotoIf($[${{EPOCH}} - ${{HOTLINE_JOINED}} > ${{HOTLINE_MAX_HOLD}}]?{dp.LEAVE},timeout,1)\n"
-            f" same => n,Goto({h},park)\n"
-            f" same => n(back),UserEvent({dp.PARKED_EVENT},Queue: ${{{dp.QUEUE}}})\n"
             " same => n,Wait(1)\n"
-            f" same => n,Goto({h},park)\n"
-            f" same => n(fallback),Set({dp.FALLBACK}=1)\n"
-            f" same => n,Dial(${{HOTLINE_FALLBACK_DIAL}},20,U({dp.ANSWERED}))\n"
-            f' same => n,GotoIf($["${{DIALSTATUS}}" = "ANSWER"]?{dp.DONE},s,1)\n'
-            f" same => n,Goto({h},back)"
+            f" same => n,Goto({dp.WAIT},s,1)"
         )
     return "\n".join(out)
 

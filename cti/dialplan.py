@@ -15,7 +15,8 @@ from acd.model import LeaveReason
 
 # Contexts.
 INBOUND = "hotline-inbound"  # the dialled number: sets the caller's variables, then HOLD
-HOLD = "hotline-hold"  # <queue>: HotlineJoin, then the wait loop (and the fallback Dial)
+HOLD = "hotline-hold"  # <queue>: HotlineJoin, one Wait, then the shared wait loop
+WAIT = "hotline-wait"  # s: the wait loop every queue shares (and the fallback Dial)
 CONNECT = "hotline-connect"  # <agent>*<ring s>*<attempt> or all*<ring s>*<attempt>: Dial
 LEAVE = "hotline-leave"  # <reason>: the time-out, overflow, closed or callback message
 EXTERNAL = "hotline-external"  # <digits>: forward through the carrier trunk
@@ -88,7 +89,7 @@ def attempt_of(context: str, exten: str) -> int | None:
 
 def where(context: str, exten: str, application: str) -> Where:
     """Where a caller's channel is, from its dialplan position."""
-    if context == HOLD:
+    if context in (HOLD, WAIT):
         return Where.FALLBACK if application == "Dial" else Where.HOLD
     if context == CONNECT:
         return Where.CONNECT

@@ -51,7 +51,7 @@ from acd.events import (
     RingFailed,
     Tick,
 )
-from acd.model import QueueSettings
+from acd.model import Outcome, QueueSettings
 from cti import decode as decoding
 from cti import dialplan
 from cti.ami import AmiClient, AmiError, Reply
@@ -63,6 +63,8 @@ log = structlog.get_logger("hotline.dispatch")
 
 SNAPSHOT_TIMEOUT = 15.0
 RECENT_RECORDS = 200_000  # call ids recorded by this process, remembered against double records
+# How long the record of a call that ended out of the engine's sight waits for Asterisk's account.
+PROVISIONAL_WAIT = 120.0
 
 
 class RecordSink(Protocol):
@@ -162,6 +164,8 @@ class Dispatcher:
         self._read_at: float | None = None
         self._reply: asyncio.Future[ControlDone] | None = None
         self._recent: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
+        self._provisional: dict[str, tuple[CallRecord, float]] = {}  # call id -> (guess, write it after)
+        self.account_enabled = False  # Asterisk's account is read (cti/account.py)
         self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
         # Hook for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[InboxItem], None] | None = None
@@ -187,7 +191,10 @@ class Dispatcher:
         return await asyncio.wait_for(reply, timeout)
 
     def unknown(self, call_id: str) -> bool:
-        """Neither a live call nor one this process has recorded."""
+        """Neither a live call nor one this process has recorded (a record still waiting for
+        the account to confirm it counts as not recorded)."""
+        if call_id in self._provisional:
+            return True
         return call_id not in self.state.calls and call_id not in self._recent
 
     async def recovered(self, records: list[CallRecord]) -> int:
@@ -270,7 +277,11 @@ class Dispatcher:
             case Recovered():
                 added = 0
                 for rec in item.records:
-                    if self.unknown(rec.call_id):
+                    provisional = self._provisional.pop(rec.call_id, None)
+                    if provisional is not None:
+                        self._supersede(provisional[0], rec)
+                        added += 1
+                    elif self.unknown(rec.call_id):
                         self.execute(rec, self.clock())
                         added += 1
                 if not item.done.done():
@@ -338,18 +349,18 @@ class Dispatcher:
                 self.metrics.agent_changed(cmd, now)
                 log.info("agent_state", agent_id=cmd.agent_id, old=cmd.old, new=cmd.new, reason=cmd.reason or None)
             case CallRecord():
-                self.outbox.put(cmd)
-                self.records += 1
-                self._recent[cmd.call_id] = None
-                if len(self._recent) > RECENT_RECORDS:
-                    del self._recent[next(iter(self._recent))]
+                if cmd.source == "resync" and self.account_enabled:
+                    # The call ended while the engine could not see it: this record is the
+                    # engine's guess. Asterisk's own account has the truth (who answered, when
+                    # it ended); it is written instead if the account shows the call soon.
+                    self._provisional[cmd.call_id] = (cmd, self.wall() + PROVISIONAL_WAIT)
+                    log.info("call_record_waits_for_account", call_id=cmd.call_id, outcome=cmd.outcome.value)
+                    return
+                self._write(cmd)
                 if cmd.source == "asterisk":
                     self.metrics.reconstructed_call(cmd)
                 else:
                     self.metrics.ended_call(cmd)
-                log.info("call_ended", call_id=cmd.call_id, agent_id=cmd.agent_id, outcome=cmd.outcome.value,
-                         wait=cmd.wait_seconds, talk=cmd.talk_seconds, source=cmd.source,
-                         caller=mask_number(cmd.caller_num, cmd.restricted))
             case ControlDone():
                 if self._reply is not None and not self._reply.done():
                     self._reply.set_result(cmd)
@@ -362,6 +373,36 @@ class Dispatcher:
                          agent_id=cmd.key if cmd.machine == "agent" else None)
             case _:
                 assert_never(cmd)
+
+    def _write(self, rec: CallRecord) -> None:
+        self.outbox.put(rec)
+        self.records += 1
+        self._recent[rec.call_id] = None
+        if len(self._recent) > RECENT_RECORDS:
+            del self._recent[next(iter(self._recent))]
+        log.info("call_ended", call_id=rec.call_id, agent_id=rec.agent_id, outcome=rec.outcome.value,
+                 wait=rec.wait_seconds, talk=rec.talk_seconds, source=rec.source, served_by=rec.served_by,
+                 caller=mask_number(rec.caller_num, rec.restricted))
+
+    def _supersede(self, guess: CallRecord, rec: CallRecord) -> None:
+        """Write the account's record of a call the engine had counted live up to the moment
+        it lost sight of it: count only what the live counters have not counted yet."""
+        self._write(rec)
+        if rec.outcome is Outcome.ANSWERED and guess.outcome is not Outcome.ANSWERED:
+            self.metrics.answered_call(CallAnswered(rec.call_id, rec.offered_queue or rec.queue, rec.agent_id or "",
+                                                    rec.wait_seconds, rec.service_level, rec.queue))
+        self.metrics.ended_call(rec)
+
+    def settle_provisional(self, everything: bool = False) -> int:
+        """Write the guesses the account has not replaced in time (all of them at shutdown:
+        a record is never held back from the store for good)."""
+        now = self.wall()
+        due = [cid for cid, (_, until) in self._provisional.items() if everything or until <= now]
+        for call_id in due:
+            guess, _ = self._provisional.pop(call_id)
+            self._write(guess)
+            self.metrics.ended_call(guess)
+        return len(due)
 
     def _arm(self) -> None:
         """One wake-up, at the core's next deadline (re-armed only when it moves)."""
@@ -461,17 +502,25 @@ class Dispatcher:
             return
 
         def channels(result: Reply | AmiError) -> None:
-            if isinstance(result, AmiError):
-                self.inbox.put_nowait(SnapshotFailed(session, f"Status: {result}"))
+            try:
+                if isinstance(result, AmiError):
+                    raise result
+                event: ChannelsSnapshot | DevicesSnapshot = decoding.snapshot(result.events, self.wall())
+            except Exception as exc:  # a list we cannot read is a failed resync: it is tried again
+                self.inbox.put_nowait(SnapshotFailed(session, f"Status: {exc}"))
             else:
-                self.inbox.put_nowait(Snapshot(session, decoding.snapshot(result.events, self.wall())))
+                self.inbox.put_nowait(Snapshot(session, event))
 
         def devices(result: Reply | AmiError) -> None:
-            if isinstance(result, AmiError):
-                self.inbox.put_nowait(SnapshotFailed(session, f"DeviceStateList: {result}"))
-            else:
+            try:
+                if isinstance(result, AmiError):
+                    raise result
                 found = (decoding.device_event(m) for m in result.events)
-                self.inbox.put_nowait(Snapshot(session, DevicesSnapshot(tuple(d for d in found if d is not None))))
+                event: ChannelsSnapshot | DevicesSnapshot = DevicesSnapshot(tuple(d for d in found if d is not None))
+            except Exception as exc:
+                self.inbox.put_nowait(SnapshotFailed(session, f"DeviceStateList: {exc}"))
+            else:
+                self.inbox.put_nowait(Snapshot(session, event))
 
         pending = [
             ami.send({"Action": "Status", "Variables": ",".join(dialplan.SNAPSHOT_VARIABLES)}, in_order=channels),

@@ -99,6 +99,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         account = AccountReader(e.account.cel_db, e.store.spool, db, dispatcher, outbox.knows,
                                 lambda: dispatcher.state.queues, e.account.first_days)
         dispatcher.on_routing = account.kick
+        dispatcher.account_enabled = True
     else:
         log.warning("no_asterisk_account", hint="account.cel_db is null: calls that end while the engine is "
                     "stopped, and calls the dialplan's fallback serves, get no record")
@@ -172,6 +173,7 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                 except TimeoutError:
                     log.warning("inbox_not_drained", hint="events still queued are lost with this process")
             engine.dispatcher.cancel_timers()
+            engine.dispatcher.settle_provisional(everything=True)
             if not await engine.outbox.drain(5.0):
                 log.warning("store_not_drained", pending=engine.outbox.pending(),
                             hint="records stay in the spool and are written at the next start")

@@ -207,7 +207,7 @@ def test_a_snapshot_showing_the_dialplan_fallback_ringing_leaves_the_ring_to_ast
     [
         (Where.LEAVING, LeaveReason.OVERFLOW, Outcome.OVERFLOW),  # the reason stored on the channel
         (Where.LEAVING, LeaveReason.CALLBACK, Outcome.CALLBACK),
-        (Where.DONE, None, Outcome.TIMED_OUT),  # none stored and none decided: the time-out message
+        (Where.DONE, None, Outcome.ABANDONED),  # hanging up with no answer and no reason to leave: a hang-up
     ],
 )
 def test_a_snapshot_showing_the_caller_sent_out_records_the_reason_it_shows(where: Where, reason: LeaveReason | None,

@@ -9,9 +9,8 @@ from acd import next_deadline
 from acd.agents import Activity, Presence
 from acd.calls import CallState
 from acd.commands import CallAnswered, Command, ProbeCall, RingAgent, Unexpected
-from acd.deadlines import PROBE_WAIT
 from acd.events import DialEnded, DialStarted, Probed, RingFailed, Where
-from acd.model import QueueSettings
+from acd.model import Outcome, QueueSettings
 from tests.unit.world import World, chan, of_type, probes, rings
 
 
@@ -229,11 +228,14 @@ def test_a_probe_answered_from_the_fallback_leaves_the_caller_to_it() -> None:
     assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.FALLBACK, None)
 
 
-def test_a_probe_answered_no_such_channel_waits_for_the_hang_up_then_asks_again() -> None:
+def test_a_probe_answered_no_such_channel_records_the_call_and_frees_its_agents() -> None:
+    """The caller's channel is gone and its Hangup was lost (review: the agent stayed ringing
+    for a caller who did not exist, asked again every 5 s forever)."""
     w = two_agents()
     w.join("c1", at=1000)
     w.run_until(1003)  # ProbeCall 1
     w.feed(Probed("c1", None, probe=1), at=1004)
-    assert (w.call("c1").state, w.deadline_of("c1")) == (CallState.CONFIRMING, 1004 + PROBE_WAIT)
-    out = w.run_until(1004 + PROBE_WAIT)
-    assert of_type(out, ProbeCall) == [ProbeCall("c1", chan("c1"), 2)]
+    assert "c1" not in w.state.calls
+    (rec,) = w.records()
+    assert (rec.outcome, rec.source) == (Outcome.ABANDONED, "resync")  # the shell prefers Asterisk's account
+    assert {a.activity for a in w.state.agents.values()} == {Activity.IDLE}

@@ -19,7 +19,7 @@ from tests.unit.test_dispatcher import Rig, queue, rig, routing, until  # noqa: 
 from tests.unit.world import World, sendouts
 
 
-async def test_killer_b5b_both_halves_of_a_snapshot_queued_after_the_link_went_down_are_dropped(rig: Rig) -> None:
+async def test_b5b_both_halves_of_a_snapshot_queued_after_the_link_went_down_are_dropped(rig: Rig) -> None:
     """The suite's B5(b) test queues only the channels half, which alone never turns routing
     on: dropping `not self.ami.connected` from the Snapshot guard survived it."""
     await routing(rig)
@@ -34,7 +34,7 @@ async def test_killer_b5b_both_halves_of_a_snapshot_queued_after_the_link_went_d
     assert not rig.state.routing
 
 
-async def test_killer_b3_no_heartbeat_while_connected_but_the_resync_has_not_finished(rig: Rig) -> None:
+async def test_b3_no_heartbeat_while_connected_but_the_resync_has_not_finished(rig: Rig) -> None:
     """B3 as the review describes it (a resync that takes longer than it should, the link
     up): the suite's B3 test refuses DeviceStateList, so the link is up only for
     milliseconds and a heartbeat gated on `ami.connected` alone survived it."""
@@ -53,7 +53,7 @@ class _Sink:
         self.records.append(rec)
 
 
-async def test_killer_a_call_this_process_recorded_is_not_recorded_again_from_the_account() -> None:
+async def test_a_call_this_process_recorded_is_not_recorded_again_from_the_account() -> None:
     """Dispatcher.unknown()'s `_recent` check was untested (the account tests use a ledger of
     their own): dropping it survived."""
     sink = _Sink()
@@ -75,7 +75,7 @@ async def test_killer_a_call_this_process_recorded_is_not_recorded_again_from_th
     assert [r.call_id for r in sink.records] == ["c1"]
 
 
-def test_killer_a_caller_who_hangs_up_before_a_refused_send_out_is_retried_is_abandoned() -> None:
+def test_a_caller_who_hangs_up_before_a_refused_send_out_is_retried_is_abandoned() -> None:
     """`finish` reads the outcome of a leave only in LEAVING: a caller whose time-out Redirect
     was refused (back in line, retry pending) and who then hangs up never heard the message.
     Reading it whenever `leave_reason` is set survived the suite."""
@@ -88,7 +88,7 @@ def test_killer_a_caller_who_hangs_up_before_a_refused_send_out_is_retried_is_ab
     assert rec.outcome is Outcome.ABANDONED
 
 
-def test_killer_an_answer_exactly_at_the_service_level_is_within_it() -> None:
+def test_an_answer_exactly_at_the_service_level_is_within_it() -> None:
     """README and the reference: answered with wait <= the level. `<` survived."""
     registry = CollectorRegistry()
     m = Metrics(registry)

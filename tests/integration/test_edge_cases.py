@@ -14,13 +14,13 @@ from tests.integration.test_acd import acd_config, available
 from tests.integration.test_calls import agent
 
 
-def test_probe_a_caller_overflowed_into_a_queue_added_by_an_engine_reload_survives_an_unanswered_ring(
+def test_a_caller_overflowed_into_a_queue_added_by_an_engine_reload_survives_an_unanswered_ring(
         clean: Sandbox, tmp_path: Path) -> None:
     """Asterisk runs the dialplan rendered from `main` alone. `hotline reload` (no Asterisk
     reload: README says none is needed for queues) adds `extra`, the overflow target of
-    `main` after 2 s, served by 1001 only. The caller overflows (HOTLINE_QUEUE=extra), 1001
-    lets it ring out, and the walk back `Goto(hotline-hold,extra,back)` has no such label:
-    Asterisk hangs the caller up after one unanswered ring."""
+    `main` after 2 s, served by 1001 only. The caller overflows (HOTLINE_QUEUE=extra) and 1001
+    lets it ring out. The walk back once went to `hotline-hold,extra,back`, a label the running
+    dialplan did not have, and Asterisk hung the caller up; it now goes to the shared wait loop."""
     directory = acd_config(tmp_path / "reload", [{"name": "main", "number": "12345", "ring_timeout": 4,
                                                   "max_wait": 120}])
     engine = RunningEngine.from_dir(directory)
@@ -57,13 +57,13 @@ def test_probe_a_caller_overflowed_into_a_queue_added_by_an_engine_reload_surviv
         engine.close()
 
 
-def test_probe_a_caller_who_hangs_up_while_a_resync_runs_is_recorded_as_abandoned(
+def test_a_caller_who_hangs_up_while_a_resync_runs_is_recorded_as_abandoned(
         clean: Sandbox, tmp_path: Path) -> None:
     """A waiting caller hangs up; while their hangup handler (hotline-ended) runs, the AMI
     link drops and the engine resyncs. Status shows the channel in hotline-ended, which
-    dialplan.where() calls DONE; resync._reconcile forces DONE-without-an-answer into LEAVING
-    with leave_reason TIMEOUT, and the Hangup then writes `timed_out` for a caller who
-    abandoned (a short abandon no longer leaves the answer rate's denominator). The handler
+    dialplan.where() calls DONE. Such a caller was once taken for one sent to the time-out
+    message and recorded `timed_out` (a short abandon then stayed in the answer rate's
+    denominator); hanging up with no answer and no reason to leave is an abandon. The handler
     is made to last 5 s here so that the resync lands in it every time; with the shipped
     handler the window is a few milliseconds per call, at every resync."""
     from tests.integration.harness import write_config

