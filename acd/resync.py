@@ -170,6 +170,10 @@ def _connected(state: State, call: Call, agent_id: str, snap: SnapshotCall, now:
     if call.state is CallState.CONNECTED and call.agent_id == agent_id:
         return
     release(state, call, now, out, keep=agent_id)
+    previous = state.agents.get(call.agent_id) if call.agent_id and call.agent_id != agent_id else None
+    if previous is not None and previous.call_id == call.call_id and previous.activity is Activity.ON_CALL:
+        # Asterisk has the caller talking to someone else: the agent we had is off this call.
+        _agent_off_call(state, previous, now, out)
     was = call.state
     ago = snap.answered_ago if snap.answered_ago is not None else 0.0
     if call.answered is None:
@@ -184,7 +188,7 @@ def _connected(state: State, call: Call, agent_id: str, snap: SnapshotCall, now:
         agent.call_id = call.call_id
         watch.done(state, now, out)
     if was is not CallState.CONNECTED:
-        out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, call.waited(call.answered),
+        out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, round(call.waited(now), 3),
                                 call.service_level, call.queue))
 
 

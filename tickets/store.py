@@ -234,8 +234,9 @@ class Outbox:
     def requeue(self, call_id: str) -> Path:
         """Put a quarantined record back in line (see `tickets.spool.requeue` for the errors)."""
         path = requeue(self.spool, call_id)
-        if path not in self._queued:
-            self._add(_Entry(path, None))
+        # Always a new entry: the one that was set aside may still be leaving the line (the
+        # writer pops it once the quarantine move returns), and would take the path with it.
+        self._add(_Entry(path, None))
         log.info("store_record_requeued", call_id=call_id, spool=str(path))
         return path
 

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,29 @@ async def test_a_requeued_record_is_written_once_the_cause_is_fixed(
     assert (outbox.in_quarantine(), list_quarantine(spool)) == (0, [])
     with pytest.raises(LookupError, match="no quarantined record"):
         requeue(spool, "c1")
+
+
+async def test_a_record_requeued_while_the_writer_is_still_setting_it_aside_is_written(
+    db: Engine, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The quarantine move is done, the writer has not yet taken the record off its line: an
+    # operator's retry at that moment must not be lost with the entry that leaves the line.
+    refuse(monkeypatch, {"c1"}, TOO_LONG)
+    real = store_module.quarantine
+
+    def slow_quarantine(*args: Any, **kw: Any) -> Any:
+        done = real(*args, **kw)
+        time.sleep(0.3)
+        return done
+
+    monkeypatch.setattr(store_module, "quarantine", slow_quarantine)
+    outbox = fast(db, spool)
+    async with writing(outbox):
+        outbox.put(record("c1"))
+        await until(lambda: outbox.in_quarantine() == 1)
+        monkeypatch.undo()
+        outbox.requeue("c1")
+        await until(lambda: stored_ids(db) == ["c1"], timeout=3, what="the requeued record stored")
 
 
 async def test_a_record_requeued_while_the_engine_was_stopped_is_written_at_the_next_start(

@@ -224,19 +224,20 @@ def test_a_snapshot_showing_the_caller_sent_out_records_the_reason_it_shows(wher
 
 def test_an_agent_whose_caller_ended_while_away_starts_wrap_up_at_the_resync() -> None:
     """A snapshot showed c1 talking to 1002 rather than to 1001, who answered it as far as the
-    core knew; when c1 has ended by the next snapshot, both agents' conversations are over:
-    each starts its wrap-up then."""
+    core knew: 1001's conversation is over then, 1002's when c1 has ended by the next snapshot.
+    Each starts its wrap-up at the snapshot that shows its conversation over."""
     w = World(agents=("1001", "1002"))
     w.register("1001", "1002", at=900)
     w.join("c1", at=1000)
     w.answer("c1", "1001", at=1002)
     moved = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=10, queue="main", legs=(AgentLeg("1002", True),))
     resync(w, moved, devices=(DeviceChanged("1001", True, True), DeviceChanged("1002", True, True)), at=1010)
+    assert (w.agent("1001").activity, w.agent("1001").wrap_until) == (Activity.WRAP_UP, 1015)
     resync(w, devices=(DeviceChanged("1001", True, False), DeviceChanged("1002", True, False)), at=1050)
-    for agent_id in ("1001", "1002"):
-        agent = w.agent(agent_id)
-        assert (agent.activity, agent.call_id, agent.wrap_until) == (Activity.WRAP_UP, None, 1055), agent_id
-    assert w.agent_deadline("1001") == 1055
+    agent = w.agent("1002")
+    assert (agent.activity, agent.call_id, agent.wrap_until) == (Activity.WRAP_UP, None, 1055)
+    assert w.agent("1001").activity is Activity.IDLE  # its wrap-up ended at 1015
+    assert w.agent_deadline("1002") == 1055
 
 
 def test_an_adopted_caller_is_counted_in_the_queue_it_was_offered_in_and_timed_from_its_queue_entry() -> None:
@@ -254,3 +255,18 @@ def test_an_adopted_caller_is_counted_in_the_queue_it_was_offered_in_and_timed_f
     assert of_type(out, CallOffered) == [CallOffered("c1", "tax"), CallOffered("c2", "sales")]
     assert (w.call("c2").service_level, w.call("c2").short_abandon) == (20, 8)
     assert (w.deadline_of("c1"), w.deadline_of("c2")) == (1010, 1030)
+
+
+def test_an_agent_the_snapshot_shows_off_the_call_is_released_into_wrap_up() -> None:
+    """The core had c1 talking to 1001; Asterisk's snapshot shows 1002 on it (a transfer, a
+    fallback answer the engine missed). 1001 must not stay on a call it is not on."""
+    w = World(agents=("1001", "1002"))
+    w.register("1001", "1002")
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    w.answer("c1", "1001", at=1002)
+    w.feed(LinkLost(), at=1010)
+    snap = SnapshotCall("c1", chan("c1"), Where.CONNECT, age=10, queue="main", legs=(AgentLeg("1002", True),))
+    resync(w, snap, devices=(DeviceChanged("1001", True, False), DeviceChanged("1002", True, True)), at=1011)
+    assert (w.call("c1").agent_id, w.agent("1002").activity) == ("1002", Activity.ON_CALL)
+    assert (w.agent("1001").activity, w.agent("1001").call_id) == (Activity.WRAP_UP, None)
