@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 import tickets.store as store_module
-from tickets.db import insert_record
 from tests.unit.store_helpers import record, spool_files, stored_ids, until, writing
 from tests.unit.test_outbox import TOO_LONG, db, fast, refuse, spool  # noqa: F401  (fixtures)
+from tickets.db import insert_record
 
 
 async def test_a_record_requeued_while_the_writer_is_still_quarantining_it_is_written(
