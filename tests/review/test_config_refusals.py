@@ -1,0 +1,49 @@
+"""Review probes: engine.yaml values that are rendered into Asterisk's configuration as they
+are. The review (§2.3) asked for those to be validated; addresses and the AMI secret now are,
+but the two paths added since (recordings.dir into extensions.conf [globals], account.cel_db
+as a section name of cel_sqlite3_custom.conf) take any character, line breaks included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.loader import ConfigError, load
+from cti.asterisk_conf import render
+from tests.integration.harness import write_config
+
+
+def _with(tmp_path: Path, key: str, value: str) -> Path:
+    cfg = write_config(tmp_path / "config")
+    text = (cfg / "engine.yaml").read_text()
+    section, field = key.split(".")
+    assert f"\n{section}:\n" in f"\n{text}"
+    text = text.replace(f"{section}:\n", f"{section}:\n  {field}: {value}\n", 1)
+    lines, seen = [], set()
+    for line in text.splitlines():  # keep the first (ours) of a repeated key
+        k = (section, line.strip().split(":")[0]) if line.startswith("  ") else None
+        if k and k[1] == field and k in seen:
+            continue
+        if k:
+            seen.add(k)
+        lines.append(line)
+    (cfg / "engine.yaml").write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+@pytest.mark.parametrize(("key", "value", "rendered", "injected"), [
+    ("recordings.dir", '"/var/lib/hotline/rec\\nexten => 999,1,Hangup()"', "extensions.conf", "exten => 999,1"),
+    ("account.cel_db", '"/var/lib/hotline/cel.db]\\n[/tmp/other.db"', "cel_sqlite3_custom.conf", "[/tmp/other.db"),
+])
+def test_a_path_with_a_line_break_is_refused_before_it_reaches_asterisk(
+    tmp_path: Path, key: str, value: str, rendered: str, injected: str
+) -> None:
+    cfg = _with(tmp_path, key, value)
+    try:
+        settings = load(cfg)
+    except ConfigError:
+        return  # refused: what we want
+    text = render(settings)[rendered]
+    assert not any(line.startswith(injected) for line in text.splitlines()), \
+        f"{key} = {value} added a line of its own to {rendered}"
