@@ -47,3 +47,14 @@ def test_a_path_with_a_line_break_is_refused_before_it_reaches_asterisk(
     text = render(settings)[rendered]
     assert not any(line.startswith(injected) for line in text.splitlines()), \
         f"{key} = {value} added a line of its own to {rendered}"
+
+
+def test_a_key_written_twice_is_refused_not_silently_overridden(tmp_path: Path) -> None:
+    # An admin appends a second `ami:` block (or pastes `ring_timeout:` twice): PyYAML keeps
+    # the last one and the loader builds its dict the same way, so the first is dropped
+    # without a word, although the loader refuses anchors as "not hotline configuration".
+    cfg = write_config(tmp_path / "config")
+    text = (cfg / "engine.yaml").read_text()
+    (cfg / "engine.yaml").write_text(text + "ami:\n  port: 5039\n")
+    with pytest.raises(ConfigError, match="ami"):
+        load(cfg)

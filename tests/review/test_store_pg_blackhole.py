@@ -1,0 +1,96 @@
+"""Review probe: PostgreSQL behind a network path that goes silent (a failover, a host that
+died, a firewall dropping state): no RST, no FIN, the peer simply stops answering.
+
+`open_engine` sets connect_timeout (5 s) but nothing bounds a statement or a pool pre-ping on
+an established connection, and no TCP keepalive is asked for. The writer thread then waits
+in recv() until the kernel gives up on the connection (tcp_retries2: about 15 minutes), with
+every later record waiting behind it, although a new connection would work at once."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.unit.store_helpers import record, stored_ids, until, writing
+from tickets.db import migrate, open_engine
+from tickets.store import Outbox
+
+ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
+
+
+class SilentProxy:
+    """Forwards to PostgreSQL; `silence()` makes every connection open now stop forwarding
+    (kept open, nothing closed), while new connections are forwarded normally."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.generation = 0
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", 5432))
+            self.socks += [client, upstream]
+            gen = self.generation
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b, gen), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, gen: int) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while gen != self.generation:
+                    time.sleep(3600)  # silent: the bytes go nowhere, the socket stays open
+                dst.sendall(data)
+
+    def silence(self) -> None:
+        self.generation += 1
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.socks:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.fixture
+def pg_name() -> Iterator[str]:
+    name = f"review2_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_silent_database_connection_does_not_hold_up_the_writer(pg_name: str, tmp_path: Path) -> None:
+    direct = open_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}")
+    migrate(direct)
+    proxy = SilentProxy()
+    db = open_engine(f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{pg_name}")
+    outbox = Outbox(db, tmp_path / "spool", retry_min=0.1, retry_max=1.0, probe_every=0.2)
+    try:
+        async with writing(outbox):
+            outbox.put(record("before"))
+            await until(lambda: outbox.pending() == 0, what="the first record")
+            proxy.silence()  # the pooled connection goes silent; a new one would work
+            outbox.put(record("after"))
+            await until(lambda: "after" in stored_ids(direct), timeout=30,
+                        what="the record behind a silent connection (the writer waits in recv())")
+    finally:
+        proxy.close()
+        db.dispose()
+        direct.dispose()
