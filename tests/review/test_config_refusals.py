@@ -58,3 +58,13 @@ def test_a_key_written_twice_is_refused_not_silently_overridden(tmp_path: Path) 
     (cfg / "engine.yaml").write_text(text + "ami:\n  port: 5039\n")
     with pytest.raises(ConfigError, match="ami"):
         load(cfg)
+
+
+@pytest.mark.parametrize(("key", "value"), [("store.spool", "spool"), ("store.url", "sqlite:///hotline.db")])
+def test_a_relative_store_path_is_refused_like_the_other_paths(tmp_path: Path, key: str, value: str) -> None:
+    # token_file, recordings.dir and account.cel_db must be absolute; the spool and the SQLite
+    # file may be relative, i.e. wherever the engine's working directory is (/ under systemd),
+    # while `hotline quarantine list|retry`, run from a shell elsewhere, looks somewhere else.
+    cfg = _with(tmp_path, key, value)
+    with pytest.raises(ConfigError, match=key.split(".")[1]):
+        load(cfg)

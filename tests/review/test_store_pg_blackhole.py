@@ -94,3 +94,53 @@ async def test_a_silent_database_connection_does_not_hold_up_the_writer(pg_name:
         proxy.close()
         db.dispose()
         direct.dispose()
+
+
+def test_sigterm_stops_the_engine_while_its_database_connection_is_silent(pg_name: str, tmp_path: Path) -> None:
+    """serve() gives the store 5 s, logs store_not_drained, and returns; then asyncio.run waits,
+    with no limit, for the worker thread still in recv(): `hotline run` does not exit on SIGTERM
+    (the supervisor's stop times out and it SIGKILLs)."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.integration.harness import write_config
+    from tests.unit.test_cli import free_port
+    from tickets.spool import quarantine, spool_record
+
+    direct = open_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_name}")
+    migrate(direct)
+    proxy = SilentProxy()
+    http_port = free_port()
+    cfg = write_config(tmp_path / "config", ami_port=1, account=False, http_port=http_port, metrics_port=free_port(),
+                       db_url=f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{pg_name}")
+    spool = cfg / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    spool_record(spool, record("first"))
+    quarantine(spool, spool_record(spool, record("second")), "second", "test", 1, "requeue it")
+    with (tmp_path / "engine.log").open("wb") as log:
+        engine = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(cfg)], stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while "first" not in stored_ids(direct) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "first" in stored_ids(direct)
+        proxy.silence()
+        token = (cfg / "control.token").read_text().strip()
+        retry = urllib.request.Request(f"http://127.0.0.1:{http_port}/quarantine/second/retry", method="POST",
+                                       headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(retry, timeout=5) as resp:
+            assert resp.status == 200
+        time.sleep(2)
+        engine.send_signal(signal.SIGTERM)
+        try:
+            engine.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("`hotline run` still runs 20 s after SIGTERM (asyncio.run waits for the stuck writer thread)")
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+        proxy.close()
+        direct.dispose()
