@@ -68,3 +68,13 @@ def test_a_relative_store_path_is_refused_like_the_other_paths(tmp_path: Path, k
     cfg = _with(tmp_path, key, value)
     with pytest.raises(ConfigError, match=key.split(".")[1]):
         load(cfg)
+
+
+def test_a_control_api_off_loopback_is_at_least_a_warning(tmp_path: Path) -> None:
+    # The control API speaks plain HTTP: off loopback its bearer token (which pauses agents and
+    # reloads the engine) crosses the network in clear on every request. `http.listen: 0.0.0.0`
+    # passes `config check` without a word, as in the field test (defect 6).
+    cfg = _with(tmp_path, "http.listen", "0.0.0.0")
+    settings = load(cfg)
+    assert settings.engine.http.listen == "0.0.0.0"
+    assert any("http.listen" in w for w in settings.warnings), settings.warnings
