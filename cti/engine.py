@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -22,6 +24,7 @@ from cti import http
 from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
 from cti.dispatcher import Dispatcher
+from cti.metrics_http import MetricsServer
 from metrics.exporter import LiveCollector, Metrics
 from tickets.store import Outbox, migrate, open_engine, recent_answers
 
@@ -142,8 +145,15 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             answered = await asyncio.to_thread(recent_answers, engine.outbox.engine, since)
             engine.dispatcher.submit(History(tuple(answered)))
             log.info("sticky_history_loaded", callers=len(answered), days=horizon)
-        engine.metrics_port = await _listen(stack, http.metrics_app(engine), e.metrics.listen, e.metrics.port,
-                                            "metrics")
+        metrics_server = MetricsServer({"/metrics": lambda: http.metrics_page(engine),
+                                        "/healthz": lambda: http.health_page(engine)})
+        try:
+            engine.metrics_port = await metrics_server.start(e.metrics.listen, e.metrics.port)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {e.metrics.listen}:{e.metrics.port} for the metrics: "
+                                     f"{exc.strerror}") from None
+        stack.push_async_callback(metrics_server.close)
+        log.info("listening", what="metrics", address=e.metrics.listen, port=engine.metrics_port)
         engine.http_port = await _listen(stack, http.control_app(engine), e.http.listen, e.http.port,
                                          "control API")
         tasks = {
@@ -160,8 +170,8 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             for task in done - {stopping}:
                 # A part of the engine ended on its own: that is a fault, never a quiet state.
                 status = 1
-                exc = task.exception() if not task.cancelled() else None
-                log.error("engine_part_died", part=task.get_name(), exc_info=exc,
+                died = task.exception() if not task.cancelled() else None
+                log.error("engine_part_died", part=task.get_name(), exc_info=died,
                           hint="the engine stops so that its supervisor restarts it")
         finally:
             log.info("stopping")
@@ -184,6 +194,37 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
     return status
 
 
+def _more_descriptors() -> None:
+    """Calls, recordings, the database and the listeners each hold descriptors: take what the
+    system allows rather than the shell's usual 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class _RateLimited:
+    """asyncio's own errors (a failed accept when descriptors run out, say) logged at most once
+    every 10 s per kind, with how many were left out: a flood must not fill the disk."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:
+        self.loop = loop
+        self.every = every
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        kind = str(context.get("message", ""))[:80]
+        now = time.monotonic()
+        since, skipped = self.last.get(kind, (0.0, 0))
+        if now - since < self.every:
+            self.last[kind] = (since, skipped + 1)
+            return
+        self.last[kind] = (now, 0)
+        exc = context.get("exception")
+        log.error("event_loop_error", detail=kind, left_out=skipped, exc_info=exc if isinstance(exc, BaseException)
+                  else None)
+
+
 async def run(settings: Settings, config_dir: Path | None = None) -> int:
     engine = build(settings, config_dir)
     # Everything built so far lives as long as the process: keep it out of the cyclic
@@ -192,8 +233,10 @@ async def run(settings: Settings, config_dir: Path | None = None) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    _more_descriptors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_RateLimited(loop))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, engine.reload_soon)

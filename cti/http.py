@@ -1,8 +1,8 @@
 """The engine's two HTTP listeners.
 
-- The metrics listener (`metrics.listen:port`) serves only GET /metrics and /healthz and
-  nothing else, so that Prometheus may scrape it from another host without anything
-  there being able to change the engine.
+- The metrics listener (`metrics.listen:port`, cti/metrics_http.py) serves only GET
+  /metrics and /healthz and nothing else, so that Prometheus may scrape it from another
+  host without anything there being able to change the engine.
 - The control API (`http.listen:port`) needs `Authorization: Bearer <token>` on every
   request (the token is in `http.token_file`, mode 0600) and refuses cross-origin
   requests outright, so that a web page open on an operator's machine cannot log an
@@ -32,6 +32,7 @@ from acd.events import AgentControl
 from config.control_token import authorized
 from cti.decode import REASON
 from cti.logs import mask_number
+from cti.metrics_http import json_page
 from tickets.store import callback_requests, list_quarantine
 
 if TYPE_CHECKING:
@@ -45,28 +46,21 @@ def problem(status: int, detail: str, **headers: str) -> web.Response:
     return web.json_response({"error": detail}, status=status, headers=headers or None)
 
 
-# -- the metrics listener ------------------------------------------------------------------
+# -- the metrics listener's pages (served by cti/metrics_http.py) ---------------------------
 
 
-def metrics_app(engine: Engine) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(engine.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def metrics_page(engine: Engine) -> tuple[int, str, bytes]:
+    return 200, CONTENT_TYPE_LATEST, generate_latest(engine.registry)
 
-    async def healthz(_: web.Request) -> web.Response:
-        # Healthy means routing: connected, and the picture rebuilt after the last (re)connect.
-        routing = engine.ami.connected and engine.dispatcher.state.routing
-        store = engine.store_figures()
-        return web.json_response(
-            {"ami_connected": engine.ami.connected, "routing": engine.dispatcher.state.routing,
-             "calls": len(engine.dispatcher.state.calls), "store_pending": store["pending"],
-             "store_quarantined": store["quarantined"]},
-            status=200 if routing else 503,
-        )
 
-    app = web.Application(client_max_size=1024)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    return app
+def health_page(engine: Engine) -> tuple[int, str, bytes]:
+    # Healthy means routing: connected, and the picture rebuilt after the last (re)connect.
+    routing = engine.ami.connected and engine.dispatcher.state.routing
+    store = engine.store_figures()
+    return json_page(200 if routing else 503, {
+        "ami_connected": engine.ami.connected, "routing": engine.dispatcher.state.routing,
+        "calls": len(engine.dispatcher.state.calls), "store_pending": store["pending"],
+        "store_quarantined": store["quarantined"]})
 
 
 # -- the control API ---------------------------------------------------------------------

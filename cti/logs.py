@@ -28,10 +28,13 @@ def setup(level: str = "info", json: bool = True) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    # The console renderer prints tracebacks itself; JSON gets them as a list of frames.
+    # The console renderer prints tracebacks itself; JSON gets them as a list of frames. Never
+    # with the frames' local variables: they hold the control token, the AMI secret, agents'
+    # passwords (the settings) and callers' numbers (a Call), which a log must not.
+    frames = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
     tail: list[Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(ensure_ascii=False)]
-        if json else [structlog.dev.ConsoleRenderer()]
+        [structlog.processors.ExceptionRenderer(frames), structlog.processors.JSONRenderer(ensure_ascii=False)]
+        if json else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
     structlog.configure(
         processors=[*shared, *tail],

@@ -29,6 +29,7 @@ from tickets.models import CallRecordRow, outcome_of
 log = structlog.get_logger("hotline.store")
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_CONNECT_TIMEOUT = 5  # seconds: an unreachable host must fail a write, not hang the writer for minutes
+PG_SILENCE_MS = 15_000  # a statement, or a connection that stops answering, is given up after this
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -45,9 +46,16 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             secure_sqlite_file(Path(parsed.database))
-    elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    elif parsed.get_backend_name() == "postgresql":
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+        # A connection that goes silent (a failover, a dead host, a firewall) is given up in
+        # seconds, not the kernel's quarter of an hour: the writer retries, shutdown is not held.
+        connect_args.update(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
+                            tcp_user_timeout=PG_SILENCE_MS, options=f"-c statement_timeout={PG_SILENCE_MS}")
+    # The parameters of a failed statement (callers' numbers and names) stay out of error
+    # messages, which reach the log and the quarantine's reason files.
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
 
 
 def secure_sqlite_file(path: Path) -> None:

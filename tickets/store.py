@@ -21,11 +21,14 @@ counted in `spool_errors`, and the writer keeps trying to spool it, or to insert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 from sqlalchemy import Engine
@@ -36,6 +39,7 @@ from sqlalchemy.exc import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -85,6 +89,47 @@ __all__ = [
 ]
 
 log = structlog.get_logger("hotline.store")
+T = TypeVar("T")
+
+
+def in_daemon_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`fn(*args)` in a thread of its own that never holds the process up: a database call stuck
+    in recv() must not keep `hotline run` from exiting after SIGTERM (the default executor's
+    threads are joined at exit; a daemon thread is not). What it was writing is in the spool."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="store-write", daemon=True).start()
+    return future
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, without what was being written: SQLAlchemy appends the statement's
+    parameters (callers' numbers and names), and PostgreSQL a DETAIL line with the failing
+    row; this text reaches the log and the quarantine's reason files."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, StatementError) else None
+    text = str(orig) if orig is not None else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    kind = type(orig).__name__ if orig is not None else type(exc).__name__
+    return f"{kind}: {first[:300]}"
 
 
 class Failure(enum.Enum):
@@ -173,6 +218,7 @@ class Outbox:
         retry_min: float = 0.5,
         probe_every: float = 1.0,
         suspect_limit: int = 3,
+        attempt_timeout: float = 20.0,
     ) -> None:
         self.engine = engine
         self.spool = spool
@@ -180,6 +226,7 @@ class Outbox:
         self.retry_max = retry_max
         self.probe_every = probe_every
         self.suspect_limit = suspect_limit
+        self.attempt_timeout = attempt_timeout  # one write (or probe) the database does not answer
         self.written = self.duplicates = self.errors = self.quarantined = self.spool_errors = 0
         self._entries: deque[_Entry] = deque()  # oldest first; the head is the one being written
         self._queued: set[Path] = set()  # spool files in `_entries`, so none is queued twice
@@ -275,7 +322,16 @@ class Outbox:
     async def _step(self, delay: float) -> float:
         """One attempt at the first record in line; returns the backoff for the next failure."""
         entry = self._entries[0]
-        result = await asyncio.to_thread(self._store, entry)
+        try:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that lands as the write completes, and the writer would then never stop.
+            async with asyncio.timeout(self.attempt_timeout):
+                result = await in_daemon_thread(self._store, entry)
+        except TimeoutError:
+            # The database stopped answering mid-statement (a failover, a dead path): leave that
+            # connection to its thread, start afresh with new ones, and retry like any outage.
+            self.engine.dispose()
+            result = _Try("transient", f"no answer from the database within {self.attempt_timeout:g} s")
         if entry.path is not None:
             self._queued.add(entry.path)  # a held record may have been spooled just now
         if result.spool_failed:
@@ -303,6 +359,14 @@ class Outbox:
             return delay
         await asyncio.sleep(delay)  # could not quarantine it: it went to the back of the line
         return min(delay * 2, self.retry_max)
+
+    async def _probe(self) -> bool:
+        try:
+            async with asyncio.timeout(self.attempt_timeout):
+                return await in_daemon_thread(probe, self.engine)
+        except TimeoutError:
+            self.engine.dispose()
+            return False
 
     def _add(self, entry: _Entry) -> None:
         self._entries.append(entry)
@@ -347,7 +411,7 @@ class Outbox:
                 kind = "refused"
             elif failure is Failure.UNKNOWN and probe(self.engine):
                 kind = "suspect"  # the database takes a well-formed record: this one is the problem
-            return _Try(kind, f"{type(exc).__name__}: {str(exc)[:500]}", spool_failed)
+            return _Try(kind, describe(exc), spool_failed)
         if entry.path is not None:
             try:
                 entry.path.unlink(missing_ok=True)  # a crash before this only leaves a duplicate to skip
@@ -386,7 +450,7 @@ class Outbox:
         end = loop.time() + delay
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(self.probe_every, left))
-            if loop.time() < end and await asyncio.to_thread(probe, self.engine):
+            if loop.time() < end and await self._probe():
                 return
 
     @staticmethod
