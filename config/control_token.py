@@ -59,10 +59,17 @@ def authorized(header: str | None, token: str) -> bool:
 
 
 def _read_private(path: Path) -> str:
-    with path.open("rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
+    # Not through a link, not blocking on a FIFO someone put there, and only a file of the
+    # engine's own user: a token planted by another user would hand them the control API.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             raise TokenError(f"{path} is not a regular file; remove it, and the engine creates a token there")
+        if info.st_uid != os.geteuid():
+            raise TokenError(f"{path} belongs to user {info.st_uid}, not to the engine's user {os.geteuid()}; "
+                             f"remove it (the engine creates a new one) or chown it")
         if mode & 0o077:
             raise TokenError(f"{path} can be read or changed by group or others (mode {mode & 0o777:04o}); "
                              f"chmod 600 {path}")

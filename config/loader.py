@@ -61,6 +61,10 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in out:
+                # YAML would keep the last one and drop the first without a word.
+                raise _Refused(key_node.start_mark.line + 1,
+                               f"{key!r} is written twice here (first at line {lines[(*path, key)]}); keep one")
             lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _build(value_node, (*path, key), lines)
         return out

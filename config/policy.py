@@ -26,8 +26,17 @@ class Finding:
 
 
 def review(engine: EngineFile, agents: list[AgentConfig], queues: list[QueueConfig] | None = None) -> list[Finding]:
-    return [*_ami_secret(engine), *_demo_passwords(engine, agents), *_listeners(engine),
+    return [*_ami_secret(engine), *_demo_passwords(engine, agents), *_listeners(engine), *_control_api(engine),
             *_within_max_hold(engine, queues or [])]
+
+
+def _control_api(engine: EngineFile) -> list[Finding]:
+    if is_loopback(engine.http.listen):
+        return []
+    return [Finding("engine.yaml", ("http", "listen"), False,
+                    f"http.listen {engine.http.listen} opens the control API beyond this host: it speaks plain HTTP, "
+                    "so its token crosses the network in clear; keep it on 127.0.0.1 and reach it through an "
+                    "SSH tunnel or a TLS proxy (only metrics.listen needs to face Prometheus)")]
 
 
 def _within_max_hold(engine: EngineFile, queues: list[QueueConfig]) -> list[Finding]:

@@ -42,6 +42,19 @@ def _ip_address(value: str) -> str:
 def _absolute_path(value: Path) -> Path:
     if not value.is_absolute():
         raise ValueError("must be an absolute path")
+    # Paths are written into Asterisk's configuration (the recordings folder, the account's
+    # file as a section name): nothing that could end a line, a comment or a section.
+    text = str(value)
+    if any(not ch.isprintable() or ch in ";[]" for ch in text):
+        raise ValueError(f"{text[:80]!r}: a path may not hold control characters, ';', '[' or ']'")
+    return value
+
+
+def _sqlite_url(value: str) -> str:
+    if value.startswith("sqlite:") and not (value.startswith("sqlite:////") or value in ("sqlite://",
+                                                                                         "sqlite:///:memory:")):
+        raise ValueError("a SQLite store needs an absolute path: sqlite:////var/lib/hotline/hotline.db (four "
+                         "slashes), so that the engine and `hotline quarantine` find the same file")
     return value
 
 
@@ -93,8 +106,8 @@ class MetricsSection(_Strict):
 
 
 class StoreSection(_Strict):
-    url: str = "sqlite:////var/lib/hotline/hotline.db"
-    spool: Path = Path("/var/lib/hotline/spool")
+    url: Annotated[str, AfterValidator(_sqlite_url)] = "sqlite:////var/lib/hotline/hotline.db"
+    spool: AbsolutePath = Path("/var/lib/hotline/spool")
 
 
 class AccountSection(_Strict):
@@ -104,27 +117,14 @@ class AccountSection(_Strict):
 
     # The SQLite file Asterisk's cel_sqlite3_custom writes, as both see it (Asterisk in
     # the sandbox sees it through a bind mount at the same path). None: no account kept.
-    cel_db: Path | None = Path("/var/lib/hotline/cel/hotline-cel.db")
+    cel_db: AbsolutePath | None = Path("/var/lib/hotline/cel/hotline-cel.db")
     # With no checkpoint yet (the first start), how far back the account is read.
     first_days: int = Field(7, ge=0, le=366)
 
-    @field_validator("cel_db")
-    @classmethod
-    def _absolute_db(cls, v: Path | None) -> Path | None:
-        if v is not None and not v.is_absolute():
-            raise ValueError("must be an absolute path (Asterisk writes there)")
-        return v
 
 
 class RecordingsSection(_Strict):
-    dir: Path = Path("/var/lib/hotline/recordings")
-
-    @field_validator("dir")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        if not v.is_absolute():
-            raise ValueError("must be an absolute path (Asterisk writes there)")
-        return v
+    dir: AbsolutePath = Path("/var/lib/hotline/recordings")
 
 
 class SipSection(_Strict):

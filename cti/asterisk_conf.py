@@ -129,11 +129,19 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a rendered file 0640 whatever the umask: manager.conf and pjsip.conf hold secrets."""
+    """Write a rendered file 0640 whatever the umask: manager.conf and pjsip.conf hold secrets.
+    A file it replaces keeps its owner and group: a distribution's Asterisk runs as its own
+    user (Debian: asterisk:asterisk) and must still read what root installs."""
+    try:
+        before: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        before = None
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         os.fchmod(fh.fileno(), 0o640)  # the umask may have taken bits off, a stale .tmp may have added some
+        if before is not None and os.geteuid() == 0:
+            os.fchown(fh.fileno(), before.st_uid, before.st_gid)
         fh.write(text)
     os.replace(tmp, path)
 

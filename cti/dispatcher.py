@@ -304,6 +304,9 @@ class Dispatcher:
                       hint="the picture is rebuilt from Asterisk")
             commands = [c for c in exc.commands if isinstance(c, CallRecord)]
             self._rebuild()
+        # What Asterisk waits for first: the records' spool writes (fsynced) and the logs
+        # come after the Redirects have been written.
+        commands.sort(key=lambda c: not isinstance(c, (RingAgent, SendOut)))
         for cmd in commands:
             try:
                 self.execute(cmd, now)
@@ -328,7 +331,7 @@ class Dispatcher:
             case RingAgent():
                 log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt,
                          also=list(cmd.also) or None)
-                self._spawn(self._ring(cmd, self._read_at))
+                self._ring_now(cmd, self._read_at)
             case SendOut():
                 log.info("caller_leaves_line", call_id=cmd.call_id, reason=cmd.reason.value)
                 self._spawn(self._send_out(cmd))
@@ -425,6 +428,26 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _ring_now(self, cmd: RingAgent, read_at: float | None) -> None:
+        """A single agent's ring is written to Asterisk at once, in this turn of the loop; its
+        answer is awaited in a task. ring_all first sets the dial string, so it runs in a task."""
+        exten, dial = dialplan.ring_target(cmd.agent_ids, cmd.timeout, cmd.attempt)
+        if dial is not None or self.ami is None or not self.ami.connected:
+            self._spawn(self._ring(cmd, read_at))
+            return
+        future = self.ami.send({"Action": "Redirect", "Channel": cmd.channel, "Context": dialplan.CONNECT,
+                                "Exten": exten, "Priority": str(dialplan.REDIRECT_PRIORITY)})
+        if read_at is not None:
+            self.metrics.ring_dispatch.observe(time.perf_counter() - read_at)
+        self._spawn(self._ring_answered(cmd, self.ami, future))
+
+    async def _ring_answered(self, cmd: RingAgent, ami: AmiClient, future: asyncio.Future[Reply]) -> None:
+        try:
+            await self._wait(ami, future, "Redirect")
+        except AmiError as exc:
+            log.warning("ring_failed", call_id=cmd.call_id, error=str(exc), refused=exc.refused)
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=exc.refused))
 
     async def _ring(self, cmd: RingAgent, read_at: float | None) -> None:
         exten, dial = dialplan.ring_target(cmd.agent_ids, cmd.timeout, cmd.attempt)

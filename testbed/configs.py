@@ -4,6 +4,7 @@ store in the directory itself and recordings in a test folder."""
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,10 @@ RECORDINGS = Path("/var/lib/hotline/test-recordings")
 # Asterisk's call account (CEL) is one file for the whole sandbox; every engine reads only
 # the calls that ended after it first started (first_days: 0).
 CEL_DB = Path("/var/lib/hotline/test-cel/hotline-cel.db")
+# Every process that writes configurations (a test session, a benchmark) gets an AMI secret of
+# its own, rendered into the sandbox's manager.conf when it starts Asterisk: an engine left
+# behind by an earlier run (killed, its terminal closed) cannot log into this run's Asterisk.
+SESSION_AMI_SECRET = secrets.token_urlsafe(18)
 AGENT_IDS = tuple(str(i) for i in range(1001, 1011))
 
 
@@ -30,10 +35,11 @@ def write_config(
     http_port: int = 0,
     metrics_port: int = 0,
     account: bool = True,
+    ami_secret: str = SESSION_AMI_SECRET,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
-        "ami": {"port": ami_port, "ping_interval": 2, "ping_timeout": 2},
+        "ami": {"port": ami_port, "secret": ami_secret, "ping_interval": 2, "ping_timeout": 2},
         "http": {"port": http_port, "token_file": str(directory / "control.token")},
         "metrics": {"port": metrics_port},
         "account": {"cel_db": str(CEL_DB) if account else None, "first_days": 0},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def write_config(workdir: Path) -> Path:
     in `workdir` instead of /var/lib/hotline. 0640: it holds the AMI secret and SIP passwords."""
     config = private_dir(workdir / "config")
     engine = yaml.safe_load((DEFAULTS_DIR / "engine.yaml").read_text(encoding="utf-8"))
+    # A secret of this run's own: an engine left behind by an earlier demo cannot log in.
+    engine["ami"]["secret"] = secrets.token_urlsafe(18)
     private_file(config / "engine.yaml", yaml.safe_dump(_into(workdir, engine), allow_unicode=True))
     for default in sorted(DEFAULTS_DIR.glob("*.yaml")):
         if default.name != "engine.yaml":

@@ -152,6 +152,8 @@ class Sandbox:
     # -- run -------------------------------------------------------------------
 
     def pid(self) -> int | None:
+        """The sandbox's running Asterisk, from its pid file: only if that process lives in
+        the chroot (a pid file left by a crash may name a host process that got the number)."""
         try:
             pid = int((self.root / "run/asterisk/asterisk.pid").read_text().strip())
         except (OSError, ValueError):
@@ -160,7 +162,13 @@ class Sandbox:
             os.kill(pid, 0)
         except OSError:
             return None
-        return pid
+        return pid if self.in_sandbox(pid) else None
+
+    def in_sandbox(self, pid: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/root") == os.path.realpath(self.root)
+        except OSError:
+            return False
 
     def start(self, settings: Settings, extra_manager_users: str = "") -> None:
         """Install asterisk-conf/ and start a fresh Asterisk; return once it is FullyBooted."""
@@ -229,8 +237,9 @@ class Sandbox:
         if settings.engine.account.cel_db is not None:
             shared.append(settings.engine.account.cel_db.parent)
         for folder in shared:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o750)
-            os.chmod(folder, 0o750)
+            if not folder.exists():
+                folder.mkdir(parents=True, mode=0o750)
+                os.chmod(folder, 0o750)  # mkdir's mode is cut by the umask; an existing folder is left alone
             inside = self.root / str(folder).lstrip("/")
             inside.mkdir(parents=True, exist_ok=True, mode=0o750)
             if not os.path.ismount(inside):
@@ -267,6 +276,8 @@ class Sandbox:
         for pid in self.processes():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        if self.pid() is None:  # gone, or a stale file naming some other process: not ours
+            (self.root / "run/asterisk/asterisk.pid").unlink(missing_ok=True)
         self._unmount_all(self.root)
         self.say("sandbox stopped")
 

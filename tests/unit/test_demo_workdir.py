@@ -23,7 +23,11 @@ def test_the_demo_config_puts_db_spool_and_recordings_in_the_workdir(tmp_path: P
     assert Path(e.recordings.dir) == workdir / "recordings"
     defaults = load(None)
     assert [a.id for a in settings.agents] == [a.id for a in defaults.agents]  # otherwise the embedded defaults
-    assert settings.engine.ami == defaults.engine.ami
+    ours, theirs = settings.engine.ami, defaults.engine.ami
+    assert (ours.host, ours.port, ours.username) == (theirs.host, theirs.port, theirs.username)
+    # A secret of the run's own, so an engine left over from an earlier demo cannot log in.
+    assert ours.secret != theirs.secret and len(ours.secret) >= 20
+    assert ours.secret != load(write_config(private_dir(tmp_path / "again"))).engine.ami.secret
 
 
 def test_nothing_in_the_demo_config_points_at_the_production_data_folder(tmp_path: Path) -> None:

@@ -110,3 +110,38 @@ def test_calling_setup_again_does_not_double_the_lines(out: Writes, monkeypatch:
     logs.setup("info", json=True)
     logging.getLogger("aiohttp.server").error("once")
     assert len(out.calls) == 1
+
+
+async def test_a_withheld_number_stays_masked_in_the_rendered_log_even_when_decide_fails(
+    out: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What reaches stderr, rendered: the masked number in the call's own lines, and nothing
+    of it in a failure's traceback (frames are logged without their local variables, which
+    would hold the Call with its number, the settings with the secrets)."""
+    from prometheus_client import CollectorRegistry
+
+    import acd.lifecycle
+    from acd.events import AgentProfile, CallerHungUp, CallerJoined
+    from acd.model import QueueSettings
+    from cti.dispatcher import CoreEvent, Dispatcher
+    from metrics.exporter import Metrics
+
+    class Sink:
+        def put(self, rec: object) -> None:
+            pass
+
+    d = Dispatcher((QueueSettings(),), (AgentProfile("1001", frozenset({"main"})),), Sink(),
+                   Metrics(CollectorRegistry()))
+    d.state.routing = True
+    d.handle(CoreEvent(CallerJoined("c1", "chan-c1", "main", caller_num="13812345678", caller_name="张三丰",
+                                    restricted=True)))
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(acd.lifecycle, "release", broken)
+    d.handle(CoreEvent(CallerHungUp("c1", "chan-c1")))
+    d.cancel_timers()
+    text = "".join(out.calls)
+    assert "decide_failed" in text and "*******5678" in text
+    assert "13812345678" not in text and "张三丰" not in text

@@ -53,9 +53,10 @@ def holder(box: Sandbox) -> Iterator[subprocess.Popen[str]]:
 
 
 @pytest.fixture
-def asterisk(box: Sandbox) -> Iterator[int]:
-    """A live process in the sandbox's Asterisk pid file, as if Asterisk were running."""
+def asterisk(box: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A live process in the sandbox's Asterisk pid file, as if Asterisk were running there."""
     proc = subprocess.Popen(["sleep", "60"])
+    monkeypatch.setattr(Sandbox, "in_sandbox", lambda self, pid: pid == proc.pid)
     pid_file = box.root / "run/asterisk/asterisk.pid"
     pid_file.parent.mkdir(parents=True)
     pid_file.write_text(f"{proc.pid}\n")
@@ -144,7 +145,9 @@ def test_only_a_manual_up_adopts_the_asterisk_an_earlier_manual_up_started(box: 
         box.claim(MANUAL, adopt=MANUAL)
 
 
-def test_whoever_leaves_asterisk_running_stays_named_as_its_starter(box: Sandbox) -> None:
+def test_whoever_leaves_asterisk_running_stays_named_as_its_starter(box: Sandbox,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Sandbox, "in_sandbox", lambda self, pid: pid == os.getpid())
     with box.claim("hotline demo"):
         pid_file = box.root / "run/asterisk/asterisk.pid"
         pid_file.parent.mkdir(parents=True)

@@ -19,7 +19,9 @@ from testbed.sandbox import Sandbox
 
 
 def test_an_engine_this_run_did_not_start_cannot_log_into_its_asterisk(clean: Sandbox, tmp_path: Path) -> None:
-    stray_config = write_config(tmp_path / "stray", account=False)  # e.g. left by a killed `hotline demo`
+    # Written by another run (a killed `hotline demo`, an interrupted test session): its secret
+    # is not this run's. The published default stands for any of them.
+    stray_config = write_config(tmp_path / "stray", account=False, ami_secret="change-me-hotline")
     log = tmp_path / "stray.log"
     with log.open("wb") as out:
         stray = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(stray_config)],

@@ -1,0 +1,72 @@
+"""The engine as a whole process part: it stops when a part of it dies, and on the way out
+nothing accepted is dropped (no Asterisk: AMI points at a port nobody listens on)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from acd.commands import CallRecord
+from acd.events import CallerHungUp, CallerJoined, ChannelsSnapshot, DevicesSnapshot
+from acd.model import Outcome
+from config.loader import load
+from cti.dispatcher import CoreEvent
+from cti.engine import Engine, build, serve
+from testbed.configs import write_config
+from tickets.store import read_records
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return build(load(write_config(tmp_path / "config", ami_port=1, account=False)), tmp_path / "config")
+
+
+async def started(engine: Engine, stop: asyncio.Event) -> asyncio.Task[int]:
+    task = asyncio.create_task(serve(engine, stop))
+    while engine.http_port == 0 and not task.done():
+        await asyncio.sleep(0.01)
+    return task
+
+
+async def test_the_engine_stops_with_exit_1_when_a_part_of_it_dies(engine: Engine) -> None:
+    async def broken() -> None:
+        raise RuntimeError("the writer fell over")
+
+    engine.outbox.run = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        status = await asyncio.wait_for(serve(engine, asyncio.Event()), 20)
+    assert status == 1
+    died = [line for line in logs if line["event"] == "engine_part_died"]
+    assert [line["part"] for line in died] == ["store-writer"]
+
+
+async def test_every_event_queued_when_the_stop_comes_is_handled_and_its_record_stored(engine: Engine) -> None:
+    stop = asyncio.Event()
+    task = await started(engine, stop)
+    d = engine.dispatcher
+    for event in (ChannelsSnapshot(), DevicesSnapshot(())):
+        d.submit(event)
+    await d.drain()
+    for i in range(20):  # queued right before SIGTERM: each hang-up still owes its record
+        d.inbox.put_nowait(CoreEvent(CallerJoined(f"c{i}", f"chan-c{i}", "main")))
+        d.inbox.put_nowait(CoreEvent(CallerHungUp(f"c{i}", f"chan-c{i}")))
+    stop.set()
+    assert await asyncio.wait_for(task, 20) == 0
+    assert sorted(r.call_id for r in read_records(engine.outbox.engine)) == sorted(f"c{i}" for i in range(20))
+
+
+async def test_a_record_still_waiting_for_asterisks_account_is_written_at_shutdown(engine: Engine) -> None:
+    stop = asyncio.Event()
+    task = await started(engine, stop)
+    d = engine.dispatcher
+    d.account_enabled = True
+    guess = CallRecord("c9", "main", "138", "", 1000.0, None, 1010.0, None, Outcome.ABANDONED, 10.0, 0.0, None,
+                       source="resync")
+    d.execute(guess, 0.0)
+    assert read_records(engine.outbox.engine) == []  # held for the account
+    stop.set()
+    assert await asyncio.wait_for(task, 20) == 0
+    assert [r.call_id for r in read_records(engine.outbox.engine)] == ["c9"]
