@@ -1,24 +1,35 @@
 # hotline: the two commands of the quick start are `make demo` and `make test`.
-PY ?= python3
-PIP ?= $(PY) -m pip
+# Python packages go into a virtual environment of the project's own (.venv): Debian's
+# python3 refuses a system-wide pip install (PEP 668).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
 
-.PHONY: install system-deps demo test unit integration lint bench mutation clean
+.PHONY: install system-deps test-services demo test unit integration lint bench mutation clean
 
-install:
+$(PY):
+	python3 -m venv $(VENV)
+
+# The engine and its tools into .venv; as root also /usr/local/bin/hotline, so that README's
+# `hotline ...` commands work from any folder.
+install: $(PY)
 	$(PIP) install -q -e '.[test]'
+	@if [ -w /usr/local/bin ]; then ln -sfn "$(abspath $(VENV))/bin/hotline" /usr/local/bin/hotline; fi
 
-# Debian packages the sandbox and the tests need (run as root on a fresh machine).
+# Debian packages the sandbox needs (run as root on a fresh machine).
 system-deps:
-	@command -v debootstrap >/dev/null && command -v prometheus >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap prometheus >/dev/null)
+	@bash .ci/packages.sh
+
+# The PostgreSQL the integration tests use (the demo and the engine's default need none).
+test-services:
 	@bash .ci/services.sh
 
 demo: system-deps install
-	hotline demo
+	$(VENV)/bin/hotline demo
 
 lint:
-	ruff check .
-	mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 unit:
 	$(PY) -m pytest tests/unit -q
@@ -27,7 +38,7 @@ integration:
 	$(PY) -m pytest tests/integration -q
 
 # The whole suite: lint, type check, unit tests and the real-Asterisk integration tests.
-test: system-deps install lint
+test: system-deps test-services install lint
 	$(PY) -m pytest -q
 
 # Mutation testing of the routing core, on demand only (`make test` and CI never run it):
@@ -39,9 +50,9 @@ test: system-deps install lint
 mutation:
 	$(PIP) install -q -e '.[test,mutation]'
 	rm -rf mutants
-	mutmut run
-	mutmut export-cicd-stats
-	@mutmut results
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut export-cicd-stats
+	@$(VENV)/bin/mutmut results
 	@$(PY) -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
 	  killed = s["killed"] + s["timeout"]; \
 	  print("mutation score of acd/: %d/%d killed (%.1f%%); %d survived, %d reached by no test" \
@@ -51,4 +62,4 @@ bench: system-deps install
 	$(PY) bench/dispatch_latency.py
 
 clean:
-	-hotline sandbox down
+	-$(VENV)/bin/hotline sandbox down

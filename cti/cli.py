@@ -192,18 +192,33 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     http = settings.engine.http
     url = (f"http://{_client_host(http.listen)}:{http.port}/quarantine/"
            f"{urllib.parse.quote(args.call_id, safe='')}/retry")
+    headers: dict[str, str] = {}
+    token_problem = ""
     try:
-        token = read_token(http.token_file)
-        request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+        headers["Authorization"] = f"Bearer {read_token(http.token_file)}"
+    except TokenError as exc:
+        token_problem = f" ({exc})"  # ask anyway: a refused connection still means no engine here
+    request = urllib.request.Request(url, method="POST", headers=headers)
+    try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             if resp.status == 200:
                 print(f"put back in line: the running engine writes call {args.call_id} now")
                 return 0
+            print(f"hotline quarantine retry: unexpected answer {resp.status} from {url}", file=sys.stderr)
+            return 1
     except urllib.error.HTTPError as exc:
-        print(f"hotline quarantine retry: {_json(exc.read()).get('error', exc)}", file=sys.stderr)
+        print(f"hotline quarantine retry: {_json(exc.read()).get('error', exc)}{token_problem}", file=sys.stderr)
         return 1
-    except (OSError, TokenError):
-        pass  # no engine running here: move the file back; the next start writes it
+    except OSError as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if not isinstance(reason, ConnectionRefusedError):
+            # Something listens but does not answer: an engine may be running, and moving the
+            # file under it could write the record twice. Leave it where it is.
+            print(f"hotline quarantine retry: the engine at {url} did not answer ({reason}); "
+                  "the record stays in quarantine. Try again, or stop the engine and retry.", file=sys.stderr)
+            return 1
+    # Nothing listens there: no engine runs with this configuration. Move the file back; the
+    # next start writes it.
     try:
         path = requeue(spool, args.call_id)
     except (LookupError, FileExistsError) as exc:

@@ -170,7 +170,7 @@ def control_app(engine: Engine) -> web.Application:
         return web.json_response({"ok": True, "call_id": call_id, "requeued": True})
 
     async def reload(request: web.Request) -> web.Response:
-        if request.content_length:
+        if request.body_exists:  # Content-Length or chunked
             return problem(400, "reload takes no body: it re-reads the configuration folder")
         errors = await engine.reload()
         return web.json_response({"ok": not errors, "errors": errors}, status=200 if not errors else 422)

@@ -91,6 +91,21 @@ def test_bad_requests_get_a_clear_error(offline: RunningEngine, path: str, body:
     assert words in str(answer["error"])
 
 
+def test_a_reload_with_a_chunked_body_is_refused_like_any_other_body(offline: RunningEngine) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", offline.e.http_port, timeout=5)
+    try:
+        conn.request("POST", "/reload", body=iter([b'{"queues":', b' []}']), encode_chunked=True,
+                     headers={"Authorization": f"Bearer {offline.e.token}", "Transfer-Encoding": "chunked",
+                              "Content-Type": "application/json"})
+        answer = conn.getresponse()
+        assert answer.status == 400
+        assert "no body" in answer.read().decode()
+    finally:
+        conn.close()
+
+
 def test_a_request_is_answered_with_its_outcome(offline: RunningEngine) -> None:
     assert offline.http("POST", "/agents/1001/pause", b'{"reason": "05"}') == (
         200, {"ok": True, "agent": "1001", "action": "pause", "state": "logged_out"})  # no phone: not registered

@@ -58,6 +58,41 @@ def test_quarantined_records_are_listed_and_put_back_in_line(tmp_path: Path,
     assert (spool / "1795.7.json").exists()
 
 
+def test_quarantine_retry_leaves_the_file_alone_when_something_listens_but_does_not_answer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Only a refused connection proves no engine runs here; an engine that hangs or drops the
+    # request may still be running, and moving the file under it could write the record twice.
+    from acd.commands import CallRecord
+    from acd.model import Outcome
+    from tickets.spool import quarantine, spool_record
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    rude = socket.create_server(("127.0.0.1", 0))
+    port = rude.getsockname()[1]
+
+    def drop_every_request() -> None:
+        while True:
+            try:
+                conn, _ = rude.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=drop_every_request, daemon=True).start()
+    config = config_folder(tmp_path / "cfg", f"ami: {{secret: own-ami-secret}}\nstore: {{spool: {spool}}}\n"
+                                             f"http: {{port: {port}, token_file: {tmp_path / 'no.token'}}}\n")
+    rec = CallRecord("1795.8", "main", "12345", "", 0, None, 1, None, Outcome.ABANDONED, 1, 0, None)
+    quarantine(spool, spool_record(spool, rec), rec.call_id, "refused", 1, "fix it")
+    try:
+        assert main(["quarantine", "retry", "1795.8", "--config", str(config)]) == 1
+    finally:
+        rude.close()
+    assert "stays in quarantine" in capsys.readouterr().err
+    assert not (spool / "1795.8.json").exists()
+    assert (spool / "quarantine" / "1795.8.json").exists()
+
+
 def test_a_malformed_config_stops_run_at_start_with_file_line_and_reason(tmp_path: Path) -> None:
     (tmp_path / "queues.yaml").write_text("queues:\n  - name: main\n    wrapup: lots\n", encoding="utf-8")
     proc = hotline("run", "--config", str(tmp_path))

@@ -1,0 +1,127 @@
+"""The shipped alerting rules (metrics/alerts.yml) load in Prometheus's own checker, each alert
+fires on its fault, and none fires while all is well: `promtool test rules` evaluates them
+against series written here, as Prometheus would."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+RULES = Path(__file__).resolve().parents[2] / "metrics" / "alerts.yml"
+TARGET = {"job": "hotline", "instance": "engine:9101"}
+
+
+def series(name: str, values: str, **labels: str) -> dict[str, str]:
+    every = {**TARGET, **labels}
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(every.items()))
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+# What every series looks like on a healthy engine for an hour: 10 calls a minute, all answered.
+HEALTHY = [
+    series("up", "1x70"),
+    series("hotline_routing", "1x70"),
+    series("hotline_ami_connected", "1x70"),
+    series("hotline_store_quarantined_records", "0x70"),
+    series("hotline_store_pending_records", "0 3 0 2 0 4 0 1 0 0 " * 7),  # written within the minute
+    series("hotline_store_spool_errors_total", "2x70"),  # errors long ago, none now
+    series("hotline_event_errors_total", "1x70"),
+    series("hotline_calls_offered_total", "0+10x70", queue="main"),
+    series("hotline_calls_answered_total", "0+10x70", queue="main"),
+    series("hotline_calls_short_abandoned_total", "0x70", queue="main"),
+    series("hotline_queue_longest_wait_seconds", "25x70", queue="main"),
+    series("hotline_queue_service_level_seconds", "20x70", queue="main"),
+]
+
+# alert -> (the series that replace the healthy ones of the same name, minute to look, labels)
+FAULTS: dict[str, tuple[list[dict[str, str]], int, dict[str, str]]] = {
+    "HotlineEngineDown": ([series("up", "1 0x69")], 3, TARGET),
+    "HotlineNotRouting": ([series("hotline_routing", "1 1 0x68")], 4, TARGET),
+    "HotlineAmiDisconnected": ([series("hotline_ami_connected", "1 0x69")], 2, TARGET),
+    "HotlineRecordsQuarantined": ([series("hotline_store_quarantined_records", "0 1x69")], 2, TARGET),
+    "HotlineStoreBacklog": ([series("hotline_store_pending_records", "0 3 5 9 14 20 27x64")], 7, TARGET),
+    "HotlineSpoolFailing": ([series("hotline_store_spool_errors_total", "2x5 3x65")], 7, TARGET),
+    "HotlineEventErrors": ([series("hotline_event_errors_total", "1x5 2x65")], 7, TARGET),
+    # 90 of every 100 answered (short abandons do not count against the rate).
+    "HotlineAnswerRateBelowTarget": ([series("hotline_calls_answered_total", "0+9x70", queue="main")], 65, {}),
+    "HotlineCallersWaitBeyondServiceLevel": (
+        [series("hotline_queue_longest_wait_seconds", "25 25 90x68", queue="main")], 6,
+        {**TARGET, "queue": "main"}),
+}
+
+
+def rules() -> dict[str, dict[str, Any]]:
+    loaded = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return {r["alert"]: r for group in loaded["groups"] for r in group["rules"]}
+
+
+def rendered(text: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+
+
+def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
+    rule = rules()[alert]
+    return {"exp_labels": {**labels, **rule["labels"]},
+            "exp_annotations": {k: rendered(v, labels) for k, v in rule["annotations"].items()}}
+
+
+def with_fault(replacements: list[dict[str, str]]) -> list[dict[str, str]]:
+    replaced = {s["series"] for s in replacements}
+    return [s for s in HEALTHY if s["series"] not in replaced] + replacements
+
+
+def promtool() -> str:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool is not installed: `make system-deps` installs Prometheus, which brings it")
+    return binary
+
+
+def run_tests(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    spec = tmp_path / "alerts_test.yml"
+    spec.write_text(json.dumps({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": tests},
+                               ensure_ascii=False), encoding="utf-8")
+    return subprocess.run([promtool(), "test", "rules", str(spec)], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_the_rules_file_passes_prometheus_checks() -> None:
+    proc = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(FAULTS) == set(rules()), "every shipped alert has a fault case here"
+
+
+def test_every_alert_fires_on_its_fault_and_no_other_does(tmp_path: Path) -> None:
+    tests = []
+    for alert, (replacements, minute, labels) in FAULTS.items():
+        checks = [{"eval_time": f"{minute}m", "alertname": other,
+                   "exp_alerts": [expected(alert, labels)] if other == alert else []}
+                  for other in FAULTS]
+        tests.append({"interval": "1m", "input_series": with_fault(replacements), "alert_rule_test": checks})
+    proc = run_tests(tmp_path, tests)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_healthy_hour_raises_no_alert(tmp_path: Path) -> None:
+    checks = [{"eval_time": f"{minute}m", "alertname": alert, "exp_alerts": []}
+              for alert in FAULTS for minute in (2, 10, 65)]
+    proc = run_tests(tmp_path, [{"interval": "1m", "input_series": HEALTHY, "alert_rule_test": checks}])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_quiet_night_with_few_calls_does_not_page_for_the_answer_rate(tmp_path: Path) -> None:
+    # 3 calls offered in the hour, 2 answered: 67%, but too few calls to mean anything.
+    night = with_fault([series("hotline_calls_offered_total", "0x10 1x20 2x20 3x20", queue="main"),
+                        series("hotline_calls_answered_total", "0x10 1x20 2x40", queue="main")])
+    checks = [{"eval_time": "65m", "alertname": "HotlineAnswerRateBelowTarget", "exp_alerts": []}]
+    proc = run_tests(tmp_path, [{"interval": "1m", "input_series": night, "alert_rule_test": checks}])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
