@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-
 RULES = Path(__file__).resolve().parents[2] / "metrics" / "alerts.yml"
 TARGET = {"job": "hotline", "instance": "engine:9101"}
 

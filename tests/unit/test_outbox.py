@@ -343,9 +343,19 @@ async def test_put_into_a_full_or_read_only_spool_keeps_the_record_and_writes_it
     assert outbox.written == 1 and outbox.spool_errors >= 2  # the writer tried the spool again first
 
 
+@pytest.mark.parametrize("fsync_s", [0.0, 0.2], ids=["disk", "slow_disk"])
 async def test_a_record_held_while_the_spool_and_the_database_fail_is_spooled_once_there_is_room(
-    db: Engine, spool: Path, monkeypatch: pytest.MonkeyPatch
+    db: Engine, spool: Path, monkeypatch: pytest.MonkeyPatch, fsync_s: float
 ) -> None:
+    # On a slow disk the file is in place well before the folder's fsync returns; the record
+    # counts as spooled only after that.
+    real_fsync_dir = spool_module.fsync_dir
+
+    def fsync_dir(folder: Path) -> None:
+        time.sleep(fsync_s)
+        real_fsync_dir(folder)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", fsync_dir)
     disk_full = fail_spooling(monkeypatch, errno.ENOSPC)
     outbox = fast(db, spool)
     outbox.engine = down()
@@ -400,3 +410,29 @@ async def test_an_unexpected_error_in_the_writer_is_logged_and_the_writer_goes_o
             assert not task.done()
     assert "store_writer_error" in [e["event"] for e in logs]
     assert (stored_ids(db), outbox.in_quarantine()) == (["c2"], 1)
+
+
+async def test_a_record_requeued_while_the_writer_is_still_quarantining_it_is_written(
+    db: Engine, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # quarantine() moves the file and then fsyncs two folders in a worker thread; the writer
+    # drops its entry only after that. An operator's retry in that window (GET /quarantine
+    # shows the record as soon as the file is moved) must still put the record back in line.
+    real = store_module.quarantine
+
+    def quarantine_on_a_slow_disk(*args: Any, **kw: Any) -> Any:
+        q = real(*args, **kw)
+        time.sleep(0.3)
+        return q
+
+    monkeypatch.setattr(store_module, "quarantine", quarantine_on_a_slow_disk)
+    refuse(monkeypatch, {"c1"}, TOO_LONG)
+    outbox = fast(db, spool)
+    async with writing(outbox):
+        outbox.put(record("c1"))
+        await until(lambda: outbox.in_quarantine() == 1)
+        monkeypatch.setattr(store_module, "insert_record", insert_record)  # the column was widened
+        outbox.requeue("c1")  # ...and the operator retries
+        await until(lambda: stored_ids(db) == ["c1"], timeout=2,
+                    what="the requeued record to be written (not left in the spool until a restart)")
+    assert spool_files(spool) == []

@@ -1,8 +1,6 @@
-"""Review probe: the sandbox bind-mounts the folders Asterisk writes and the engine reads
-(recordings.dir, the parent of account.cel_db), and first does `os.chmod(folder, 0o750)` on
-the *host* folder, whatever it is. With `account.cel_db: /tmp/hotline-cel.db` (a plausible
-developer choice; nothing refuses it) `hotline sandbox up --config DIR` or `hotline demo`
-turns the host's /tmp from 1777 into 0750: every non-root program on the host loses /tmp."""
+"""Mounting a host folder into the sandbox (recordings.dir, the folder of account.cel_db)
+leaves the host folder's mode alone when it already exists: with account.cel_db in /tmp the
+host's /tmp must stay 1777."""
 
 from __future__ import annotations
 

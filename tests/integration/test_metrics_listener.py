@@ -1,9 +1,7 @@
-"""Review probe: the metrics listener (meant to be opened to the Prometheus host, README:
-"anyone who can reach it") lets any client hold connections open with half a request.
-aiohttp has no deadline for a request head, so a few hundred such connections use up the
-engine's file descriptors: the spool, the database and the AMI reconnect then fail with
-EMFILE, and asyncio's accept loop logs every failed accept (hundreds of thousands of lines
-a minute)."""
+"""The metrics listener (open to the Prometheus host) cannot starve the engine: clients
+that send half a request are cut off after the head deadline and the listener holds a bounded
+number of connections, so the spool, the database and the AMI reconnect keep their file
+descriptors and the log stays quiet."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Review probes: the control token file the engine trusts.
-
-`load_or_create_token` checks the mode (no group/other bits) but not who owns the file, and
-follows symlinks. An engine running as root with `http.token_file` in a folder others can
-write (/tmp, a shared /run folder) reads a token another user planted there, 0600 and owned
-by that user, and from then on that user can pause agents and reload the engine."""
+"""The control token file the engine trusts is its own: one owned by another user, or a
+symlink to someone else's file, is refused (an engine running as root with http.token_file in
+a folder others can write would otherwise take a token another user planted)."""
 
 from __future__ import annotations
 

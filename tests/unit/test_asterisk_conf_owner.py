@@ -1,10 +1,6 @@
-"""Review probe: `hotline asterisk-conf install` into a distribution's Asterisk.
-
-Debian's asterisk package ships /etc/asterisk/*.conf as asterisk:asterisk 0640 and runs
-Asterisk as that user (asterisk.service: `asterisk -U asterisk -G asterisk`). `install`
-(as root, README "The Asterisk side") replaces each file by a new root:root 0640 one, which
-that Asterisk can no longer read: after `core reload` manager.conf (AMI), pjsip.conf (agents)
-and extensions.conf are gone for it. The sandbox runs Asterisk as root, so no test sees it."""
+"""`hotline asterisk-conf install` into a distribution's Asterisk keeps each file readable
+by the user Asterisk runs as: Debian ships /etc/asterisk/*.conf as asterisk:asterisk 0640, and
+a file replaced by a root:root 0640 one would vanish for that Asterisk at its next reload."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Review probes: secrets and withheld numbers must not reach the engine's JSON log.
-
-`cti.logs.setup(json=True)` renders exceptions with structlog's `dict_tracebacks`, whose
-ExceptionDictTransformer defaults to show_locals=True: every frame's local variables
-(strings up to 80 characters) are written into the log line."""
+"""Secrets and withheld numbers stay out of the engine's JSON log: exceptions are logged
+without their frames' local variables (structlog's dict_tracebacks would show them), and
+store errors without the statement's parameters."""
 
 from __future__ import annotations
 
@@ -49,7 +47,7 @@ def out(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
 async def test_a_failing_control_request_does_not_write_the_control_token_into_the_log(out: io.StringIO) -> None:
     # GET /callbacks while the database is unreachable (a PostgreSQL restart): aiohttp logs
     # "Error handling request" with the traceback; the guard middleware's frame holds `token`.
-    unreachable = create_engine("sqlite:////nonexistent-review2/x.db")
+    unreachable = create_engine("sqlite:////nonexistent-folder/x.db")
     settings = load(None)
     outbox = SimpleNamespace(engine=unreachable, spool=Path("/nonexistent"))
     engine = Engine(settings, None, None, outbox, None, TOKEN)  # type: ignore[arg-type]

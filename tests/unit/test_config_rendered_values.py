@@ -1,7 +1,7 @@
-"""Review probes: engine.yaml values that are rendered into Asterisk's configuration as they
-are. The review (§2.3) asked for those to be validated; addresses and the AMI secret now are,
-but the two paths added since (recordings.dir into extensions.conf [globals], account.cel_db
-as a section name of cel_sqlite3_custom.conf) take any character, line breaks included."""
+"""engine.yaml values that end up in Asterisk's configuration (recordings.dir in
+extensions.conf's [globals], account.cel_db as a section name of cel_sqlite3_custom.conf) are
+refused when they could inject a line or a section; a key written twice, a relative store
+path and a control API off loopback are refused or warned about at load time."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Review probe: `Sandbox.pid()` believes any live process named by the chroot's
-run/asterisk/asterisk.pid. Asterisk leaves that file behind whenever it dies without a clean
-shutdown (stop() SIGKILLs it after `core stop now` times out; a crash); with this host's
-pid_max of 32768 and test runs spawning hundreds of processes, the number soon belongs to an
-unrelated process. From then on every claim (tests, benches, demo) is refused with
-"Asterisk is already running in the sandbox (pid N)", and `hotline sandbox down` does not
-help: stop() kills only processes whose root is the chroot and leaves the pid file."""
+"""A pid file left behind by an Asterisk that died (SIGKILL, a crash) does not make the
+sandbox look busy once the pid belongs to an unrelated host process, and `hotline sandbox
+down` clears it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""Review probe: PostgreSQL behind a network path that goes silent (a failover, a host that
-died, a firewall dropping state): no RST, no FIN, the peer simply stops answering.
-
-`open_engine` sets connect_timeout (5 s) but nothing bounds a statement or a pool pre-ping on
-an established connection, and no TCP keepalive is asked for. The writer thread then waits
-in recv() until the kernel gives up on the connection (tcp_retries2: about 15 minutes), with
-every later record waiting behind it, although a new connection would work at once."""
+"""PostgreSQL behind a network path that goes silent (a failover, a dead host, a firewall
+dropping state: no RST, no FIN): the writer gives up the connection (keepalives, statement
+timeout, a watchdog on each write) and writes the next records over a new one, and SIGTERM
+stops the engine without waiting for the kernel's 15-minute give-up."""
 
 from __future__ import annotations
 
@@ -68,7 +65,7 @@ class SilentProxy:
 
 @pytest.fixture
 def pg_name() -> Iterator[str]:
-    name = f"review2_{uuid.uuid4().hex[:8]}"
+    name = f"silentpg_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield name
