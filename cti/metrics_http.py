@@ -24,7 +24,8 @@ MAX_HEAD = 8192
 
 Page = Callable[[], tuple[int, str, bytes]]  # -> (status, content type, body)
 
-REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+           503: "Service Unavailable"}
 
 
 def json_page(status: int, body: object) -> tuple[int, str, bytes]:
@@ -66,10 +67,13 @@ class MetricsServer:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                return  # too slow, too big or gone: no answer owed
-            status, ctype, body = self._answer(head)
-            send_body = not head.startswith(b"HEAD ")
+                status, ctype, body = self._answer(head)
+                send_body = not head.startswith(b"HEAD ")
+            except asyncio.LimitOverrunError:  # a client that sent too much is told so, as aiohttp does
+                status, ctype, body = 431, "text/plain", b"request header fields too large\n"
+                send_body = True
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return  # too slow or gone: no answer owed
             writer.write(
                 f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + (body if send_body else b""))

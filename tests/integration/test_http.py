@@ -177,3 +177,57 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_configuration(tmp_path: 
         proc.terminate()
         proc.wait(15)
         log.close()
+
+
+def test_an_oversized_header_is_refused_and_the_log_stays_one_json_object_per_line(tmp_path: Path) -> None:
+    """Field test defect 10: a 100 KB header made aiohttp print a raw traceback into the JSON log."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.test_prometheus import free_port
+
+    control, metrics = free_port(), free_port()
+    config = write_config(tmp_path, ami_port=1, http_port=control, metrics_port=metrics)
+    log = open(tmp_path / "engine.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+    def status_line(port: int, request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            answer = b""
+            while b"\r\n" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.split(b"\r\n", 1)[0]
+
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                raw(f"http://127.0.0.1:{metrics}/healthz")
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("the engine did not start") from None
+                time.sleep(0.2)
+        huge = b"X-Big: " + b"a" * 100_000 + b"\r\n"
+        for port in (control, metrics):
+            line = status_line(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + huge + b"\r\n")
+            assert line.split(b" ")[1:2] in ([b"400"], [b"431"]), ("control" if port == control else "metrics", line)
+        assert raw(f"http://127.0.0.1:{metrics}/metrics") == 200  # still serving
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+    lines = (tmp_path / "engine.log").read_bytes().decode("utf-8").splitlines()
+    assert lines
+    for entry in lines:
+        json.loads(entry)  # every line of the log is one JSON object, tracebacks included
+    assert any("LineTooLong" in entry for entry in lines)  # aiohttp's error was logged, as one of them
