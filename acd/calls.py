@@ -103,6 +103,12 @@ CALL_TRANSITIONS: Final[dict[tuple[CallState, CallTrigger], CallState]] = {
 PENDING_RING = frozenset({S.REDIRECTING, S.CONFIRMING, S.DIALING})
 
 
+# HOTLINE_OFFERED on the channel of a caller the engine never offered (closed hours in
+# every queue the caller entered): the dialplan sets the dialled queue for every caller,
+# so the engine overwrites it, and a restarted engine and Asterisk's account read it.
+NOT_OFFERED = "-"
+
+
 @dataclass(eq=False)  # identity: a call is itself, not its field values
 class Call:
     call_id: str  # Asterisk Linkedid of the caller's channel
@@ -131,7 +137,6 @@ class Call:
     ring_for: float = 0.0  # the current ring's timeout, as Asterisk's Dial was told (a reload does not cut it)
     dial_ended: int = 0  # the last attempt whose DialEnd came: a DialBegin of it arriving later is stale
     answered: float | None = None
-    answered_wall: float | None = None
     recording: str | None = None
     leave_reason: LeaveReason | None = None  # set once the engine decided the caller leaves
     forward_to: str = ""  # the external number, when leaving to FORWARD

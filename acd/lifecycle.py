@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from acd import rules
 from acd.agents import Activity, ActivityTrigger, Agent, Presence, move
-from acd.calls import Call, CallState, CallTrigger, advance
+from acd.calls import NOT_OFFERED, Call, CallState, CallTrigger, advance
 from acd.commands import (
     CallAnswered,
     CallOffered,
@@ -127,8 +127,8 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
         call.service_level = q.service_level
         call.short_abandon = q.short_abandon
         out.append(CallOffered(call.call_id, name))
-    if not first:
-        out.append(TagCaller(call.call_id, call.channel, name, call.offered_queue, call.path))
+    if not first or call.offered_in is None:
+        out.append(TagCaller(call.call_id, call.channel, name, call.offered_in or NOT_OFFERED, call.path))
     if admitted is Admission.CLOSED:
         if q.when_closed is WhenClosed.OVERFLOW and q.overflow is not None:
             overflow(state, call, now, wall, out, hops + 1)
@@ -302,7 +302,6 @@ def connect(state: State, call: Call, agent_id: str, now: float, wall: float, ou
     release(state, call, now, out, keep=agent_id)
     call.agent_id = agent_id
     call.answered = now
-    call.answered_wall = wall
     call.served_by_fallback = call.served_by_fallback or fallback
     agent = state.agents.get(agent_id)
     if agent is not None:
@@ -310,8 +309,22 @@ def connect(state: State, call: Call, agent_id: str, now: float, wall: float, ou
         agent.calls_taken += 1
         if agent.call_id in (None, call.call_id) or agent.activity is not Activity.ON_CALL:
             agent_step(state, agent, ActivityTrigger.ANSWER, now, out, call.call_id)
+    answered(state, call, now, out)
+
+
+def answered(state: State, call: Call, now: float, out: list[Command]) -> None:
+    """Count the answer, in the offered queue. A caller answered without having been
+    offered (the dialplan's fallback rang agents for a caller who met closed hours while
+    the engine could not see) is offered at the answer: no queue answers more than it offers."""
+    if call.offered_in is None:
+        q = state.queues.get(call.queue)
+        call.offered_in = call.queue
+        if q is not None:
+            call.service_level = q.service_level
+            call.short_abandon = q.short_abandon
+        out.append(CallOffered(call.call_id, call.queue))
     # The record keeps the wait to the millisecond: the counter judges that same figure.
-    out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, round(call.waited(now), 3),
+    out.append(CallAnswered(call.call_id, call.offered_queue, call.agent_id or "", round(call.waited(now), 3),
                             call.service_level, call.queue))
 
 
@@ -320,9 +333,15 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
     """The caller's channel is gone: write the record first, then forget the call."""
     connected = call.state is CallState.CONNECTED
     talk = max(0.0, now - call.answered) if connected and call.answered is not None else 0.0
+    # The send-out's reply was lost and the caller hung up before Asterisk said where they
+    # were: most likely they heard the message. A guess, so marked as one (`resync`), and
+    # Asterisk's account, which knows, replaces it when it is read.
+    unsure_leave = call.state is CallState.CONFIRMING and call.confirming_leave
+    if unsure_leave and source == "live":
+        source = "resync"
     if connected:
         outcome = Outcome.ANSWERED
-    elif call.state is CallState.LEAVING and call.leave_reason is not None:
+    elif (call.state is CallState.LEAVING or unsure_leave) and call.leave_reason is not None:
         outcome = call.leave_reason.outcome
         if outcome is Outcome.CLOSED and call.offered_in is not None:
             # Offered in an open queue, then moved into a closed one: offered and not
@@ -330,14 +349,21 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
             outcome = Outcome.OVERFLOW
     else:
         outcome = Outcome.ABANDONED
+    if not connected and call.offered_in is None:
+        # Closed hours in every queue the caller entered: never offered, wherever the
+        # closed rule sent them (the message, a duty number, a callback).
+        outcome = Outcome.CLOSED
     out.append(CallRecord(
         call_id=call.call_id,
         queue=call.queue,
         caller_num=call.caller_num,
         caller_name=call.caller_name,
+        # The wall clock labels the arrival; the other times follow from it by the
+        # monotonic durations, so a clock step during the call cannot put them out of order.
         arrived=call.arrived_wall,
-        answered=call.answered_wall if connected else None,
-        ended=wall,
+        answered=call.arrived_wall + (call.answered - call.arrived) if connected and call.answered is not None
+        else None,
+        ended=call.arrived_wall + max(0.0, now - call.arrived),
         agent_id=call.agent_id if connected else None,
         outcome=outcome,
         wait_seconds=round(call.waited(now), 3),

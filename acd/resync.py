@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from acd import rules
 from acd.agents import Activity, Agent
-from acd.calls import PENDING_RING, Call, CallState
-from acd.commands import CallAnswered, CallOffered, Command
+from acd.calls import NOT_OFFERED, PENDING_RING, Call, CallState
+from acd.commands import CallOffered, Command
 from acd.deadlines import PARK_GRACE
 from acd.events import ChannelsSnapshot, DevicesSnapshot, SnapshotCall, Where
-from acd.lifecycle import finish, release
+from acd.lifecycle import answered, finish, release
 from acd.model import LeaveReason
 from acd.roster import device, leave_empty_queues
 from acd.state import AgentWatch, State
@@ -68,6 +68,10 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     queue = snap.queue if snap.queue in state.queues else state.default_queue.name
     path = tuple(p for p in snap.path if p) or (queue,)
     offered = snap.offered_queue if snap.offered_queue in state.queues else path[0]
+    # Never offered: the engine said so on the channel, or the caller hears the closed
+    # message of the only queue they entered (a tag not written yet, or an older engine).
+    never_offered = snap.offered_queue == NOT_OFFERED or (
+        snap.where is Where.LEAVING and snap.leave_reason is LeaveReason.CLOSED and len(path) == 1)
     ago = snap.joined_ago if snap.joined_ago is not None else snap.age
     q = state.queues[queue]
     call = Call(
@@ -82,7 +86,7 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
         priority=snap.priority,
         extra_skills=snap.skills,
         path=path,
-        offered_in=offered,
+        offered_in=None if never_offered else offered,
         since=now,
         adopted=True,
         served_by_fallback=snap.fallback,
@@ -98,7 +102,8 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     call.skills = rules.needed_skills(q, call.extra_skills)
     call.key = rules.line_key(q, call.arrived, call.priority)
     state.calls[call.call_id] = call
-    out.append(CallOffered(call.call_id, call.offered_queue))
+    if call.offered_in is not None:
+        out.append(CallOffered(call.call_id, call.offered_queue))
     return call
 
 
@@ -178,7 +183,6 @@ def _connected(state: State, call: Call, agent_id: str, snap: SnapshotCall, now:
     ago = snap.answered_ago if snap.answered_ago is not None else 0.0
     if call.answered is None:
         call.answered = now - ago
-        call.answered_wall = wall - ago
     call.agent_id = agent_id
     _force(state, call, CallState.CONNECTED, now)
     agent = state.agents.get(agent_id)
@@ -188,8 +192,7 @@ def _connected(state: State, call: Call, agent_id: str, snap: SnapshotCall, now:
         agent.call_id = call.call_id
         watch.done(state, now, out)
     if was is not CallState.CONNECTED:
-        out.append(CallAnswered(call.call_id, call.offered_queue, agent_id, round(call.waited(now), 3),
-                                call.service_level, call.queue))
+        answered(state, call, now, out)
 
 
 def _ringing(state: State, call: Call, ringing: frozenset[str], now: float, out: list[Command]) -> None:

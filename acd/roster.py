@@ -108,7 +108,10 @@ def wrapup_due(state: State, agent: Agent, now: float, out: list[Command]) -> No
 
 def leave_empty_queues(state: State, now: float, wall: float, out: list[Command]) -> None:
     """When the last agent of a `when_empty: overflow` queue logs out or unregisters, the
-    callers waiting in it move on (app_queue's leavewhenempty)."""
+    callers waiting in it move on (app_queue's leavewhenempty). Not while routing is off:
+    the phones are not known until the resync's devices half; it judges them then."""
+    if not state.routing:
+        return
     for q in list(state.queues.values()):
         line: Line | None = state.lines.get(q.name)
         if q.when_empty is not WhenEmpty.OVERFLOW or not line or rules.staffed(state, q.name):

@@ -33,6 +33,7 @@ from urllib.parse import unquote
 import structlog
 from sqlalchemy import Engine
 
+from acd.calls import NOT_OFFERED
 from acd.commands import CallRecord
 from acd.model import LeaveReason, Outcome, QueueSettings
 from cti.decode import caller_name
@@ -46,6 +47,9 @@ CHECKPOINT = "account.checkpoint"
 # Rows younger than this are read again next time: a call's row can exist a moment
 # before the engine has handled the call's hang-up.
 SETTLE = 120.0
+# The row of a call the engine still holds (it could not see the hang-up: the link is down)
+# is read again until the engine lets the call go, for at most this long.
+HELD_ROWS_MAX_AGE = 86400.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,18 @@ def parse_extra(text: str) -> dict[str, str]:
     return out
 
 
+def _text(raw: bytes) -> str:
+    """A text column as Asterisk wrote it: UTF-8, or a carrier's GBK/GB18030 name passed
+    through as bytes; never an error that would stop the rows behind it."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            return raw.decode("gb18030")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", errors="replace")
+
+
 def read_rows(db: Path, after: int | None, since: float) -> tuple[list[AccountRow], int | None]:
     """HOTLINE_END rows after rowid `after`, and where reading started. With no checkpoint
     (`after` None) reading starts at the rows that ended since `since`; the rowid just
@@ -87,6 +103,7 @@ def read_rows(db: Path, after: int | None, since: float) -> tuple[list[AccountRo
     if not db.exists():
         return [], after
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    conn.text_factory = _text
     try:
         if after is not None:
             (top,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TABLE}").fetchone()
@@ -145,6 +162,9 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
     path = tuple(p for p in f.get("path", "").split(">") if p)
     queue = f.get("queue", "") or (path[-1] if path else "")
     offered = f.get("offered", "") or (path[0] if path else queue)
+    never_offered = offered == NOT_OFFERED
+    if never_offered:
+        offered = path[0] if path else queue
     settings = queues.get(offered) or queues.get(queue)
     try:
         leave = LeaveReason(f.get("leave", ""))
@@ -157,6 +177,11 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
     else:
         outcome = Outcome.ABANDONED
         answered = None
+    if outcome is not Outcome.ANSWERED:
+        if never_offered:
+            outcome = Outcome.CLOSED  # closed hours wherever the caller went (as lifecycle.finish)
+        elif outcome is Outcome.CLOSED and len(path) > 1:
+            outcome = Outcome.OVERFLOW  # offered in an open queue, then moved into a closed one
     end = max(row.ended, joined)
     wait = max(0.0, (answered if answered is not None else end) - joined)
     talk = max(0.0, end - answered) if answered is not None else 0.0
@@ -205,12 +230,16 @@ def save_checkpoint(spool: Path, rowid: int) -> None:
     os.replace(tmp, path)
 
 
-def settled_checkpoint(rows: list[AccountRow], previous: int | None, now_wall: float) -> int | None:
+def settled_checkpoint(rows: list[AccountRow], previous: int | None, now_wall: float,
+                       held: Callable[[str], bool] = lambda _: False) -> int | None:
     """How far the checkpoint may move: past every row older than SETTLE, and no further
-    than the first younger one (those are read again next time)."""
+    than the first younger one, or the first of a call the engine still holds (those are
+    read again next time)."""
     top = previous
     for row in rows:
         if row.ended > now_wall - SETTLE:
+            break
+        if held(row.call_id) and row.ended > now_wall - HELD_ROWS_MAX_AGE:
             break
         top = row.rowid
     return top
@@ -220,6 +249,7 @@ class Ledger(Protocol):
     """What the reconciler needs of the dispatcher (it runs in the dispatcher's task)."""
 
     def unknown(self, call_id: str) -> bool: ...
+    def holds(self, call_id: str) -> bool: ...
     async def recovered(self, records: list[CallRecord]) -> int: ...
     def settle_provisional(self, everything: bool = False) -> int: ...
 
@@ -259,6 +289,14 @@ class AccountReader:
                           hint="check that the engine may read Asterisk's CEL file (account.cel_db)")
 
     async def reconcile(self) -> int:
+        try:
+            return await self._reconcile()
+        finally:
+            # Guesses waiting for the account are written when their wait is over, also
+            # when the account cannot be read: a record is never held back for good.
+            self.ledger.settle_provisional()
+
+    async def _reconcile(self) -> int:
         saved = load_checkpoint(self.spool)
         now = self.wall()
         rows, after = await asyncio.to_thread(read_rows, self.db, saved, now - self.first_days * 86400)
@@ -279,8 +317,7 @@ class AccountReader:
             if rec is not None:
                 records.append(rec)
         added = await self.ledger.recovered(records) if records else 0
-        self.ledger.settle_provisional()
-        top = settled_checkpoint(rows, after, now)
+        top = settled_checkpoint(rows, after, now, self.ledger.holds)
         if top is not None and top != saved:
             await asyncio.to_thread(save_checkpoint, self.spool, top)
         if added:

@@ -197,6 +197,10 @@ class Dispatcher:
             return True
         return call_id not in self.state.calls and call_id not in self._recent
 
+    def holds(self, call_id: str) -> bool:
+        """A call still live in the engine's picture (its end not seen yet)."""
+        return call_id in self.state.calls
+
     async def recovered(self, records: list[CallRecord]) -> int:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.inbox.put_nowait(Recovered(tuple(records), done))
@@ -245,7 +249,8 @@ class Dispatcher:
                 if item.session == self.session:
                     self.apply(LinkLost())
             case Snapshot():
-                if item.session != self.session or self.ami is None or not self.ami.connected:
+                if (item.session != self.session or self.ami is None or not self.ami.connected
+                        or self.ami.session != item.session):
                     # Taken on a link that has gone since: the next link brings its own.
                     self.metrics.snapshots_dropped.inc()
                     return
@@ -259,7 +264,8 @@ class Dispatcher:
                     if self.on_routing is not None:
                         self.on_routing()
             case SnapshotFailed():
-                if item.session == self.session and self.ami is not None and self.ami.connected:
+                if (item.session == self.session and self.ami is not None and self.ami.connected
+                        and self.ami.session == item.session):  # not a newer link that came up since
                     # Never stay connected with routing off: drop the link (with a growing
                     # back-off), the reconnect resyncs; the heartbeat stays off meanwhile.
                     log.warning("resync_failed", error=item.error, hint="dropping the AMI link to start over")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -73,6 +75,31 @@ def test_a_caller_who_hung_up_before_joining_a_queue_gives_no_record() -> None:
     assert record_from(row("4.1", 1001.0), QUEUES) is None
 
 
+def test_a_row_of_another_channel_than_the_callers_own_gives_no_record() -> None:
+    """One record per call, from the caller's own channel: a row an agent's leg wrote (its
+    Uniqueid is not the call's Linkedid) is not the call's account."""
+    agent_leg = AccountRow(1, 1100.0, "7.1", "7.2", "1001", "", parse_extra(extra(queue="main", joined="1000")))
+    assert record_from(agent_leg, QUEUES) is None
+
+
+@pytest.mark.parametrize("leave", ["closed", "forward", "callback", "overflow"])
+def test_a_caller_the_engine_marked_never_offered_is_closed_wherever_the_closed_rule_sent_them(leave: str) -> None:
+    """Review 3: `when_closed: overflow` forwards the night's callers to a duty number; the
+    engine writes HOTLINE_OFFERED=- on them, and the account's record is `closed`, not
+    offered, as the engine's own (lifecycle.finish) and the live counters say."""
+    rec = record_from(row("8.1", 1030.0, queue="tax", offered="-", path="tax", joined="1000", leave=leave), QUEUES)
+    assert rec is not None and rec.outcome is Outcome.CLOSED and rec.offered_queue == "tax"
+    answered = record_from(row("8.2", 1030.0, queue="tax", offered="-", path="tax", joined="1000",
+                               answered="1010", agent="1001", fallback="1"), QUEUES)
+    assert answered is not None and answered.outcome is Outcome.ANSWERED  # a person answered: offered
+
+
+def test_a_caller_offered_then_moved_into_a_closed_queue_is_an_overflow_in_the_account_too() -> None:
+    rec = record_from(row("9.1", 1030.0, queue="night", offered="tax", path="tax>night", joined="1000",
+                          leave="closed"), QUEUES)
+    assert rec is not None and (rec.outcome, rec.offered_queue) == (Outcome.OVERFLOW, "tax")
+
+
 def test_an_overflowed_call_keeps_its_offered_queue_and_path() -> None:
     rec = record_from(row("5.1", 1200.0, queue="main", offered="tax", path="tax>main", joined="1000",
                           answered="1150", agent="1001"), QUEUES)
@@ -117,6 +144,9 @@ class Ledger:
 
     def unknown(self, call_id: str) -> bool:
         return call_id not in self.live and all(r.call_id != call_id for r in self.written)
+
+    def holds(self, call_id: str) -> bool:
+        return call_id in self.live
 
     def settle_provisional(self, everything: bool = False) -> int:
         return 0
@@ -170,3 +200,83 @@ def test_a_first_start_reads_only_the_configured_days_and_keeps_its_place(tmp_pa
     rows, start = read_rows(db, None, since=500.0)
     assert ([r.call_id for r in rows], start) == (["new"], 1)
     assert settled_checkpoint([], start, now_wall=1000.0) == 1  # saved even with nothing to record
+
+
+async def test_an_account_row_of_a_call_the_engine_held_while_blind_is_still_read_after_the_resync(
+        tmp_path: Path) -> None:
+    """The AMI link is down for three minutes while Asterisk runs on. A caller who was waiting
+    when the link dropped is answered by the dialplan's fallback and hangs up; Asterisk's
+    account has the row (answered, agent 1001, fallback). The engine still holds the call
+    (it cannot see the hang-up), so the minute-by-minute reconcile skips the row, and once
+    the row is older than SETTLE the checkpoint moves past it. At the resync the call's
+    record becomes provisional ("abandoned", the engine's guess) and waits for the account,
+    which no longer reads that row: the answered call is stored as abandoned. The row of a
+    call the engine held must be read again once the engine lets the call go."""
+    store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(store)
+    spool = tmp_path / "spool"
+    outbox = Outbox(store, spool)
+    db = cel_db(tmp_path / "cel.db", [("held", 1000.0, extra(queue="main", offered="main", path="main",
+                                                              joined="900", answered="930", agent="1001",
+                                                              fallback="1"))])
+    ledger = Ledger(live={"held"}, outbox=outbox)
+    clock = {"wall": 1060.0}
+    reader = AccountReader(db, spool, store, ledger, outbox.knows, lambda: QUEUES, wall=lambda: clock["wall"])
+    assert await reader.reconcile() == 0  # a minute after the hang-up: the engine still holds the call
+    clock["wall"] = 1180.0
+    assert await reader.reconcile() == 0  # three minutes: still held (the link is still down)
+    ledger.live.clear()  # the resync: the call is gone, its record waits for the account
+    clock["wall"] = 1190.0
+    assert await reader.reconcile() == 1
+    (rec,) = ledger.written
+    assert (rec.call_id, rec.outcome, rec.agent_id, rec.served_by) == ("held", Outcome.ANSWERED, "1001", "fallback")
+
+
+async def test_provisional_records_are_written_when_the_account_cannot_be_read(tmp_path: Path) -> None:
+    """account.cel_db names a file the engine cannot read (Asterisk wrote it 0640 for its own
+    group, or it is damaged). Every reconcile raises before it gets to `settle_provisional`,
+    so the records of calls that ended while the engine was blind stay provisional in memory
+    for good: not in the store, growing with every resync, and lost at a kill -9. A record
+    must never be held back because the safety net is broken."""
+    store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(store)
+    bad = tmp_path / "cel.db"
+    bad.write_bytes(b"this is not a sqlite database" * 100)
+    settled: list[bool] = []
+
+    class Counting(Ledger):
+        def settle_provisional(self, everything: bool = False) -> int:
+            settled.append(everything)
+            return 0
+
+    reader = AccountReader(bad, tmp_path, store, Counting(), lambda _: False, lambda: QUEUES)
+    task = asyncio.create_task(reader.run(every=0.01))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert settled, "the provisional records were never settled"
+
+
+async def test_a_caller_name_that_is_not_utf8_in_the_account_does_not_stop_the_rows_after_it(
+        tmp_path: Path) -> None:
+    """A carrier sends a GBK display name; Asterisk writes its bytes as they are into the CEL
+    file. Python's sqlite3 refuses to decode that text column, so `read_rows` raises on the
+    row, every reconcile fails at the same place, and no later call served by the fallback
+    (or ended while the engine was stopped) is ever recorded from the account. One bad row
+    must not block the rows behind it (B2's lesson, in the account)."""
+    store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(store)
+    spool = tmp_path / "spool"
+    outbox = Outbox(store, spool)
+    db = cel_db(tmp_path / "cel.db", [("gbk", 1000.0, extra(queue="main", joined="900")),
+                                       ("after", 1001.0, extra(queue="main", joined="950", answered="960",
+                                                               agent="1001", fallback="1"))])
+    conn = sqlite3.connect(db)
+    conn.execute(f"UPDATE {CEL_TABLE} SET cidname = CAST(x'cdf5d0a1c3f7' AS TEXT) WHERE linkedid = 'gbk'")
+    conn.commit()
+    conn.close()
+    ledger = Ledger(outbox=outbox)
+    reader = AccountReader(db, spool, store, ledger, outbox.knows, lambda: QUEUES, wall=lambda: 5000.0)
+    await reader.reconcile()
+    assert "after" in [r.call_id for r in ledger.written]

@@ -12,6 +12,8 @@ from acd.calendar import Hours
 from acd.commands import CallAnswered, CallOffered, CallRecord, SendOut
 from acd.events import CallerHungUp
 from acd.model import LeaveReason, Outcome, Overflow, OverflowTo, QueueSettings, WhenClosed
+from metrics import kpi
+from tests.unit.test_edge_cases import NEVER_OPEN
 from tests.unit.world import World, chan, of_type, sendouts
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone(timedelta(hours=8))).timestamp()  # a Wednesday
@@ -83,3 +85,20 @@ def test_a_handler_failing_half_way_still_hands_back_the_record_it_produced(monk
     assert isinstance(failed.value.__cause__, RuntimeError)
     (rec,) = of_type(failed.value.commands, CallRecord)
     assert (rec.call_id, rec.outcome, rec.agent_id, rec.talk_seconds) == ("c1", Outcome.ANSWERED, "1001", 28.0)
+
+
+def test_a_closed_hours_caller_forwarded_by_the_night_rule_is_not_offered_live_nor_in_the_record() -> None:
+    """The usual night set-up: outside opening hours, `when_closed: overflow` forwards the
+    caller to a duty number. The caller never entered an open queue: no CallOffered (the
+    live counter says 0 offered), but the record says outcome `forwarded`, which
+    kpi.is_offered() counts as offered and unanswered. Every night-time call then lowers
+    the queue's answer rate in the reports while the live counters ignore it: the two
+    must agree, and the reference says a caller who met closed hours was not offered."""
+    night_forward = Overflow(after=600, to=OverflowTo.NUMBER, target="12345678")
+    tax = QueueSettings(name="tax", hours=NEVER_OPEN, when_closed=WhenClosed.OVERFLOW, overflow=night_forward)
+    w = World((tax,), {})
+    out = w.join("c1", "tax", at=1000)
+    assert of_type(out, CallOffered) == []  # the live counter: not offered
+    w.hangup("c1", at=1030)
+    (rec,) = w.records()
+    assert not kpi.by_queue([rec])["tax"].offered, f"record outcome {rec.outcome.value}: counted as offered"

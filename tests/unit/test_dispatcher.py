@@ -19,7 +19,7 @@ from acd.commands import CallRecord
 from acd.events import AgentProfile, ChannelsSnapshot
 from acd.model import QueueSettings
 from cti.ami import AmiClient, AmiError, AmiSettings
-from cti.dispatcher import Dispatcher, LinkDown, Snapshot
+from cti.dispatcher import Dispatcher, LinkDown, Snapshot, SnapshotFailed
 from metrics.exporter import Metrics
 from tests.fake_ami import FakeAmi, Fields, error, success
 
@@ -191,6 +191,20 @@ async def test_a_redirect_with_no_answer_is_probed_before_the_caller_is_rung_aga
     assert probe_at < second
 
 
+async def test_a_probe_whose_answer_is_lost_leaves_the_caller_in_line_and_asks_again(rig: Rig) -> None:
+    """Review 3: only Asterisk's "no such channel" says the caller has gone. A probe that times
+    out must not end the call (a record written, the caller stranded while still waiting)."""
+    rig.fake.devices = [device("1001"), device("1002")]
+    rig.fake.channels = [hold_row("c1")]
+    await routing(rig)
+    rig.fake.silent.update({"Redirect", "Status"})
+    rig.fake.push(join("c1"))
+    await until(lambda: sum("Channel" in a for a in rig.fake.actions("Status")) >= 2, timeout=10,
+                what="a second probe")
+    assert rig.sink.records == []
+    assert rig.state.calls["c1"].state is CallState.CONFIRMING
+
+
 # -- B1: nobody stranded on the way out ------------------------------------------------------
 
 
@@ -302,3 +316,26 @@ async def test_a_refused_action_is_told_apart_from_one_that_timed_out() -> None:
         await ami.close()
         task.cancel()
         await fake.close()
+
+
+def test_a_failed_resync_of_a_link_already_gone_does_not_drop_the_next_link() -> None:
+    """The link (session 1) drops while its resync is pending: the pending Status fails
+    (SnapshotFailed(1) is queued, then LinkDown(1)). The AMI client reconnects within
+    0.2 s and logs in (session 2) while the dispatcher is still busy with older items.
+    When the dispatcher reaches SnapshotFailed(1), its own `session` is still 1 and the
+    client is connected (to session 2), so it drops the new, healthy link with a penalty
+    (a longer back-off before the next try). A result of session 1 must not touch session 2."""
+    dispatcher = Dispatcher((QueueSettings(),), (), Sink(), Metrics(CollectorRegistry()))
+    dropped: list[bool] = []
+
+    class NewLink:
+        connected = True
+        session = 2
+
+        def drop(self, penalize: bool = False) -> None:
+            dropped.append(penalize)
+
+    dispatcher.ami = NewLink()  # type: ignore[assignment]
+    dispatcher.session = 1  # LinkUp(1) was handled; LinkDown(1) and LinkUp(2) are still queued
+    dispatcher.handle(SnapshotFailed(1, "Status: AMI connection lost"))
+    assert dropped == []

@@ -93,3 +93,20 @@ def test_a_snapshot_showing_a_leaving_caller_still_in_the_hold_loop_puts_them_ba
     assert w.call("c1").state is CallState.IN_LINE
     out = w.feed(DevicesSnapshot((DeviceChanged("1001", True, False),)), at=1302)
     assert sent(out) == TIMEOUT
+
+
+def test_a_caller_whose_send_out_reply_was_lost_is_not_recorded_as_a_sure_abandon() -> None:
+    """max_wait passes, the engine Redirects the caller to the time-out message, and the
+    Redirect's reply times out under load (LeaveFailed, not sure): the call is CONFIRMING
+    and Asterisk is asked where the caller is. The Redirect did happen: the caller hears
+    the message and the dialplan hangs up before the probe is answered. The engine writes
+    a final live record `abandoned` (a hang-up before an answer), although the caller was
+    timed out and Asterisk's account says so (HOTLINE_LEAVE=timeout). With the fate unknown
+    the record must either say the planned leave or be left to the account to settle."""
+    w = World((QueueSettings(name="main", max_wait=60),), agents=())
+    w.join("c1", at=1000)
+    w.run_until(1060)
+    w.feed(LeaveFailed("c1", sure=False), at=1065)
+    w.hangup("c1", at=1068)
+    (rec,) = w.records()
+    assert rec.outcome is Outcome.TIMED_OUT or rec.source != "live", (rec.outcome, rec.source)

@@ -20,7 +20,8 @@ from acd.events import (
     SnapshotCall,
     Where,
 )
-from acd.model import LeaveReason, Outcome, Overflow, QueueSettings
+from acd.model import LeaveReason, Outcome, Overflow, QueueSettings, WhenEmpty
+from metrics import kpi
 from tests.unit.world import World, chan, of_type, probes, rings, sendouts
 
 
@@ -270,3 +271,38 @@ def test_an_agent_the_snapshot_shows_off_the_call_is_released_into_wrap_up() -> 
     resync(w, snap, devices=(DeviceChanged("1001", True, False), DeviceChanged("1002", True, True)), at=1011)
     assert (w.call("c1").agent_id, w.agent("1002").activity) == ("1002", Activity.ON_CALL)
     assert (w.agent("1001").activity, w.agent("1001").call_id) == (Activity.WRAP_UP, None)
+
+
+def test_a_caller_adopted_while_hearing_the_closed_message_is_recorded_closed_and_not_offered() -> None:
+    """The engine restarts while a caller who met closed hours hears the closed message
+    (the dialplan set HOTLINE_OFFERED to the dialled queue at the inbound number, as for
+    every caller). The adopted call must end as `closed` and never count as offered: the
+    same call seen live, or read from Asterisk's account, is `closed` and not offered."""
+    w = World(agents=("1001",))
+    snap = SnapshotCall("c1", chan("c1"), Where.LEAVING, age=4, queue="main", offered_queue="main",
+                        path=("main",), joined_ago=3, leave_reason=LeaveReason.CLOSED)
+    w.feed(LinkLost(), 1000)
+    out = w.feed(ChannelsSnapshot((snap,)), 1000) + w.feed(DevicesSnapshot(()), 1000)
+    w.hangup("c1", at=1010)
+    (rec,) = w.records()
+    assert rec.outcome is Outcome.CLOSED
+    assert not kpi.classify(rec).offered
+    assert of_type(out, CallOffered) == []
+
+
+def test_a_phone_going_away_during_a_resync_does_not_empty_queues_whose_phones_are_not_known_yet() -> None:
+    """The engine restarts. The channels half of the resync adopts a caller waiting in
+    `tax` (when_empty: overflow); before the devices half arrives, a DeviceStateChange says
+    some phone went unavailable. `leave_empty_queues` runs on that event with no routing
+    check: no phone is known to be registered yet in this fresh process, so `tax` looks
+    unstaffed and the waiting caller is overflowed (to the message), although agent 1001
+    is logged in and free, as the devices half shows a moment later. join and the walk
+    back wait for routing before judging emptiness (`not state.routing`); this path must too."""
+    tax = QueueSettings(name="tax", when_empty=WhenEmpty.OVERFLOW, overflow=Overflow(after=600))
+    w = World((tax,), agents=("1001", "1002"), routing=False)
+    w.feed(LinkLost(), 1000)
+    w.feed(ChannelsSnapshot((SnapshotCall("c1", chan("c1"), Where.HOLD, age=20, queue="tax", joined_ago=20),)), 1000)
+    w.feed(DeviceChanged("1002", registered=False, busy=False), 1000.1)
+    out = w.feed(DevicesSnapshot((DeviceChanged("1001", True, False), DeviceChanged("1002", False, False))), 1000.2)
+    assert sendouts(w.out) == []
+    assert rings(out) == [("c1", "1001")]
