@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install system-deps test-services demo test unit integration lint bench mutation clean
+.PHONY: install system-deps test-deps test-services demo test unit integration lint bench mutation clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -16,9 +16,13 @@ install: $(PY)
 	$(PIP) install -q -e '.[test]'
 	@if [ -w /usr/local/bin ]; then ln -sfn "$(abspath $(VENV))/bin/hotline" /usr/local/bin/hotline; fi
 
-# Debian packages the sandbox needs (run as root on a fresh machine).
+# Debian packages the sandbox needs (run as root on a fresh machine); the tests also need
+# Prometheus's binaries.
 system-deps:
 	@bash .ci/packages.sh
+
+test-deps:
+	@bash .ci/packages.sh --tests
 
 # The PostgreSQL the integration tests use (the demo and the engine's default need none).
 test-services:
@@ -38,7 +42,7 @@ integration:
 	$(PY) -m pytest tests/integration -q
 
 # The whole suite: lint, type check, unit tests and the real-Asterisk integration tests.
-test: system-deps test-services install lint
+test: test-deps test-services install lint
 	$(PY) -m pytest -q
 
 # Mutation testing of the routing core, on demand only (`make test` and CI never run it):

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Debian packages hotline's Makefile needs on a fresh machine (as root): python3 with venv
-# (Debian splits venv/ensurepip into python3-venv), debootstrap for the Asterisk sandbox, and
-# Prometheus for the scrape test. Installs only what is missing.
+# (Debian splits venv/ensurepip into python3-venv), debootstrap for the Asterisk sandbox and,
+# with --tests, Prometheus (its binaries: the scrape test and promtool for the alert rules).
+# Installs only what is missing, and no recommended packages: Prometheus recommends
+# node-exporter, a daemon that would listen on every interface for a demo that needs neither.
 set -euo pipefail
 missing=()
 command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v prometheus >/dev/null || missing+=(prometheus)
+if [ "${1:-}" = "--tests" ]; then
+  command -v prometheus >/dev/null || missing+=(prometheus)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "[packages] installing ${missing[*]}" >&2
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -60,6 +60,8 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(key_node.start_mark.line + 1, "a key must be a plain name, not a list or a mapping")
             key = key_node.value
             if key in out:
                 # YAML would keep the last one and drop the first without a word.
@@ -123,6 +125,12 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
         raise ConfigError([Problem(name, line, f"not valid YAML: {exc.problem or exc}")]) from None
     except _Refused as exc:
         raise ConfigError([Problem(name, exc.line, str(exc))]) from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, a position in the text
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError([Problem(name, line, f"not valid YAML: character {exc.character!r} is not allowed "
+                                               "(a control character: retype the line)")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(name, 1, f"not valid YAML: {exc}")]) from None
     except RecursionError:  # thousands of nested [[[...]]]
         raise ConfigError([Problem(name, 1, "nested too deeply to be hotline configuration")]) from None
 

@@ -5,6 +5,7 @@ Templates use @NAME@ placeholders (Asterisk itself owns ${...}).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -133,13 +134,17 @@ def write_private(path: Path, text: str) -> None:
     A file it replaces keeps its owner and group: a distribution's Asterisk runs as its own
     user (Debian: asterisk:asterisk) and must still read what root installs."""
     try:
-        before: os.stat_result | None = path.stat()
+        before: os.stat_result | None = path.lstat()
     except FileNotFoundError:
         before = None
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    # A stale .tmp goes first, and ours is created new, never through a link: whoever can
+    # write the folder must not get root to write the secrets into a file of their choosing.
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        os.fchmod(fh.fileno(), 0o640)  # the umask may have taken bits off, a stale .tmp may have added some
+        os.fchmod(fh.fileno(), 0o640)  # the umask may have taken bits off
         if before is not None and os.geteuid() == 0:
             os.fchown(fh.fileno(), before.st_uid, before.st_gid)
         fh.write(text)

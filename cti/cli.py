@@ -70,14 +70,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"hotline run: warning: {warning}", file=sys.stderr)
     logs.setup(settings.engine.log.level, json=not args.console_log)
     try:
-        asyncio.run(engine.run(settings, _config_dir(args)))
+        # 1 when a part of the engine died: the supervisor (Restart=on-failure) starts it again.
+        return asyncio.run(engine.run(settings, _config_dir(args)))
     except TokenError as exc:
         print(f"hotline run: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"hotline run: {_os_error(exc, settings.engine)}", file=sys.stderr)
         return 2
-    return 0
 
 
 # asyncio's create_server: "error while attempting to bind on address ('127.0.0.1', 9108): ..."

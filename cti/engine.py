@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import resource
 import signal
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from cti.ami import AmiClient, AmiSettings
 from cti.dispatcher import Dispatcher
 from cti.metrics_http import MetricsServer
 from metrics.exporter import LiveCollector, Metrics
-from tickets.store import Outbox, migrate, open_engine, recent_answers
+from tickets.store import Failure, Outbox, classify, describe, migrate, open_engine, recent_answers
 
 log = structlog.get_logger("hotline.engine")
 
@@ -79,8 +81,18 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     for warning in settings.warnings:
         log.warning("configuration_warning", detail=warning)
     db = open_engine(e.store.url)
-    migrate(db)
-    outbox = Outbox(db, e.store.spool)
+    schema: Callable[[], None] | None = None
+    try:
+        migrate(db)
+    except Exception as exc:
+        if classify(exc) is not Failure.TRANSIENT:
+            raise  # a migration that fails on a database that answers is for the operator to fix
+        # A host that boots before its database: route calls all the same; records wait in
+        # the spool and the writer brings the schema up when the database answers.
+        log.warning("store_unreachable_at_start", error=describe(exc),
+                    hint="calls are routed; records wait in the spool until the database answers")
+        schema = functools.partial(migrate, db)
+    outbox = Outbox(db, e.store.spool, schema=schema)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     for q in settings.queues:
@@ -142,9 +154,14 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
         horizon = max((q.sticky_days for q in engine.settings.queues), default=0)
         if horizon > 0:
             since = time.time() - horizon * 86400
-            answered = await asyncio.to_thread(recent_answers, engine.outbox.engine, since)
-            engine.dispatcher.submit(History(tuple(answered)))
-            log.info("sticky_history_loaded", callers=len(answered), days=horizon)
+            try:
+                answered = await asyncio.to_thread(recent_answers, engine.outbox.engine, since)
+            except Exception as exc:  # the database is down: route without it
+                log.warning("sticky_history_not_loaded", error=describe(exc),
+                            hint="callers are not sent to their last agent until the next restart")
+            else:
+                engine.dispatcher.submit(History(tuple(answered)))
+                log.info("sticky_history_loaded", callers=len(answered), days=horizon)
         metrics_server = MetricsServer({"/metrics": lambda: http.metrics_page(engine),
                                         "/healthz": lambda: http.health_page(engine)})
         try:

@@ -49,6 +49,7 @@ def setup(level: str = "info", json: bool = True) -> None:
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     ))
+    handler.addFilter(_BadRequests())
     setattr(handler, _OURS, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
@@ -61,6 +62,36 @@ def setup(level: str = "info", json: bool = True) -> None:
     if json:
         sys.excepthook = _log_uncaught
         threading.excepthook = _log_uncaught_in_thread
+
+
+class _BadRequests(logging.Filter):
+    """aiohttp logs a request it could not parse as an error with the exception, whose text
+    quotes the offending line (an oversized `Authorization: Bearer <token>` header puts the
+    control token in the log). Such a line becomes one warning naming the kind of error only,
+    at most one every 10 s, with how many were left out: a client sending junk cannot flood
+    the log."""
+
+    EVERY = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = float("-inf")
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name != "aiohttp.server" or exc is None or not type(exc).__module__.startswith("aiohttp"):
+            return True
+        if record.created - self._last < self.EVERY:
+            self._left_out += 1
+            return False
+        record.msg = f"bad_http_request: {type(exc).__name__}, refused; {self._left_out} more left out since the last"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self._last, self._left_out = record.created, 0
+        return True
 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

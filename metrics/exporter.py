@@ -80,6 +80,9 @@ class Metrics:
         for counter in (self.offered, self.answered, self.answered_sl, self.abandoned, self.short_abandoned,
                         self.timed_out, self.overflowed):
             counter.labels(queue)
+        # Every outcome too: increase() misses the first call of a series that appears mid-range.
+        for outcome in Outcome:
+            self.ended.labels(queue, outcome.value)
 
     def offered_call(self, cmd: CallOffered) -> None:
         self.offered.labels(cmd.queue).inc()

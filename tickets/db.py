@@ -51,8 +51,12 @@ def open_engine(url: str) -> Engine:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
         # A connection that goes silent (a failover, a dead host, a firewall) is given up in
         # seconds, not the kernel's quarter of an hour: the writer retries, shutdown is not held.
+        # An `options` of the URL (a search_path, say) is kept, after ours: it may override ours.
+        theirs = parsed.query.get("options", "")
+        theirs = " ".join(theirs) if isinstance(theirs, tuple) else theirs
         connect_args.update(keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3,
-                            tcp_user_timeout=PG_SILENCE_MS, options=f"-c statement_timeout={PG_SILENCE_MS}")
+                            tcp_user_timeout=PG_SILENCE_MS,
+                            options=f"-c statement_timeout={PG_SILENCE_MS} {theirs}".strip())
     # The parameters of a failed statement (callers' numbers and names) stay out of error
     # messages, which reach the log and the quarantine's reason files.
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
@@ -82,6 +86,10 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # A migration rewrites whole tables: the write watchdog's statement timeout is not
+            # for it (for this transaction only; the connection goes back to the pool with it).
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

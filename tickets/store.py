@@ -219,8 +219,12 @@ class Outbox:
         probe_every: float = 1.0,
         suspect_limit: int = 3,
         attempt_timeout: float = 20.0,
+        schema: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        # Brings the schema up when the database did not answer at start (None: it is up):
+        # the writer runs it first, retrying like any outage, and writes nothing before.
+        self._schema_pending = schema
         self.spool = spool
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -307,6 +311,12 @@ class Outbox:
         """The writer task: store records oldest first, until cancelled."""
         delay = self.retry_min
         while True:
+            if self._schema_pending is not None:
+                if not await self._bring_schema():
+                    await self._pause(delay)
+                    delay = min(delay * 2, self.retry_max)
+                    continue
+                delay = self.retry_min
             if not self._entries:
                 self._wake.clear()
                 await self._wake.wait()
@@ -359,6 +369,21 @@ class Outbox:
             return delay
         await asyncio.sleep(delay)  # could not quarantine it: it went to the back of the line
         return min(delay * 2, self.retry_max)
+
+    async def _bring_schema(self) -> bool:
+        assert self._schema_pending is not None
+        try:
+            await in_daemon_thread(self._schema_pending)
+        except Exception as exc:
+            transient = classify(exc) is Failure.TRANSIENT
+            (log.warning if transient else log.error)(
+                "store_schema_not_ready", error=describe(exc), pending=len(self._entries),
+                hint=HINTS["transient"] if transient else
+                "the schema migration failed; records wait in the spool. Fix the cause (see the error) and restart")
+            return False
+        self._schema_pending = None
+        log.info("store_schema_ready", pending=len(self._entries))
+        return True
 
     async def _probe(self) -> bool:
         try:

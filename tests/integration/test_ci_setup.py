@@ -102,3 +102,14 @@ def test_services_script_leaves_an_existing_cluster_alone_unless_told_it_is_a_te
     assert "host all postgres 127.0.0.1/32 trust" in proc.stderr and "HOTLINE_TEST_DB_SETUP=1" in proc.stderr
     assert fresh_cluster.read_text() == before
     assert not connects()
+
+
+def test_system_deps_installs_no_recommended_network_daemons() -> None:
+    # `make demo` (and `make test`) run .ci/packages.sh, whose `apt-get install prometheus`
+    # also pulls Recommends: prometheus-node-exporter. On an operator's systemd host both start
+    # at once and listen on every interface (:9090, :9100: host metrics for anyone), for a demo
+    # that needs neither (the tests need the prometheus/promtool binaries, not the services).
+    script = (Path(__file__).resolve().parents[2] / ".ci" / "packages.sh").read_text(encoding="utf-8")
+    installs = [line for line in script.splitlines() if "apt-get install" in line]
+    assert installs
+    assert all("--no-install-recommends" in line for line in installs), installs

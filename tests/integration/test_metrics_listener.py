@@ -72,3 +72,29 @@ def test_half_sent_requests_on_the_metrics_port_do_not_starve_the_engine(tmp_pat
         engine.terminate()
         engine.wait(15)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+async def test_idle_connections_from_one_client_cannot_keep_prometheus_from_scraping() -> None:
+    # README: open metrics.listen to the Prometheus host (0.0.0.0). Anyone who can reach it
+    # opens MAX_CONNECTIONS (32) TCP connections and sends nothing: every later connection,
+    # Prometheus's scrape included, is aborted at once until HEAD_TIMEOUT (5 s) frees a slot;
+    # re-opening them keeps monitoring blind and pages HotlineEngineDown (up == 0 for 1m).
+    import asyncio
+
+    from cti.metrics_http import MAX_CONNECTIONS, MetricsServer
+
+    server = MetricsServer({"/metrics": lambda: (200, "text/plain", b"hotline_up 1\n")})
+    port = await server.start("127.0.0.1", 0)
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    try:
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: engine\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 3)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+    finally:
+        for _, w in idle:
+            w.close()
+        await server.close()

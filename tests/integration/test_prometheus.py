@@ -33,7 +33,7 @@ def query(port: int, expr: str) -> list[dict[str, object]]:
 def test_prometheus_scrapes_offered_and_answered(engine: RunningEngine, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("prometheus is not installed: `make system-deps` installs it")
+        pytest.fail("prometheus is not installed: `make test-deps` installs it")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(

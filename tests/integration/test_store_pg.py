@@ -101,3 +101,42 @@ def test_the_month_report_by_offered_queue_and_arrival_can_use_an_index_on_postg
             "EXPLAIN SELECT count(*) FROM call_records WHERE offered_queue = 'tax' "
             "AND arrived >= '2026-11-01T00:00:00+08:00' AND arrived < '2026-12-01T00:00:00+08:00'")))
     assert "ix_call_records_offered_queue_arrived" in plan
+
+
+def test_options_in_a_postgresql_store_url_are_kept_alongside_the_silence_watchdog(pg_url: str) -> None:
+    """Review 3: the watchdog's `options=-c statement_timeout=...` replaced an `options` the
+    admin wrote in store.url (libpq's usual way to pick a schema): records went to `public`."""
+    db = open_engine(f"{pg_url}?options=-csearch_path%3Dhotline")
+    try:
+        with db.connect() as c:
+            search_path = c.execute(text("SHOW search_path")).scalar()
+            timeout = c.execute(text("SHOW statement_timeout")).scalar()
+    finally:
+        db.dispose()
+    assert (search_path, timeout) == ("hotline", "15s")  # the admin's schema, and the watchdog on
+
+
+def test_a_schema_migration_longer_than_the_silence_watchdog_still_runs(pg_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review 3: migration 0002 rewrites every stored row; under the writer's statement timeout
+    (15 s) a year of a city's calls would cancel it and the engine would not start after an
+    upgrade. Scaled down: a 150 ms watchdog and 300,000 rows."""
+    from tickets import db as store_db
+
+    monkeypatch.setattr(store_db, "PG_SILENCE_MS", 150)
+    db = open_engine(pg_url)
+    try:
+        migrate(db, "0001")
+        with db.begin() as c:
+            c.execute(text("SET LOCAL statement_timeout = 0"))
+            c.execute(text(
+                "INSERT INTO call_records (call_id, queue, caller_num, caller_name, caller_restricted, arrived, "
+                "ended, outcome, wait_seconds, talk_seconds) SELECT 'c' || i, 'main', '13900000000', '', false, "
+                "now(), now(), 'answered', 3, 60 FROM generate_series(1, 300000) AS i"))
+        migrate(db)  # to head, in spite of the 150 ms watchdog
+        with db.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM call_records WHERE offered_queue = 'main'")).scalar() == 300000
+            assert c.execute(text("SHOW statement_timeout")).scalar() == "150ms"  # the pool's connections keep it
+    finally:
+        db.dispose()
+

@@ -31,3 +31,44 @@ def test_install_keeps_a_file_readable_by_the_asterisk_user_that_owned_it(tmp_pa
         readable_by_asterisk = (st.st_uid == ASTERISK_UID and st.st_mode & stat.S_IRUSR) or \
                                (st.st_gid == ASTERISK_GID and st.st_mode & stat.S_IRGRP)
         assert readable_by_asterisk, f"{name}: now {st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o}"
+
+
+def test_writing_a_rendered_file_never_follows_a_link_planted_at_its_temporary_name(tmp_path: Path) -> None:
+    # write_private() opens `<name>.tmp` with O_CREAT|O_TRUNC and no O_NOFOLLOW/O_EXCL. Whoever
+    # can write the target folder (the Asterisk user in its /etc/asterisk, anyone in a --out
+    # folder they created first) plants manager.conf.tmp -> /some/file, and root's next
+    # `hotline asterisk-conf install|render` overwrites that file with the AMI secret and then
+    # renames the link into manager.conf.
+    from cti.asterisk_conf import write_private
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    out = tmp_path / "etc"
+    out.mkdir()
+    (out / "manager.conf.tmp").symlink_to(victim)
+    write_private(out / "manager.conf", "[hotline]\nsecret = s3cret-ami\n")
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    assert not (out / "manager.conf").is_symlink()
+    assert (out / "manager.conf").read_text(encoding="utf-8") == "[hotline]\nsecret = s3cret-ami\n"
+
+
+# --- alerting rules -------------------------------------------------------------------------
+
+def _promtool_rules_test(tmp_path: Path, input_series: list[dict[str, str]], eval_minute: int,
+                         alert: str) -> tuple[int, str]:
+    import json
+    import shutil
+    import subprocess
+
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.skip("promtool is not installed (make system-deps installs Prometheus)")
+    rules = Path(__file__).resolve().parents[2] / "metrics" / "alerts.yml"
+    spec = tmp_path / "alerts_test.yml"
+    spec.write_text(json.dumps({"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": input_series,
+        "alert_rule_test": [{"eval_time": f"{eval_minute}m", "alertname": alert, "exp_alerts": []}]}]}),
+        encoding="utf-8")
+    proc = subprocess.run([binary, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    return proc.returncode, proc.stdout + proc.stderr

@@ -192,8 +192,9 @@ def test_run_creates_nothing_world_readable(tmp_path: Path, monkeypatch: pytest.
                                             quiet_run: None) -> None:
     from cti import engine
 
-    async def fake_run(settings: object, config_dir: object) -> None:
+    async def fake_run(settings: object, config_dir: object) -> int:
         (tmp_path / "made-by-the-engine").write_text("caller numbers", encoding="utf-8")
+        return 0
 
     monkeypatch.setattr(engine, "run", fake_run)
     os.umask(0o022)
@@ -205,8 +206,9 @@ def test_run_prints_its_warnings_before_starting(tmp_path: Path, monkeypatch: py
                                                  capsys: pytest.CaptureFixture[str], quiet_run: None) -> None:
     from cti import engine
 
-    async def fake_run(settings: object, config_dir: object) -> None:
+    async def fake_run(settings: object, config_dir: object) -> int:
         print("engine started", file=sys.stderr)
+        return 0
 
     monkeypatch.setattr(engine, "run", fake_run)
     folder = config_folder(tmp_path, engine="log: {level: info}\n")
@@ -226,8 +228,9 @@ def test_run_with_a_listener_port_taken_prints_one_line_and_exits_2(
         busy.listen()
         port = busy.getsockname()[1]
 
-        async def fake_run(settings: object, config_dir: object) -> None:  # binds as aiohttp's site.start does
+        async def fake_run(settings: object, config_dir: object) -> int:  # binds as aiohttp's site.start does
             await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", port)
+            return 0
 
         monkeypatch.setattr(engine, "run", fake_run)
         assert main(["run", "--config", str(config_folder(tmp_path))]) == 2
@@ -360,3 +363,27 @@ def test_reload_refused_by_the_engine_lists_its_errors(engine_stub: tuple[Path, 
     Engine.answer = (422, {"ok": False, "errors": ["queues.yaml:3: queues.0.wrapup: bad"]})
     assert main(["reload", "--config", str(folder)]) == 1
     assert "  queues.yaml:3: queues.0.wrapup: bad" in capsys.readouterr().err
+
+
+def test_run_exits_1_when_a_part_of_the_engine_dies_so_that_its_supervisor_restarts_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quiet_run: None) -> None:
+    # README: "a part of the engine (dispatcher, store writer, AMI link) dies | the engine stops
+    # with exit 1 ... so that its supervisor restarts it". serve() returns 1; `hotline run`
+    # must pass it on (systemd's Restart=on-failure does nothing on exit 0).
+    from cti import engine
+
+    async def part_died(settings: object, config_dir: object) -> int:
+        return 1
+
+    monkeypatch.setattr(engine, "run", part_died)
+    assert main(["run", "--config", str(config_folder(tmp_path / "cfg"))]) == 1
+
+
+def test_config_check_with_a_non_scalar_key_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
+    from tests.unit.test_cli import hotline
+
+    folder = config_folder(tmp_path / "cfg")
+    (folder / "engine.yaml").write_text("ami: {secret: own-ami-secret}\n? [x]\n: 1\n", encoding="utf-8")
+    proc = hotline("config", "check", "--config", str(folder))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from config.loader import ConfigError, load
+from tests.unit.test_cli import config_folder
 
 QUEUES = "queues:\n  - name: main\n    number: '12345'\n"
 AGENTS = 'agents:\n  - id: "2001"\n    password: secret-2001\n'
@@ -305,3 +306,30 @@ def test_a_dangling_engine_yaml_symlink_is_an_error_not_the_defaults(tmp_path: P
         load(tmp_path)
     assert str(err.value) == f"{tmp_path / 'engine.yaml'}: a symlink to {tmp_path / 'moved-away.yaml'}, which does " \
                              "not exist"
+
+
+@pytest.mark.parametrize("tail", ["? [a, b]\n: 1\n", "{[a]: 1}: 2\n", "? {a: 1}\n: 1\n"])
+def test_a_yaml_mapping_key_that_is_not_a_scalar_is_refused_with_file_and_line(tmp_path: Path, tail: str) -> None:
+    # Today _build() does `key in out` with a list of nodes as the key: TypeError, so
+    # `hotline config check` prints a traceback (exit 1), POST /reload answers a bare 500 and
+    # SIGHUP logs "Task exception was never retrieved".
+    from config.loader import ConfigError, load
+
+    folder = config_folder(tmp_path / "cfg")
+    (folder / "queues.yaml").write_text("queues:\n  - {name: main, number: '12345'}\n" + tail, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load(folder)
+    assert str(refused.value).startswith(f"{folder / 'queues.yaml'}:3:")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\ufffe"])
+def test_a_control_character_in_a_yaml_file_is_refused_with_file_and_line(tmp_path: Path, char: str) -> None:
+    # yaml.ReaderError is a YAMLError but not a MarkedYAMLError: parse_yaml lets it through.
+    from config.loader import ConfigError, load
+
+    folder = config_folder(tmp_path / "cfg")
+    (folder / "agents.yaml").write_text(f'agents:\n  - {{id: "2001", password: own-secret-2001{char}}}\n',
+                                        encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load(folder)
+    assert str(refused.value).startswith(f"{folder / 'agents.yaml'}")

@@ -16,6 +16,7 @@ from config.loader import load
 from cti.dispatcher import CoreEvent
 from cti.engine import Engine, build, serve
 from testbed.configs import write_config
+from tests.unit.test_cli import config_folder
 from tickets.store import read_records
 
 
@@ -70,3 +71,45 @@ async def test_a_record_still_waiting_for_asterisks_account_is_written_at_shutdo
     stop.set()
     assert await asyncio.wait_for(task, 20) == 0
     assert [r.call_id for r in read_records(engine.outbox.engine)] == ["c9"]
+
+
+def test_the_engine_starts_and_serves_while_its_postgresql_is_down(tmp_path: Path) -> None:
+    # "the database is down | records wait in the spool and are written when it returns" -- but
+    # build() runs migrate() before anything listens, so an engine (re)started during a
+    # database outage (a host reboot where PostgreSQL comes up later, maintenance) dies at once
+    # with an uncaught OperationalError: no routing at all, every caller left to the fallback.
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.unit.test_cli import free_port
+
+    metrics_port, dead_db = free_port(), free_port()
+    folder = config_folder(tmp_path / "cfg", engine=(
+        f"ami: {{port: {free_port()}, secret: own-ami-secret}}\n"
+        f"http: {{port: {free_port()}, token_file: {tmp_path / 'control.token'}}}\n"
+        f"metrics: {{port: {metrics_port}}}\n"
+        f"store: {{url: 'postgresql+psycopg://postgres@127.0.0.1:{dead_db}/hotline', spool: {tmp_path / 'spool'}}}\n"
+        f"recordings: {{dir: {tmp_path / 'rec'}}}\naccount: {{cel_db: null}}\n"))
+    proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        health = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None and health is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as resp:
+                    health = json.loads(resp.read())
+            except urllib.error.HTTPError as exc:  # 503: not routing (no Asterisk here), but serving
+                health = json.loads(exc.read())
+            except OSError:
+                time.sleep(0.2)
+        err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        assert proc.poll() is None, f"the engine exited {proc.returncode}: {err[-600:]}"
+        assert health is not None
+    finally:
+        proc.terminate()
+        proc.wait(20)

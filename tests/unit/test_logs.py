@@ -145,3 +145,44 @@ async def test_a_withheld_number_stays_masked_in_the_rendered_log_even_when_deci
     text = "".join(out.calls)
     assert "decide_failed" in text and "*******5678" in text
     assert "13812345678" not in text and "张三丰" not in text
+
+
+async def test_an_oversized_authorization_header_does_not_write_the_control_token_into_the_log(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # aiohttp refuses a header line over 8190 bytes with LineTooLong, whose message quotes the
+    # line's first 100 bytes: "Bearer <the 43-character token>...". The server logs it at
+    # error level into the JSON log (0640, readable by the log group).
+    import io
+    import logging
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    import structlog
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from config.loader import load
+    from cti import http, logs
+    from cti.engine import Engine
+
+    token = "Tk" * 22
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.setup("info", json=True)
+    try:
+        engine = Engine(load(None), None, None, SimpleNamespace(), None, token)  # type: ignore[arg-type]
+        async with TestServer(http.control_app(engine)) as server, ClientSession() as session, \
+                session.get(server.make_url("/agents"),
+                            headers={"Authorization": f"Bearer {token}{'x' * 9000}"}) as resp:
+            assert resp.status == 400
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        sys.excepthook, threading.excepthook = hooks
+        logging.captureWarnings(False)
+        structlog.reset_defaults()
+    assert token not in stream.getvalue(), "the control token is in the engine's log"

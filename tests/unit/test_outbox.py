@@ -239,6 +239,28 @@ async def test_database_down_then_up_writes_every_record_exactly_once(db: Engine
     assert not spool_files(spool)
 
 
+async def test_a_database_down_at_start_gets_its_schema_first_and_then_every_record_once(
+        tmp_path: Path, spool: Path) -> None:
+    """Review 3: an engine (re)started before its database (a host reboot) routes calls all
+    the same; the writer brings the schema up once the database answers, then writes."""
+    fresh = open_engine(f"sqlite:///{tmp_path / 'fresh.db'}")  # no schema yet
+    tries: list[int] = []
+
+    def schema() -> None:
+        tries.append(1)
+        if len(tries) < 3:
+            raise OperationalError("connect", None, Exception("connection refused"))
+        migrate(fresh)
+
+    outbox = fast(fresh, spool, schema=schema)
+    async with writing(outbox):
+        for i in range(3):
+            outbox.put(record(f"c{i}"))
+        await until(lambda: outbox.pending() == 0)
+    assert len(tries) == 3 and outbox.errors == 0  # no insert was tried before the schema was up
+    assert stored_ids(fresh) == ["c0", "c1", "c2"]
+
+
 async def test_the_writer_resumes_soon_after_the_database_returns_not_at_the_end_of_its_backoff(
     db: Engine, spool: Path
 ) -> None:
@@ -433,6 +455,6 @@ async def test_a_record_requeued_while_the_writer_is_still_quarantining_it_is_wr
         await until(lambda: outbox.in_quarantine() == 1)
         monkeypatch.setattr(store_module, "insert_record", insert_record)  # the column was widened
         outbox.requeue("c1")  # ...and the operator retries
-        await until(lambda: stored_ids(db) == ["c1"], timeout=2,
+        await until(lambda: stored_ids(db) == ["c1"], timeout=5,
                     what="the requeued record to be written (not left in the spool until a restart)")
     assert spool_files(spool) == []
