@@ -271,6 +271,7 @@ class AccountReader:
         self.wall = wall
         self.recovered = 0
         self.bad_rows = 0
+        self.read_errors = 0  # reconciles that failed (counted and alerted on: the safety net is down)
         self._kick = asyncio.Event()
 
     def kick(self) -> None:
@@ -285,6 +286,7 @@ class AccountReader:
             try:
                 await self.reconcile()
             except Exception as exc:  # the account is a safety net: a failure is logged, never fatal
+                self.read_errors += 1
                 log.error("account_read_failed", db=str(self.db), error=str(exc)[:300],
                           hint="check that the engine may read Asterisk's CEL file (account.cel_db)")
 

@@ -71,9 +71,10 @@ class Engine:
         task.add_done_callback(self._reloads.discard)
 
     def store_figures(self) -> dict[str, int]:
-        o = self.outbox
+        o, a = self.outbox, self.account
         return {"pending": o.pending(), "quarantined": o.in_quarantine(), "write_errors": o.errors,
-                "spool_errors": o.spool_errors}
+                "spool_errors": o.spool_errors, "account_read_errors": a.read_errors if a else 0,
+                "account_bad_rows": a.bad_rows if a else 0}
 
 
 def build(settings: Settings, config_dir: Path | None = None) -> Engine:

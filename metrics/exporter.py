@@ -208,7 +208,11 @@ class LiveCollector(Collector):
         for key, help_text in (
             ("write_errors", "Failed store writes (retried, or quarantined when refused for good)"),
             ("spool_errors", "Records that could not be spooled to disk at once (kept in memory, retried)"),
+            ("account_read_errors", "Failed reads of Asterisk's account (CEL): calls the engine did not see "
+                                    "end wait for their record"),
+            ("account_bad_rows", "Rows of Asterisk's account that gave no record (skipped)"),
         ):
-            counter = CounterMetricFamily(f"hotline_store_{key}", help_text)
+            name = f"hotline_{key}" if key.startswith("account_") else f"hotline_store_{key}"
+            counter = CounterMetricFamily(name, help_text)
             counter.add_metric([], store.get(key, 0))
             yield counter

@@ -33,6 +33,7 @@ HEALTHY = [
     series("hotline_store_pending_records", "0 3 0 2 0 4 0 1 0 0 " * 7),  # written within the minute
     series("hotline_store_spool_errors_total", "2x70"),  # errors long ago, none now
     series("hotline_event_errors_total", "1x70"),
+    series("hotline_account_read_errors_total", "1x70"),  # one failed read long ago
     series("hotline_calls_offered_total", "0+10x70", queue="main"),
     series("hotline_calls_answered_total", "0+10x70", queue="main"),
     series("hotline_calls_ended_total", "0+10x70", queue="main", outcome="answered"),
@@ -52,6 +53,7 @@ FAULTS: dict[str, tuple[list[dict[str, str]], int, dict[str, str]]] = {
     "HotlineStoreBacklog": ([series("hotline_store_pending_records", "0 3 5 9 14 20 27x64")], 7, TARGET),
     "HotlineSpoolFailing": ([series("hotline_store_spool_errors_total", "2x5 3x65")], 7, TARGET),
     "HotlineEventErrors": ([series("hotline_event_errors_total", "1x5 2x65")], 7, TARGET),
+    "HotlineAccountUnreadable": ([series("hotline_account_read_errors_total", "1x5 2 3 4 5x63")], 9, TARGET),
     # 90 of every 100 ended calls answered (short abandons do not count against the rate).
     "HotlineAnswerRateBelowTarget": ([series("hotline_calls_ended_total", "0+9x70", queue="main", outcome="answered"),
                                       series("hotline_calls_ended_total", "0+1x70", queue="main",

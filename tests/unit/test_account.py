@@ -256,6 +256,7 @@ async def test_provisional_records_are_written_when_the_account_cannot_be_read(t
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert settled, "the provisional records were never settled"
+    assert reader.read_errors == len(settled)  # each failed read counted (hotline_account_read_errors_total)
 
 
 async def test_a_caller_name_that_is_not_utf8_in_the_account_does_not_stop_the_rows_after_it(
