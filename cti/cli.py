@@ -151,6 +151,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return 1
     if body.get("ok"):
         print("reloaded: the new configuration applies to the next decision")
+        later = [str(s) for s in body.get("restart_needed", [])]
+        if later:
+            print(f"hotline reload: engine.yaml's {', '.join(later)} changed: they apply only when the engine "
+                  "restarts (systemctl restart hotline)", file=sys.stderr)
         return 0
     if status != 422:
         print(f"hotline reload: unexpected answer {status} from {url}{detail}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import resource
@@ -45,6 +46,7 @@ class Engine:
     config_dir: Path | None = None
     http_port: int = 0  # the control listener's port once bound (0 in settings: any free port)
     metrics_port: int = 0
+    restart_needed: tuple[str, ...] = ()  # engine.yaml sections changed since start (need a restart)
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -55,7 +57,16 @@ class Engine:
             errors = [str(p) for p in exc.problems]
             log.error("reload_refused", errors=errors, hint="the running configuration keeps serving")
             return errors
-        self.settings = settings
+        # engine.yaml's sections are read at start only: a change there is named, not ignored
+        # silently, and the running values stay what the engine reports.
+        running = self.settings.engine
+        self.restart_needed = tuple(name for name in type(running).model_fields
+                                    if getattr(running, name) != getattr(settings.engine, name))
+        if self.restart_needed:
+            log.warning("reload_engine_yaml_needs_restart", sections=list(self.restart_needed),
+                        hint="these engine.yaml sections apply at the next restart of the engine (sip, fallback "
+                             "and recordings also need `hotline asterisk-conf install` and an Asterisk reload)")
+        self.settings = dataclasses.replace(settings, engine=running)
         self.dispatcher.submit(QueuesConfigured(settings.core_queues(), settings.calendar.to_core()))
         profiles = settings.profiles()
         self.dispatcher.submit(AgentsConfigured(frozenset(p.agent_id for p in profiles), profiles))

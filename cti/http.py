@@ -173,7 +173,8 @@ def control_app(engine: Engine) -> web.Application:
         if request.body_exists:  # Content-Length or chunked
             return problem(400, "reload takes no body: it re-reads the configuration folder")
         errors = await engine.reload()
-        return web.json_response({"ok": not errors, "errors": errors}, status=200 if not errors else 422)
+        return web.json_response({"ok": not errors, "errors": errors, "restart_needed": list(engine.restart_needed)},
+                                 status=200 if not errors else 422)
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[guard(engine.token)])
     app.router.add_get("/agents", agents)

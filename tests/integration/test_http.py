@@ -231,3 +231,18 @@ def test_an_oversized_header_is_refused_and_the_log_stays_one_json_object_per_li
     for entry in lines:
         json.loads(entry)  # every line of the log is one JSON object, tracebacks included
     assert any("LineTooLong" in entry for entry in lines)  # aiohttp's error was logged, as one of them
+
+
+def test_a_reload_names_the_engine_yaml_sections_that_only_a_restart_applies(offline: RunningEngine) -> None:
+    """Review 3: engine.yaml is read at start only; a reload used to drop its changes without
+    a word and answer "reloaded"."""
+    import yaml
+
+    assert offline.config_dir is not None
+    path = offline.config_dir / "engine.yaml"
+    engine = yaml.safe_load(path.read_text(encoding="utf-8"))
+    engine["ami"]["ping_interval"] = 7
+    path.write_text(yaml.safe_dump(engine, allow_unicode=True), encoding="utf-8")
+    status, answer = offline.http("POST", "/reload")
+    assert (status, answer["ok"], answer["restart_needed"]) == (200, True, ["ami"])
+    assert offline.call(lambda: offline.e.settings.engine.ami.ping_interval) == 2  # still the running value
