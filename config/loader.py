@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,10 @@ def _read(path: Path) -> str:
         raise ConfigError([Problem(str(path), 1, f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
 
 
+# Files of a config folder that hold secrets: a warning when anyone on the host may read them.
+SECRET_FILES = {"engine.yaml": "the AMI secret", "agents.yaml": "the agents' SIP passwords"}
+
+
 def _source(config_dir: Path | None, fname: str) -> tuple[Path, bool]:
     """Where fname comes from, and whether that is the embedded default."""
     if config_dir is None:
@@ -247,6 +252,12 @@ def load(config_dir: Path | None = None) -> Settings:
             problems.append(problem)
         else:
             warnings.append(str(problem))
+    for fname, holds in SECRET_FILES.items():
+        path, default = _source(config_dir, fname)
+        with contextlib.suppress(OSError):
+            if not default and path.stat().st_mode & 0o007:
+                warnings.append(str(Problem(str(path), 0, f"readable by every user of this host, and it holds "
+                                                          f"{holds}: chmod o-rwx {path}")))
     if problems:
         raise ConfigError(problems)
     return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar,

@@ -39,14 +39,19 @@ def _ip_address(value: str) -> str:
     return value
 
 
+UNSAFE_PATH_CHARACTERS = ";[],$(){}\"'\\|"
+
+
 def _absolute_path(value: Path) -> Path:
     if not value.is_absolute():
         raise ValueError("must be an absolute path")
     # Paths are written into Asterisk's configuration (the recordings folder, the account's
-    # file as a section name): nothing that could end a line, a comment or a section.
+    # file as a section name) and into dialplan arguments (MixMonitor's file): nothing that
+    # could end a line, a comment or a section, split an argument or expand a variable.
     text = str(value)
-    if any(not ch.isprintable() or ch in ";[]" for ch in text):
-        raise ValueError(f"{text[:80]!r}: a path may not hold control characters, ';', '[' or ']'")
+    if any(not ch.isprintable() or ch in UNSAFE_PATH_CHARACTERS for ch in text):
+        raise ValueError(f"{text[:80]!r}: a path may not hold control characters or any of "
+                         f"{' '.join(UNSAFE_PATH_CHARACTERS)}")
     return value
 
 

@@ -265,16 +265,22 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
     from cti.asterisk_conf import install, render, write_private
 
     settings = _settings(args)
-    if args.action == "render":
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, text in render(settings).items():
-            write_private(out / name, text)  # manager.conf and pjsip.conf hold secrets
-            print(out / name)
-    else:
-        for path in install(settings, Path(args.etc), Path(args.sounds)):
-            print(path)
-        print("now reload Asterisk: asterisk -rx 'core reload'", file=sys.stderr)
+    try:
+        if args.action == "render":
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            for name, text in render(settings).items():
+                write_private(out / name, text)  # manager.conf and pjsip.conf hold secrets
+                print(out / name)
+        else:
+            for path in install(settings, Path(args.etc), Path(args.sounds)):
+                print(path)
+            print("now reload Asterisk: asterisk -rx 'core reload'", file=sys.stderr)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"hotline asterisk-conf {args.action}: cannot write{where}: {exc.strerror or exc}; "
+              "choose a folder you may write (--out / --etc / --sounds)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -53,4 +53,6 @@ def write_config(
     (directory / "engine.yaml").write_text(yaml.safe_dump(engine, allow_unicode=True), encoding="utf-8")
     (directory / "queues.yaml").write_text(yaml.safe_dump({"queues": [q]}), encoding="utf-8")
     (directory / "agents.yaml").write_text(yaml.safe_dump({"agents": roster}, allow_unicode=True), encoding="utf-8")
+    for secret in ("agents.yaml", "engine.yaml"):  # they hold the AMI secret and SIP passwords
+        (directory / secret).chmod(0o640)
     return directory

@@ -122,6 +122,8 @@ def config_folder(folder: Path, engine: str = "ami: {secret: own-ami-secret}\n")
     (folder / "agents.yaml").write_text(AGENTS, encoding="utf-8")
     (folder / "queues.yaml").write_text(QUEUES, encoding="utf-8")
     (folder / "engine.yaml").write_text(engine, encoding="utf-8")
+    for secret in ("agents.yaml", "engine.yaml"):  # as an operator keeps them (a warning otherwise)
+        (folder / secret).chmod(0o640)
     return folder
 
 
@@ -387,3 +389,14 @@ def test_config_check_with_a_non_scalar_key_exits_2_with_one_message_and_no_trac
     proc = hotline("config", "check", "--config", str(folder))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_render_into_a_path_that_is_a_file_says_so_in_one_line(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Review 3: `--out` naming an existing file printed a raw traceback."""
+    taken = tmp_path / "not-a-folder"
+    taken.write_text("x", encoding="utf-8")
+    assert main(["asterisk-conf", "render", "--out", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hotline asterisk-conf render: cannot write") and str(taken) in err
+    assert "Traceback" not in err and err.count("\n") == 1

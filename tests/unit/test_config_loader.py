@@ -20,6 +20,9 @@ def write(tmp: Path, name: str, text: str) -> Path:
         if not (tmp / required).exists():
             (tmp / required).write_text(minimal, encoding="utf-8")
     (tmp / name).write_text(text, encoding="utf-8")
+    for secret in ("agents.yaml", "engine.yaml"):  # kept private, as an operator should
+        if (tmp / secret).exists():
+            (tmp / secret).chmod(0o640)
     return tmp
 
 
@@ -333,3 +336,12 @@ def test_a_control_character_in_a_yaml_file_is_refused_with_file_and_line(tmp_pa
     with pytest.raises(ConfigError) as refused:
         load(folder)
     assert str(refused.value).startswith(f"{folder / 'agents.yaml'}")
+
+
+def test_a_config_file_holding_secrets_readable_by_everyone_is_a_warning(tmp_path: Path) -> None:
+    """Review 3: engine.yaml (the AMI secret) and agents.yaml (SIP passwords) left 0644."""
+    folder = config_folder(tmp_path / "cfg")
+    assert not [w for w in load(folder).warnings if "every user" in w]
+    (folder / "agents.yaml").chmod(0o644)
+    (warning,) = [w for w in load(folder).warnings if "every user" in w]
+    assert warning.startswith(f"{folder / 'agents.yaml'}: readable by every user") and "chmod o-rwx" in warning

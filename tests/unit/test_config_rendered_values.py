@@ -5,6 +5,7 @@ path and a control API off loopback are refused or warned about at load time."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,15 @@ def test_a_path_with_a_line_break_is_refused_before_it_reaches_asterisk(
     text = render(settings)[rendered]
     assert not any(line.startswith(injected) for line in text.splitlines()), \
         f"{key} = {value} added a line of its own to {rendered}"
+
+
+@pytest.mark.parametrize("folder", ["/var/rec,x", "/var/${EVIL}", "/var/rec(1)", '/var/"rec"', "/var/a|b"])
+def test_a_recordings_folder_that_would_split_or_expand_a_dialplan_argument_is_refused(
+        tmp_path: Path, folder: str) -> None:
+    """Review 3: the folder reaches MixMonitor(${HOTLINE_REC}): a comma splits its arguments,
+    `$` expands a variable, parentheses and quotes end or open one."""
+    with pytest.raises(ConfigError, match="recordings"):
+        load(_with(tmp_path, "recordings.dir", json.dumps(folder)))
 
 
 def test_a_key_written_twice_is_refused_not_silently_overridden(tmp_path: Path) -> None:
