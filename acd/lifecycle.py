@@ -100,7 +100,9 @@ def join(state: State, ev: CallerJoined, now: float, wall: float, out: list[Comm
         since=now,
     )
     state.calls[call.call_id] = call
-    enter_queue(state, call, queue, now, wall, out, first=True)
+    # Served by another queue than the dialplan named: the channel is told (TagCaller), so
+    # that a restarted engine and Asterisk's account see the queue that served the caller.
+    enter_queue(state, call, queue, now, wall, out, first=queue == ev.queue)
 
 
 def enter_queue(state: State, call: Call, name: str, now: float, wall: float, out: list[Command],

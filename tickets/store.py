@@ -277,6 +277,9 @@ class Outbox:
 
     def recover(self) -> int:
         """Queue spool files left by an earlier run (or put back from quarantine); returns how many."""
+        for half in self.spool.glob("*.json.tmp"):  # a spool write cut short by a kill: its record
+            half.unlink(missing_ok=True)          # was never accepted (put() had not returned)
+            log.info("store_half_written_spool_file_removed", spool=str(half))
         found = [p for p in sorted(self.spool.glob("*.json")) if p not in self._queued]
         for path in found:
             self._add(_Entry(path, None))

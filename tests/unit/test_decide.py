@@ -7,7 +7,7 @@ import pytest
 from acd import agent_state
 from acd.agents import Activity
 from acd.calls import CallState
-from acd.commands import CallAnswered, CallOffered, SendOut, Unexpected
+from acd.commands import CallAnswered, CallOffered, SendOut, TagCaller, Unexpected
 from acd.events import (
     AgentLeg,
     CallerHungUp,
@@ -452,6 +452,8 @@ def test_a_caller_of_a_queue_the_configuration_does_not_know_is_served_by_the_fi
     assert (w.call("c1").queue, w.call("c1").path) == ("sales", ("sales",))
     assert of_type(out, CallOffered) == [CallOffered("c1", "sales")]
     assert rings(out) == [("c1", "1001")]
+    # The channel learns the queue that serves it: Asterisk's account then names "sales" too.
+    assert of_type(out, TagCaller) == [TagCaller("c1", w.call("c1").channel, "sales", "sales", ("sales",))]
 
 
 def test_the_dialplan_fallback_ringing_every_agent_is_followed_until_the_last_phone_gives_up() -> None:

@@ -296,6 +296,17 @@ async def test_recover_queues_each_spool_file_once(db: Engine, spool: Path) -> N
     assert (outbox.recover(), outbox.recover(), outbox.pending()) == (0, 0, 1)
 
 
+def test_a_half_written_spool_file_left_by_a_kill_is_removed_at_the_next_start(db: Engine, spool: Path) -> None:
+    """Review 3: a kill -9 inside a spool write leaves `<name>.json.tmp`: never a record that
+    was accepted (put() had not returned), and nothing else would ever remove it."""
+    outbox = fast(db, spool)
+    outbox.put(record("c1"))
+    (spool / (spool_name("c2") + ".tmp")).write_text('{"call_id": "c2", "que', encoding="utf-8")
+    restarted = fast(db, spool)
+    assert restarted.recover() == 1
+    assert sorted(p.name for p in spool.iterdir() if p.is_file()) == [spool_name("c1")]
+
+
 def test_two_call_ids_that_differ_only_in_unsafe_characters_get_their_own_spool_files() -> None:
     names = {spool_name("a/b"), spool_name("a:b"), spool_name("a_b"), spool_name("")}
     assert len(names) == 4
