@@ -132,10 +132,7 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
     if not first or call.offered_in is None:
         out.append(TagCaller(call.call_id, call.channel, name, call.offered_in or NOT_OFFERED, call.path))
     if admitted is Admission.CLOSED:
-        if q.when_closed is WhenClosed.OVERFLOW and q.overflow is not None:
-            overflow(state, call, now, wall, out, hops + 1)
-        else:
-            plan_leave(state, call, LeaveReason.CLOSED)
+        closed(state, call, now, wall, out, hops)
         return
     if admitted is Admission.EMPTY and not state.routing:
         # The phones are not known yet (the engine is (re)building its picture): the
@@ -149,6 +146,27 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
         call.sticky_agent = sticky
         call.sticky_until = now + q.sticky_wait
     state.place(call)
+
+
+def closed(state: State, call: Call, now: float, wall: float, out: list[Command], hops: int = 0) -> None:
+    q = state.queues[call.queue]
+    if q.when_closed is WhenClosed.OVERFLOW and q.overflow is not None:
+        overflow(state, call, now, wall, out, hops + 1)
+    else:
+        plan_leave(state, call, LeaveReason.CLOSED)
+
+
+def admit_again(state: State, call: Call, now: float, wall: float, out: list[Command]) -> None:
+    """A caller never offered (closed hours) whom a snapshot shows waiting in the hold loop
+    (the engine stopped before its send-out): the queue's rules apply again, as at a join."""
+    q = state.queues[call.queue]
+    if rules.admission(state, q, wall) is Admission.CLOSED:
+        closed(state, call, now, wall, out)
+        return
+    call.offered_in = call.queue
+    call.service_level = q.service_level
+    call.short_abandon = q.short_abandon
+    out.append(CallOffered(call.call_id, call.queue))
 
 
 def overflow(state: State, call: Call, now: float, wall: float, out: list[Command], hops: int = 1) -> None:

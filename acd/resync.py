@@ -17,7 +17,7 @@ from acd.calls import NOT_OFFERED, PENDING_RING, Call, CallState
 from acd.commands import CallOffered, Command
 from acd.deadlines import PARK_GRACE
 from acd.events import ChannelsSnapshot, DevicesSnapshot, SnapshotCall, Where
-from acd.lifecycle import answered, finish, release
+from acd.lifecycle import admit_again, answered, finish, release
 from acd.model import LeaveReason
 from acd.roster import device, leave_empty_queues
 from acd.state import AgentWatch, State
@@ -130,6 +130,8 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
             # happened, and the decided send-out is tried again (B1). A caller just
             # adopted is IN_LINE already, but not yet in its queue's line.
             _force(state, call, CallState.IN_LINE, now)
+            if call.offered_in is None and call.leave_reason is None:
+                admit_again(state, call, now, wall, out)
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
             _connected(state, call, agent_id, snap, now, wall, out)

@@ -105,14 +105,16 @@ def probed(state: State, ev: Probed, now: float, wall: float, out: list[Command]
     if ev.probe is not None and ev.probe != call.probe:
         out.append(Unexpected("call", call.state.value, "probed_stale", call.call_id))
         return
+    if ev.where is None:
+        # Asterisk has no such channel: the caller has gone and its Hangup was lost (or is
+        # still on its way, and will find nothing). The record is written now (a send-out
+        # of unknown fate ends as its planned leave, as when the Hangup comes first); the
+        # shell prefers Asterisk's own account of the call when it has one.
+        finish(state, call, now, wall, out, source="resync")
+        return
     leaving = call.confirming_leave
     call.confirming_leave = False
     match ev.where:
-        case None:
-            # Asterisk has no such channel: the caller has gone and its Hangup was lost (or
-            # is still on its way, and will find nothing). The record is written now; the
-            # shell prefers Asterisk's own account of the call when it has one.
-            finish(state, call, now, wall, out, source="resync")
         case Where.HOLD:
             # The Redirect never happened: back in line (a planned leave is sent again).
             back_in_line(state, call, CallTrigger.PROBED_IN_LINE, now, wall, out)

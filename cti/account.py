@@ -163,8 +163,11 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
     queue = f.get("queue", "") or (path[-1] if path else "")
     offered = f.get("offered", "") or (path[0] if path else queue)
     never_offered = offered == NOT_OFFERED
+    answered_by_agent = _float(f.get("answered", "")) is not None and f.get("agent", "").isdigit()
     if never_offered:
-        offered = path[0] if path else queue
+        # Answered: offered at the answer, in the queue that answered (as lifecycle.answered);
+        # otherwise it counts as closed where the caller first came.
+        offered = queue if answered_by_agent else (path[0] if path else queue)
     settings = queues.get(offered) or queues.get(queue)
     try:
         leave = LeaveReason(f.get("leave", ""))

@@ -9,6 +9,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from config.settings import Settings
@@ -129,6 +130,13 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
     return files
 
 
+def _trusted_owner(before: os.stat_result) -> bool:
+    """Keep the owner of the file we replace only if it is a regular file: a link planted at
+    its name would hand the secrets to whoever planted it. (Whoever may write regular files
+    into Asterisk's configuration folder already commands Asterisk.)"""
+    return stat.S_ISREG(before.st_mode)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a rendered file 0640 whatever the umask: manager.conf and pjsip.conf hold secrets.
     A file it replaces keeps its owner and group: a distribution's Asterisk runs as its own
@@ -145,7 +153,7 @@ def write_private(path: Path, text: str) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         os.fchmod(fh.fileno(), 0o640)  # the umask may have taken bits off
-        if before is not None and os.geteuid() == 0:
+        if before is not None and os.geteuid() == 0 and _trusted_owner(before):
             os.fchown(fh.fileno(), before.st_uid, before.st_gid)
         fh.write(text)
     os.replace(tmp, path)

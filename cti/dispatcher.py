@@ -57,6 +57,7 @@ from cti import dialplan
 from cti.ami import AmiClient, AmiError, Reply
 from cti.ami_frame import AmiMessage
 from cti.logs import mask_number
+from metrics import kpi
 from metrics.exporter import Metrics
 
 log = structlog.get_logger("hotline.dispatch")
@@ -397,6 +398,9 @@ class Dispatcher:
         """Write the account's record of a call the engine had counted live up to the moment
         it lost sight of it: count only what the live counters have not counted yet."""
         self._write(rec)
+        if kpi.classify(rec).offered and not kpi.classify(guess).offered:
+            # Never offered as far as the engine saw (closed hours), answered by the fallback.
+            self.metrics.offered_call(CallOffered(rec.call_id, kpi.offered_queue(rec)))
         if rec.outcome is Outcome.ANSWERED and guess.outcome is not Outcome.ANSWERED:
             self.metrics.answered_call(CallAnswered(rec.call_id, rec.offered_queue or rec.queue, rec.agent_id or "",
                                                     rec.wait_seconds, rec.service_level, rec.queue))

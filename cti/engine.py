@@ -97,8 +97,8 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     try:
         migrate(db)
     except Exception as exc:
-        if classify(exc) is not Failure.TRANSIENT:
-            raise  # a migration that fails on a database that answers is for the operator to fix
+        if db.dialect.name == "sqlite" or classify(exc) is not Failure.TRANSIENT:
+            raise  # a local file that cannot be opened, or a failing migration: the operator fixes it
         # A host that boots before its database: route calls all the same; records wait in
         # the spool and the writer brings the schema up when the database answers.
         log.warning("store_unreachable_at_start", error=describe(exc),

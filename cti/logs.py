@@ -80,7 +80,7 @@ class _BadRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.name != "aiohttp.server" or exc is None or not type(exc).__module__.startswith("aiohttp"):
+        if record.name != "aiohttp.server" or exc is None or type(exc).__module__ != "aiohttp.http_exceptions":
             return True
         if record.created - self._last < self.EVERY:
             self._left_out += 1

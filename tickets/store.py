@@ -315,8 +315,11 @@ class Outbox:
         delay = self.retry_min
         while True:
             if self._schema_pending is not None:
-                if not await self._bring_schema():
-                    await self._pause(delay)
+                transient = await self._bring_schema()
+                if transient is not None:
+                    # An outage ends at the first probe that answers; a migration that fails
+                    # on a database that answers is tried again only after the back-off.
+                    await (self._pause(delay) if transient else asyncio.sleep(delay))
                     delay = min(delay * 2, self.retry_max)
                     continue
                 delay = self.retry_min
@@ -373,7 +376,8 @@ class Outbox:
         await asyncio.sleep(delay)  # could not quarantine it: it went to the back of the line
         return min(delay * 2, self.retry_max)
 
-    async def _bring_schema(self) -> bool:
+    async def _bring_schema(self) -> bool | None:
+        """Run the pending migration: None when done, else whether the failure was an outage."""
         assert self._schema_pending is not None
         try:
             await in_daemon_thread(self._schema_pending)
@@ -383,10 +387,10 @@ class Outbox:
                 "store_schema_not_ready", error=describe(exc), pending=len(self._entries),
                 hint=HINTS["transient"] if transient else
                 "the schema migration failed; records wait in the spool. Fix the cause (see the error) and restart")
-            return False
+            return transient
         self._schema_pending = None
         log.info("store_schema_ready", pending=len(self._entries))
-        return True
+        return None
 
     async def _probe(self) -> bool:
         try:

@@ -139,7 +139,7 @@ def test_a_reload_during_steady_load_drops_no_call(acd: RunningEngine) -> None:
         time.sleep(2)
         queues = changed if i % 2 == 0 else QUEUES
         (config / "queues.yaml").write_text(yaml.safe_dump({"queues": queues}), encoding="utf-8")
-        assert acd.http("POST", "/reload") == (200, {"ok": True, "errors": []})
+        assert acd.http("POST", "/reload") == (200, {"ok": True, "errors": [], "restart_needed": []})
     # A broken file is refused and the running configuration keeps serving.
     (config / "queues.yaml").write_text("queues:\n  - name: main\n    ring_timeout: -1\n", encoding="utf-8")
     status, answer = acd.http("POST", "/reload")

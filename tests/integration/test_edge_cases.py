@@ -37,7 +37,7 @@ def test_a_caller_overflowed_into_a_queue_added_by_an_engine_reload_survives_an_
             entry["queues"] = ["extra"]
         (directory / "agents.yaml").write_text(yaml.safe_dump(roster, allow_unicode=True), encoding="utf-8")
         status, answer = engine.http("POST", "/reload")
-        assert (status, answer) == (200, {"ok": True, "errors": []})
+        assert (status, answer) == (200, {"ok": True, "errors": [], "restart_needed": []})
         silent = sipp.agent_uas(6391, scenario="agent_noanswer.xml")
         sipp.register([agent("1001")], contact_port=6391)
         available(engine, "1001")

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from acd.commands import CallRecord
+from acd.events import AgentProfile, CallerJoined, ChannelsSnapshot, DeviceChanged, DevicesSnapshot, LinkLost
 from acd.model import Outcome, QueueSettings
 from cti.account import (
     AccountReader,
@@ -23,6 +25,9 @@ from cti.account import (
     settled_checkpoint,
 )
 from cti.asterisk_conf import CEL_COLUMNS, CEL_TABLE
+from cti.dispatcher import Dispatcher
+from metrics import kpi
+from metrics.exporter import Metrics
 from tickets.store import Outbox, insert_record, migrate, open_engine, read_records
 
 QUEUES = {"main": QueueSettings(name="main", service_level=20, short_abandon=3),
@@ -281,3 +286,66 @@ async def test_a_caller_name_that_is_not_utf8_in_the_account_does_not_stop_the_r
     reader = AccountReader(db, spool, store, ledger, outbox.knows, lambda: QUEUES, wall=lambda: 5000.0)
     await reader.reconcile()
     assert "after" in [r.call_id for r in ledger.written]
+
+
+async def test_a_closed_hours_caller_the_fallback_answered_while_the_engine_was_blind_is_offered_where_answered(
+        tmp_path: Path) -> None:
+    """c1 meets closed hours (never offered, tagged HOTLINE_OFFERED=-); the link drops before
+    the send-out; the dialplan's fallback rings everyone and 1001 answers (the case
+    lifecycle.answered's docstring names). The resync does not list c1: the engine's guess
+    is `closed` (provisional). Asterisk's account then says answered, and
+    Dispatcher._supersede counts the answer but never the offer: the live counters show
+    main answered 1 of 0 offered (answer rate past 100%) while kpi.by_queue over the
+    stored record says 1 of 1."""
+    from tests.unit.test_edge_cases import NEVER_OPEN, _Sink, sample  # (it imports this module)
+
+    sink = _Sink()
+    registry = CollectorRegistry()
+    closed = QueueSettings(name="main", hours=NEVER_OPEN)
+    d = Dispatcher((closed,), (AgentProfile("1001", frozenset({"main"})),), sink,
+                   Metrics(registry), wall=lambda: 1000.0 + asyncio.get_running_loop().time())
+    d.account_enabled = True
+    task = asyncio.create_task(d.run())
+    try:
+        d.submit(LinkLost())
+        d.submit(CallerJoined("c1", "PJSIP/carrier-c1", "main", "13900000001"))
+        d.submit(ChannelsSnapshot())
+        d.submit(DevicesSnapshot((DeviceChanged("1001", True, False),)))
+        await d.drain()
+        assert not sink.records  # the guess waits for the account
+        wall = d.wall()
+        db = cel_db(tmp_path / "cel.db", [("c1", wall - 130, extra(queue="main", offered="-", path="main",
+                                                                     joined=f"{wall - 170}", answered=f"{wall - 160}",
+                                                                     agent="1001", fallback="1"))])
+        store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+        migrate(store)
+        outbox = Outbox(store, tmp_path / "spool")
+        reader = AccountReader(db, tmp_path / "spool", store, d, outbox.knows, lambda: d.state.queues,
+                               first_days=1, wall=d.wall)
+        await reader.reconcile()
+        await d.drain()
+    finally:
+        task.cancel()
+    (rec,) = sink.records
+    assert rec.outcome is Outcome.ANSWERED
+    by_kpi = kpi.by_queue([rec])["main"]
+    live_offered = sample(registry, "hotline_calls_offered_total", queue="main")
+    live_answered = sample(registry, "hotline_calls_answered_total", queue="main")
+    assert (live_offered, live_answered) == (by_kpi.offered, by_kpi.answered)
+
+
+def test_a_never_offered_caller_answered_is_counted_in_the_same_queue_live_and_from_the_account() -> None:
+    """tax is closed and sends its callers on to night (closed too, its message); the
+    fallback rings agents and 1001 answers in night. Live, lifecycle.answered and
+    resync._adopt offer such a caller at the answer in the queue it was in (`night`, with
+    night's service level); Asterisk's account (record_from) puts the same call in
+    path[0] (`tax`). The KPI of a call must not depend on whether the engine saw it end."""
+    from cti.account import record_from
+    from tests.unit.test_account import row
+
+    queues = {"tax": QueueSettings(name="tax", service_level=15, short_abandon=5),
+              "night": QueueSettings(name="night", service_level=30, short_abandon=8)}
+    rec = record_from(row("9.9", 1100.0, queue="night", offered="-", path="tax>night", joined="1000",
+                          answered="1020", agent="1001", fallback="1"), queues)
+    assert rec is not None and rec.outcome is Outcome.ANSWERED
+    assert (rec.offered_queue, rec.service_level) == ("night", 30)

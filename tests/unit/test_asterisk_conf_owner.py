@@ -72,3 +72,30 @@ def _promtool_rules_test(tmp_path: Path, input_series: list[dict[str, str]], eva
     proc = subprocess.run([binary, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60,
                           check=False)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_a_link_planted_at_a_rendered_files_name_does_not_hand_the_secrets_to_whoever_planted_it(
+        tmp_path: Path) -> None:
+    """write_private now takes the owner to keep from `path.lstat()`: for a symbolic link
+    planted at manager.conf by whoever can write the folder, that is the link's own owner.
+    Root then creates the new manager.conf (the AMI secret inside) owned by that user, who
+    reads it. With stat() the owner was the link target's (root's file: root); the fix
+    against links at `.tmp` opened this one at the file's own name."""
+    import os
+
+    import pytest
+
+    from cti.asterisk_conf import write_private
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the ownership is kept only when root writes)")
+    intruder = 54321
+    target = tmp_path / "root-owned"
+    target.write_text("x\n", encoding="utf-8")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "manager.conf").symlink_to(target)
+    os.lchown(etc / "manager.conf", intruder, intruder)
+    write_private(etc / "manager.conf", "[hotline]\nsecret = s3cret-ami\n")
+    st = (etc / "manager.conf").stat()
+    assert intruder not in (st.st_uid, st.st_gid), f"the secrets file is now {st.st_uid}:{st.st_gid}"

@@ -9,7 +9,7 @@ import pytest
 
 from acd import DecideError, lifecycle
 from acd.calendar import Hours
-from acd.commands import CallAnswered, CallOffered, CallRecord, SendOut
+from acd.commands import CallAnswered, CallOffered, CallRecord, SendOut, TagCaller
 from acd.events import CallerHungUp
 from acd.model import LeaveReason, Outcome, Overflow, OverflowTo, QueueSettings, WhenClosed
 from metrics import kpi
@@ -99,6 +99,8 @@ def test_a_closed_hours_caller_forwarded_by_the_night_rule_is_not_offered_live_n
     w = World((tax,), {})
     out = w.join("c1", "tax", at=1000)
     assert of_type(out, CallOffered) == []  # the live counter: not offered
+    # ...and the channel says so, for a restarted engine and Asterisk's account.
+    assert [t.offered for t in of_type(out, TagCaller)] == ["-"]
     w.hangup("c1", at=1030)
     (rec,) = w.records()
     assert not kpi.by_queue([rec])["tax"].offered, f"record outcome {rec.outcome.value}: counted as offered"

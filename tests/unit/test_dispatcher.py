@@ -339,3 +339,20 @@ def test_a_failed_resync_of_a_link_already_gone_does_not_drop_the_next_link() ->
     dispatcher.session = 1  # LinkUp(1) was handled; LinkDown(1) and LinkUp(2) are still queued
     dispatcher.handle(SnapshotFailed(1, "Status: AMI connection lost"))
     assert dropped == []
+
+
+def test_a_snapshot_of_a_link_already_gone_is_dropped_even_when_a_newer_link_is_up() -> None:
+    """Review 4: a snapshot of session 1 reached after session 2 logged in (LinkDown(1) and
+    LinkUp(2) still queued) belongs to a picture that is gone: dropped, counted."""
+    metrics = Metrics(CollectorRegistry())
+    dispatcher = Dispatcher((QueueSettings(),), (), Sink(), metrics)
+
+    class NewLink:
+        connected = True
+        session = 2
+
+    dispatcher.ami = NewLink()  # type: ignore[assignment]
+    dispatcher.session = 1
+    dispatcher.handle(Snapshot(1, ChannelsSnapshot()))
+    assert metrics.snapshots_dropped._value.get() == 1
+

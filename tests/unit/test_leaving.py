@@ -109,4 +109,22 @@ def test_a_caller_whose_send_out_reply_was_lost_is_not_recorded_as_a_sure_abando
     w.feed(LeaveFailed("c1", sure=False), at=1065)
     w.hangup("c1", at=1068)
     (rec,) = w.records()
-    assert rec.outcome is Outcome.TIMED_OUT or rec.source != "live", (rec.outcome, rec.source)
+    # The planned leave, marked as a guess that Asterisk's account replaces when read.
+    assert (rec.outcome, rec.source) == (Outcome.TIMED_OUT, "resync")
+
+
+def test_a_send_out_of_unknown_fate_whose_probe_finds_the_caller_gone_ends_with_the_planned_leave() -> None:
+    """As test_leaving's lost send-out reply, with the events in the other order: the
+    probe's answer (no such channel) arrives before the caller's Hangup. ringing.probed
+    clears `confirming_leave` before calling finish, so the record says `abandoned` where
+    the Hangup-first order says `timed_out`: the same call, two outcomes by event order."""
+    from acd.events import LeaveFailed, Probed
+    from tests.unit.world import World
+
+    w = World((QueueSettings(name="main", max_wait=60),), agents=())
+    w.join("c1", at=1000)
+    w.run_until(1060)
+    w.feed(LeaveFailed("c1", sure=False), at=1065)
+    w.feed(Probed("c1", None, probe=w.call("c1").probe), at=1068)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.source) == (Outcome.TIMED_OUT, "resync")

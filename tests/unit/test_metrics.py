@@ -101,3 +101,13 @@ async def test_a_withheld_number_is_masked_in_every_log_line_about_the_call() ->
     assert all("13812345678" not in str(line) for line in logs)
     assert [line["caller"] for line in about_c1 if "caller" in line] == ["*******5678"] * 2
     assert any(line.get("caller") == "13900000000" for line in logs)  # a number shown by the caller stays
+
+
+def test_every_outcome_of_a_queue_is_exported_from_the_start() -> None:
+    """Review 4: Prometheus's increase() misses the first call of a series that appears
+    mid-range; the answer-rate alert reads hotline_calls_ended_total by outcome."""
+    registry = CollectorRegistry()
+    Metrics(registry).init_queue("tax")
+    for outcome in Outcome:
+        assert registry.get_sample_value("hotline_calls_ended_total", {"queue": "tax", "outcome": outcome.value}) == 0
+

@@ -3,6 +3,7 @@ accepted is lost, nothing is written twice."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -469,3 +470,28 @@ async def test_a_record_requeued_while_the_writer_is_still_quarantining_it_is_wr
         await until(lambda: stored_ids(db) == ["c1"], timeout=5,
                     what="the requeued record to be written (not left in the spool until a restart)")
     assert spool_files(spool) == []
+
+
+async def test_a_schema_migration_that_keeps_failing_on_a_database_that_answers_backs_off(tmp_path: Path) -> None:
+    """The database was down at start and comes back with the table of an older schema,
+    but the pending migration fails for good (alembic's CommandError, a bug in a revision:
+    no SQLAlchemy error, so classify() says UNKNOWN). Outbox.run retries _bring_schema
+    after `_pause(delay)`, and _pause returns at its first probe because the table takes a
+    probe record: the migration is re-run, and `store_schema_not_ready` logged at error
+    level, every probe_every (1 s in the engine) for as long as nobody fixes it, whatever
+    the back-off says."""
+    from tests.unit.store_helpers import writing
+
+    db = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(db)  # the table is there: probes succeed
+    tries: list[int] = []
+
+    def schema() -> None:
+        tries.append(1)
+        raise RuntimeError("Can't locate revision identified by '0009'")
+
+    outbox = Outbox(db, tmp_path / "spool", retry_min=0.1, retry_max=1.0, probe_every=0.02, schema=schema)
+    async with writing(outbox):
+        await asyncio.sleep(1.6)
+    # A growing back-off from 0.1 s: attempts at about 0, 0.1, 0.3, 0.7, 1.5 s.
+    assert len(tries) <= 8, f"{len(tries)} migration attempts in 1.6 s"

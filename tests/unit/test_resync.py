@@ -22,6 +22,7 @@ from acd.events import (
 )
 from acd.model import LeaveReason, Outcome, Overflow, QueueSettings, WhenEmpty
 from metrics import kpi
+from tests.unit.test_edge_cases import NEVER_OPEN
 from tests.unit.world import World, chan, of_type, probes, rings, sendouts
 
 
@@ -306,3 +307,34 @@ def test_a_phone_going_away_during_a_resync_does_not_empty_queues_whose_phones_a
     out = w.feed(DevicesSnapshot((DeviceChanged("1001", True, False), DeviceChanged("1002", False, False))), 1000.2)
     assert sendouts(w.out) == []
     assert rings(out) == [("c1", "1001")]
+
+
+def test_a_never_offered_caller_the_snapshot_shows_talking_is_offered_at_the_answer() -> None:
+    """Review 4: a caller tagged never offered (closed hours) whom the dialplan's fallback
+    put through while the engine was away: offered at the answer, in the queue that
+    answered, so that no queue answers more than it offers."""
+    w = World((QueueSettings(name="main", hours=NEVER_OPEN),), agents=("1001",))
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.FALLBACK, age=40, queue="main", offered_queue="-",
+                                 path=("main",), joined_ago=40, legs=(AgentLeg("1001", True),), answered_ago=10),
+                 devices=(DeviceChanged("1001", True, True),), at=1000)
+    assert of_type(out, CallOffered) == [CallOffered("c1", "main")]
+    assert [a.queue for a in of_type(out, CallAnswered)] == ["main"]
+
+
+def test_a_caller_tagged_never_offered_adopted_in_the_hold_loop_of_a_closed_queue_is_sent_out_not_rung() -> None:
+    """The engine met c1 at closed hours, tagged HOTLINE_OFFERED=- and planned the closed
+    send-out; it restarted before the Redirect went out, so Asterisk shows c1 in the hold
+    loop. The tag says the caller was never offered (closed hours), but `_adopt` only uses
+    it for counting: the caller is put in the line of the closed queue and a free agent is
+    rung at night, while a caller who joins the same queue now hears the closed message."""
+    from acd.events import DeviceChanged, SnapshotCall, Where
+    from tests.unit.test_resync import resync
+    from tests.unit.world import World, chan, rings, sendouts
+
+    w = World((QueueSettings(name="main", hours=NEVER_OPEN),), agents=("1001",))
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.HOLD, age=5, queue="main", offered_queue="-",
+                                 path=("main",), joined_ago=4),
+                 devices=(DeviceChanged("1001", True, False),), at=1000)
+    out += w.run_until(1010)
+    assert rings(out) == []
+    assert [s.reason.value for s in sendouts(out)] == ["closed"]
