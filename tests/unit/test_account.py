@@ -141,6 +141,20 @@ def cel_db(path: Path, rows: list[tuple[str, float, str]]) -> Path:
     return path
 
 
+async def settle_from_account(d: Dispatcher, tmp_path: Path, fields: str) -> None:
+    """Asterisk's account shows call c1 ended 130 s ago with `fields`; the reader reads it
+    into the running dispatcher `d`."""
+    wall = d.wall()
+    db = cel_db(tmp_path / "cel.db", [("c1", wall - 130, fields)])
+    store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    migrate(store)
+    outbox = Outbox(store, tmp_path / "spool")
+    reader = AccountReader(db, tmp_path / "spool", store, d, outbox.knows, lambda: d.state.queues,
+                           first_days=1, wall=d.wall)
+    await reader.reconcile()
+    await d.drain()
+
+
 @dataclass
 class Ledger:
     live: set[str] = field(default_factory=set)
@@ -314,16 +328,8 @@ async def test_a_closed_hours_caller_the_fallback_answered_while_the_engine_was_
         await d.drain()
         assert not sink.records  # the guess waits for the account
         wall = d.wall()
-        db = cel_db(tmp_path / "cel.db", [("c1", wall - 130, extra(queue="main", offered="-", path="main",
-                                                                     joined=f"{wall - 170}", answered=f"{wall - 160}",
-                                                                     agent="1001", fallback="1"))])
-        store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
-        migrate(store)
-        outbox = Outbox(store, tmp_path / "spool")
-        reader = AccountReader(db, tmp_path / "spool", store, d, outbox.knows, lambda: d.state.queues,
-                               first_days=1, wall=d.wall)
-        await reader.reconcile()
-        await d.drain()
+        await settle_from_account(d, tmp_path, extra(queue="main", offered="-", path="main", joined=f"{wall - 170}",
+                                                     answered=f"{wall - 160}", agent="1001", fallback="1"))
     finally:
         task.cancel()
     (rec,) = sink.records

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 import acd.lifecycle
 from acd.calls import CallState
 from acd.commands import CallRecord
-from acd.events import AgentProfile, ChannelsSnapshot
+from acd.events import AgentProfile, ChannelsSnapshot, DevicesSnapshot
 from acd.model import QueueSettings
 from cti.ami import AmiClient, AmiError, AmiSettings
 from cti.dispatcher import Dispatcher, LinkDown, Snapshot, SnapshotFailed
@@ -128,7 +128,8 @@ async def test_events_after_a_snapshot_in_the_stream_are_applied_on_top_of_it(ri
 
 
 async def test_a_snapshot_queued_after_its_link_went_down_is_not_applied(rig: Rig) -> None:
-    """B5(b): routing never comes back on for a link that is gone."""
+    """B5(b): routing never comes back on for a link that is gone, even when both halves of
+    its snapshot (channels, then phones) are still queued."""
     await routing(rig)
     session = rig.dispatcher.session
     rig.fake.silent.add("Login")  # the link will not come back
@@ -136,6 +137,7 @@ async def test_a_snapshot_queued_after_its_link_went_down_is_not_applied(rig: Ri
     await until(lambda: not rig.state.routing, what="routing off")
     rig.dispatcher.inbox.put_nowait(LinkDown(session))
     rig.dispatcher.inbox.put_nowait(Snapshot(session, ChannelsSnapshot()))
+    rig.dispatcher.inbox.put_nowait(Snapshot(session, DevicesSnapshot(())))
     await rig.dispatcher.drain()
     assert not rig.state.routing
 

@@ -37,7 +37,7 @@ from cti.account import AccountReader
 from cti.dispatcher import Dispatcher
 from metrics import kpi
 from metrics.exporter import Metrics
-from tests.unit.test_account import QUEUES, Ledger, cel_db, extra
+from tests.unit.test_account import QUEUES, Ledger, cel_db, extra, settle_from_account
 from tests.unit.test_dispatcher import Rig, queue, rig, routing, until  # noqa: F401 (fixtures)
 from tests.unit.world import World, chan, rings, sendouts
 from tickets.store import Outbox, migrate, open_engine
@@ -257,16 +257,8 @@ async def test_a_call_answered_by_the_fallback_during_an_ami_outage_is_recorded_
         d.submit(DevicesSnapshot((DeviceChanged("1001", True, False),)))
         await d.drain()
         wall = d.wall()
-        db = cel_db(tmp_path / "cel.db", [("c1", wall - 130, extra(queue="main", offered="main", path="main",
-                                                                     joined=f"{wall - 170}", answered=f"{wall - 145}",
-                                                                     agent="1001", fallback="1"))])
-        store = open_engine(f"sqlite:///{tmp_path / 'h.db'}")
-        migrate(store)
-        outbox = Outbox(store, tmp_path / "spool")
-        reader = AccountReader(db, tmp_path / "spool", store, d, outbox.knows, lambda: d.state.queues,
-                               first_days=1, wall=d.wall)
-        await reader.reconcile()
-        await d.drain()
+        await settle_from_account(d, tmp_path, extra(queue="main", offered="main", path="main", joined=f"{wall - 170}",
+                                                     answered=f"{wall - 145}", agent="1001", fallback="1"))
     finally:
         task.cancel()
     mine = [r for r in sink.records if r.call_id == "c1"]

@@ -13,28 +13,13 @@ from prometheus_client import CollectorRegistry
 from acd.commands import CallAnswered, CallRecord
 from acd.events import AgentProfile, CallerHungUp, CallerJoined, ChannelsSnapshot, DevicesSnapshot, LeaveFailed
 from acd.model import Outcome, QueueSettings
-from cti.dispatcher import Dispatcher, LinkDown, Snapshot
+from cti.dispatcher import Dispatcher
 from metrics.exporter import Metrics
 from tests.unit.test_dispatcher import Rig, queue, rig, routing, until  # noqa: F401 (fixtures)
 from tests.unit.world import World, sendouts
 
 
-async def test_b5b_both_halves_of_a_snapshot_queued_after_the_link_went_down_are_dropped(rig: Rig) -> None:
-    """The suite's B5(b) test queues only the channels half, which alone never turns routing
-    on: dropping `not self.ami.connected` from the Snapshot guard survived it."""
-    await routing(rig)
-    session = rig.dispatcher.session
-    rig.fake.silent.add("Login")  # the link will not come back
-    rig.fake.drop()
-    await until(lambda: not rig.state.routing, what="routing off")
-    rig.dispatcher.inbox.put_nowait(LinkDown(session))
-    rig.dispatcher.inbox.put_nowait(Snapshot(session, ChannelsSnapshot()))
-    rig.dispatcher.inbox.put_nowait(Snapshot(session, DevicesSnapshot(())))
-    await rig.dispatcher.drain()
-    assert not rig.state.routing
-
-
-async def test_b3_no_heartbeat_while_connected_but_the_resync_has_not_finished(rig: Rig) -> None:
+async def test_no_heartbeat_while_connected_but_the_resync_has_not_finished(rig: Rig) -> None:
     """B3 as the review describes it (a resync that takes longer than it should, the link
     up): the suite's B3 test refuses DeviceStateList, so the link is up only for
     milliseconds and a heartbeat gated on `ami.connected` alone survived it."""

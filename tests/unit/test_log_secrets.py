@@ -126,3 +126,25 @@ async def test_quarantine_shows_no_caller_data_when_sqlite_refuses_a_record(tmp_
         assert await outbox.drain(5.0)
     [q] = list_quarantine(tmp_path / "spool")
     assert "139123456789012" not in q.error and "张三丰" not in q.error, q.error
+
+
+async def test_an_oversized_authorization_header_does_not_write_the_control_token_into_the_log(
+        out: io.StringIO) -> None:
+    """Review 3: aiohttp refuses a header line over 8190 bytes with LineTooLong, whose message
+    quotes the line's first 100 bytes ("Bearer <the token>..."), and logged it at error level."""
+    from types import SimpleNamespace
+
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from config.loader import load
+    from cti import http
+    from cti.engine import Engine
+
+    engine = Engine(load(None), None, None, SimpleNamespace(), None, TOKEN)  # type: ignore[arg-type]
+    async with TestServer(http.control_app(engine)) as server, ClientSession() as session, \
+            session.get(server.make_url("/agents"), headers={"Authorization": f"Bearer {TOKEN}{'x' * 9000}"}) as resp:
+        assert resp.status == 400
+    assert TOKEN not in out.getvalue(), "the control token is in the engine's log"
+    assert "bad_http_request: LineTooLong" in out.getvalue()
+
