@@ -20,7 +20,7 @@ from acd.events import (
     SnapshotCall,
     Where,
 )
-from acd.model import LeaveReason, Outcome, Overflow, QueueSettings, WhenEmpty
+from acd.model import LeaveReason, Outcome, Overflow, OverflowTo, QueueSettings, WhenClosed, WhenEmpty
 from metrics import kpi
 from tests.unit.test_edge_cases import NEVER_OPEN
 from tests.unit.world import World, chan, of_type, probes, rings, sendouts
@@ -313,12 +313,12 @@ def test_a_never_offered_caller_the_snapshot_shows_talking_is_offered_at_the_ans
     """Review 4: a caller tagged never offered (closed hours) whom the dialplan's fallback
     put through while the engine was away: offered at the answer, in the queue that
     answered, so that no queue answers more than it offers."""
-    w = World((QueueSettings(name="main", hours=NEVER_OPEN),), agents=("1001",))
+    w = World((QueueSettings(name="main", hours=NEVER_OPEN, service_level=30),), agents=("1001",))
     out = resync(w, SnapshotCall("c1", chan("c1"), Where.FALLBACK, age=40, queue="main", offered_queue="-",
                                  path=("main",), joined_ago=40, legs=(AgentLeg("1001", True),), answered_ago=10),
                  devices=(DeviceChanged("1001", True, True),), at=1000)
     assert of_type(out, CallOffered) == [CallOffered("c1", "main")]
-    assert [a.queue for a in of_type(out, CallAnswered)] == ["main"]
+    assert [(a.queue, a.service_level) for a in of_type(out, CallAnswered)] == [("main", 30)]
 
 
 def test_a_caller_tagged_never_offered_adopted_in_the_hold_loop_of_a_closed_queue_is_sent_out_not_rung() -> None:
@@ -327,10 +327,6 @@ def test_a_caller_tagged_never_offered_adopted_in_the_hold_loop_of_a_closed_queu
     loop. The tag says the caller was never offered (closed hours), but `_adopt` only uses
     it for counting: the caller is put in the line of the closed queue and a free agent is
     rung at night, while a caller who joins the same queue now hears the closed message."""
-    from acd.events import DeviceChanged, SnapshotCall, Where
-    from tests.unit.test_resync import resync
-    from tests.unit.world import World, chan, rings, sendouts
-
     w = World((QueueSettings(name="main", hours=NEVER_OPEN),), agents=("1001",))
     out = resync(w, SnapshotCall("c1", chan("c1"), Where.HOLD, age=5, queue="main", offered_queue="-",
                                  path=("main",), joined_ago=4),
@@ -338,3 +334,34 @@ def test_a_caller_tagged_never_offered_adopted_in_the_hold_loop_of_a_closed_queu
     out += w.run_until(1010)
     assert rings(out) == []
     assert [s.reason.value for s in sendouts(out)] == ["closed"]
+
+
+def test_a_caller_tagged_never_offered_found_waiting_once_the_queue_has_opened_is_offered_there() -> None:
+    """The other side of the restart above: by the resync the queue is open (the hours began
+    while the engine was away). The caller is offered now, with the queue's own thresholds,
+    and rung."""
+    w = World((QueueSettings(name="main", service_level=30, short_abandon=8),), agents=("1001",))
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.HOLD, age=5, queue="main", offered_queue="-",
+                                 path=("main",), joined_ago=4),
+                 devices=(DeviceChanged("1001", True, False),), at=1000)
+    assert of_type(out, CallOffered) == [CallOffered("c1", "main")]
+    assert rings(out) == [("c1", "1001")]
+    w.hangup("c1", at=1003)
+    (rec,) = w.records()
+    assert (rec.outcome, rec.offered_queue, rec.service_level, rec.short_abandon) == (
+        Outcome.ABANDONED, "main", 30, 8)
+
+
+def test_a_caller_tagged_never_offered_found_waiting_at_closed_hours_follows_the_closed_rule() -> None:
+    """when_closed: overflow to the night queue, which is open: the caller moves there and is
+    offered there."""
+    main = QueueSettings(name="main", hours=NEVER_OPEN, when_closed=WhenClosed.OVERFLOW,
+                         overflow=Overflow(after=600, to=OverflowTo.QUEUE, target="night"))
+    w = World((main, QueueSettings(name="night")), {"1001": ({"night"}, {})})
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.HOLD, age=5, queue="main", offered_queue="-",
+                                 path=("main",), joined_ago=4),
+                 devices=(DeviceChanged("1001", True, False),), at=1000)
+    assert of_type(out, CallOffered) == [CallOffered("c1", "night")]
+    assert (w.call("c1").queue, w.call("c1").path) == ("night", ("main", "night"))
+    assert rings(out) == [("c1", "1001")]
+
