@@ -307,9 +307,12 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", metavar="DIR", help=CONFIG_HELP)
 
     r = sub.add_parser("run", help="run the engine until SIGTERM/SIGINT",
-                       description="Run the engine until SIGTERM/SIGINT. Exits 2 when the configuration has "
-                       "errors or a listener cannot be opened (one line on stderr says which and what to do). "
-                       "Warnings about published default secrets are printed first. Files are created with "
+                       description="Run the engine until SIGTERM/SIGINT (then exit 0). Exits 1 when a part of "
+                       "the engine (dispatcher, store writer, AMI link) dies, so that a supervisor with "
+                       "Restart=on-failure starts it again; exits 2 when the configuration has errors or a "
+                       "listener cannot be opened (one line on stderr says which and what to do). A database "
+                       "that is down at start does not stop it: records wait in the spool. Warnings (published "
+                       "default secrets, config files anyone may read) are printed first. Files are created with "
                        "umask 027 (never world-readable).")
     with_config(r)
     r.add_argument("--console-log", action="store_true", help="human-readable logs instead of JSON lines")

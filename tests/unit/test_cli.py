@@ -379,6 +379,7 @@ def test_run_exits_1_when_a_part_of_the_engine_dies_so_that_its_supervisor_resta
 
     monkeypatch.setattr(engine, "run", part_died)
     assert main(["run", "--config", str(config_folder(tmp_path / "cfg"))]) == 1
+    assert "Exits 1 when a part of the engine" in " ".join(hotline("run", "--help").stdout.split())
 
 
 def test_config_check_with_a_non_scalar_key_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
