@@ -365,3 +365,19 @@ def test_a_caller_tagged_never_offered_found_waiting_at_closed_hours_follows_the
     assert (w.call("c1").queue, w.call("c1").path) == ("night", ("main", "night"))
     assert rings(out) == [("c1", "1001")]
 
+
+
+def test_an_agent_the_snapshot_shows_on_another_call_stays_on_it_when_the_old_call_is_recorded() -> None:
+    """While the link was down c1 (answered by 1001) ended and the fallback put c2 through to
+    1001. The resync records c1 and must leave 1001 on c2, not send them into wrap-up
+    (mutation review)."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.answer("c1", "1001", at=1002)
+    resync(w, SnapshotCall("c2", chan("c2"), Where.FALLBACK, age=20, queue="main", joined_ago=20,
+                           legs=(AgentLeg("1001", True),), answered_ago=5),
+           devices=(DeviceChanged("1001", True, True),), at=1100)
+    assert [r.call_id for r in w.records()] == ["c1"]
+    agent = w.state.agents["1001"]
+    assert (agent.activity, agent.call_id) == (Activity.ON_CALL, "c2")

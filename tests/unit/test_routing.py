@@ -352,6 +352,17 @@ def test_a_caller_ringing_again_is_offered_to_the_agent_who_answered_them_last()
     assert rings(w.register("1001", at=1210)) == [("again", "1001")]
 
 
+def test_a_caller_is_not_kept_for_a_last_agent_who_is_paused_or_whose_phone_is_gone() -> None:
+    """Stickiness waits only for an agent who can come: paused or unregistered, the caller
+    goes to whoever is free at once (mutation review)."""
+    w = sticky_world()
+    w.control("1001", Control.PAUSE, at=1100)
+    assert rings(w.join("again", "sales", 1200, caller_num="13800000001")) == [("again", "1002")]
+    w = sticky_world()
+    w.feed(DeviceChanged("1001", registered=False, busy=False), at=1100)
+    assert rings(w.join("again", "sales", 1200, caller_num="13800000001")) == [("again", "1002")]
+
+
 def test_the_sticky_wait_runs_out_and_anyone_may_answer() -> None:
     w = sticky_world()
     w.register("1001", busy=True, at=1100)
@@ -714,3 +725,12 @@ def test_a_closed_queue_set_to_overflow_but_with_no_overflow_rule_plays_the_clos
     saturday_noon = datetime(2026, 11, 28, 12, tzinfo=timezone(timedelta(hours=8))).timestamp()
     w.wall_offset = saturday_noon - 1000
     assert sendouts(w.join("c1", "tax", 1000)) == [SendOut("c1", chan("c1"), LeaveReason.CLOSED)]
+
+
+def test_callers_who_joined_at_the_same_instant_are_served_in_the_order_they_joined() -> None:
+    """Equal arrival and priority: the join order breaks the tie, not the call ids (mutation
+    review: the sequence number was never checked)."""
+    w = world((QueueSettings(name="sales"),), {"1001": ({"sales"}, {})})
+    w.join("z-first", "sales", 1000)
+    w.join("a-second", "sales", 1000)
+    assert rings(w.register("1001", at=1001)) == [("z-first", "1001")]
