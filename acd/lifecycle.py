@@ -26,7 +26,7 @@ from acd.commands import (
 from acd.deadlines import PARK_GRACE
 from acd.events import CallerJoined
 from acd.match import Assignment
-from acd.model import LeaveReason, Outcome, OverflowTo, WhenClosed, WhenEmpty
+from acd.model import LeaveReason, Outcome, OverflowTo, QueueSettings, WhenClosed, WhenEmpty
 from acd.rules import Admission
 from acd.state import AgentWatch, State
 
@@ -123,12 +123,7 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
     state.touch(call)
     admitted = rules.admission(state, q, wall)
     if call.offered_in is None and admitted is not Admission.CLOSED:
-        # Offered once, in the first open queue it entered: KPIs count the call there,
-        # with that queue's service level and short-abandon threshold.
-        call.offered_in = name
-        call.service_level = q.service_level
-        call.short_abandon = q.short_abandon
-        out.append(CallOffered(call.call_id, name))
+        offer(call, q, out)
     if not first or call.offered_in is None:
         out.append(TagCaller(call.call_id, call.channel, name, call.offered_in or NOT_OFFERED, call.path))
     if admitted is Admission.CLOSED:
@@ -148,6 +143,15 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
     state.place(call)
 
 
+def offer(call: Call, q: QueueSettings, out: list[Command]) -> None:
+    """Offered once, in the first open queue the caller entered: KPIs count the call there,
+    with that queue's service level and short-abandon threshold."""
+    call.offered_in = q.name
+    call.service_level = q.service_level
+    call.short_abandon = q.short_abandon
+    out.append(CallOffered(call.call_id, q.name))
+
+
 def closed(state: State, call: Call, now: float, wall: float, out: list[Command], hops: int = 0) -> None:
     q = state.queues[call.queue]
     if q.when_closed is WhenClosed.OVERFLOW and q.overflow is not None:
@@ -162,11 +166,8 @@ def admit_again(state: State, call: Call, now: float, wall: float, out: list[Com
     q = state.queues[call.queue]
     if rules.admission(state, q, wall) is Admission.CLOSED:
         closed(state, call, now, wall, out)
-        return
-    call.offered_in = call.queue
-    call.service_level = q.service_level
-    call.short_abandon = q.short_abandon
-    out.append(CallOffered(call.call_id, call.queue))
+    else:
+        offer(call, q, out)
 
 
 def overflow(state: State, call: Call, now: float, wall: float, out: list[Command], hops: int = 1) -> None:
@@ -337,12 +338,7 @@ def answered(state: State, call: Call, now: float, out: list[Command]) -> None:
     offered (the dialplan's fallback rang agents for a caller who met closed hours while
     the engine could not see) is offered at the answer: no queue answers more than it offers."""
     if call.offered_in is None:
-        q = state.queues.get(call.queue)
-        call.offered_in = call.queue
-        if q is not None:
-            call.service_level = q.service_level
-            call.short_abandon = q.short_abandon
-        out.append(CallOffered(call.call_id, call.queue))
+        offer(call, state.queues[call.queue], out)
     # The record keeps the wait to the millisecond: the counter judges that same figure.
     out.append(CallAnswered(call.call_id, call.offered_queue, call.agent_id or "", round(call.waited(now), 3),
                             call.service_level, call.queue))

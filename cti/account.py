@@ -163,7 +163,7 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
     queue = f.get("queue", "") or (path[-1] if path else "")
     offered = f.get("offered", "") or (path[0] if path else queue)
     never_offered = offered == NOT_OFFERED
-    answered_by_agent = _float(f.get("answered", "")) is not None and f.get("agent", "").isdigit()
+    answered_by_agent = answered is not None and agent.isdigit()
     if never_offered:
         # Answered: offered at the answer, in the queue that answered (as lifecycle.answered);
         # otherwise it counts as closed where the caller first came.
@@ -173,7 +173,7 @@ def record_from(row: AccountRow, queues: Mapping[str, QueueSettings]) -> CallRec
         leave = LeaveReason(f.get("leave", ""))
     except ValueError:
         leave = None
-    if answered is not None and agent.isdigit():
+    if answered_by_agent:
         outcome = Outcome.ANSWERED
     elif leave is not None:
         outcome = leave.outcome

@@ -198,6 +198,14 @@ class Dispatcher:
             return True
         return call_id not in self.state.calls and call_id not in self._recent
 
+    def _current_link(self, session: int) -> AmiClient | None:
+        """The AMI client if `session` is the link that is up now: not one gone since, nor one
+        a newer link replaced while its items still wait in the inbox."""
+        ami = self.ami
+        if ami is None or not ami.connected or session != self.session or ami.session != session:
+            return None
+        return ami
+
     def holds(self, call_id: str) -> bool:
         """A call still live in the engine's picture (its end not seen yet)."""
         return call_id in self.state.calls
@@ -250,8 +258,7 @@ class Dispatcher:
                 if item.session == self.session:
                     self.apply(LinkLost())
             case Snapshot():
-                if (item.session != self.session or self.ami is None or not self.ami.connected
-                        or self.ami.session != item.session):
+                if self._current_link(item.session) is None:
                     # Taken on a link that has gone since: the next link brings its own.
                     self.metrics.snapshots_dropped.inc()
                     return
@@ -265,12 +272,11 @@ class Dispatcher:
                     if self.on_routing is not None:
                         self.on_routing()
             case SnapshotFailed():
-                if (item.session == self.session and self.ami is not None and self.ami.connected
-                        and self.ami.session == item.session):  # not a newer link that came up since
+                if (ami := self._current_link(item.session)) is not None:
                     # Never stay connected with routing off: drop the link (with a growing
                     # back-off), the reconnect resyncs; the heartbeat stays off meanwhile.
                     log.warning("resync_failed", error=item.error, hint="dropping the AMI link to start over")
-                    self.ami.drop(penalize=True)
+                    ami.drop(penalize=True)
             case CoreEvent():
                 self.apply(item.event)
             case ControlRequest():

@@ -27,6 +27,7 @@ from cti import http
 from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
 from cti.dispatcher import Dispatcher
+from cti.logs import Throttle
 from cti.metrics_http import MetricsServer
 from metrics.exporter import LiveCollector, Metrics
 from tickets.store import Failure, Outbox, classify, describe, migrate, open_engine, recent_answers
@@ -234,24 +235,19 @@ def _more_descriptors() -> None:
 
 class _RateLimited:
     """asyncio's own errors (a failed accept when descriptors run out, say) logged at most once
-    every 10 s per kind, with how many were left out: a flood must not fill the disk."""
+    every 10 s per kind, with how many were left out."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:
-        self.loop = loop
-        self.every = every
-        self.last: dict[str, tuple[float, int]] = {}
+    def __init__(self) -> None:
+        self.throttle = Throttle()
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         kind = str(context.get("message", ""))[:80]
-        now = time.monotonic()
-        since, skipped = self.last.get(kind, (0.0, 0))
-        if now - since < self.every:
-            self.last[kind] = (since, skipped + 1)
+        left_out = self.throttle.allow(kind, time.monotonic())
+        if left_out is None:
             return
-        self.last[kind] = (now, 0)
         exc = context.get("exception")
-        log.error("event_loop_error", detail=kind, left_out=skipped, exc_info=exc if isinstance(exc, BaseException)
-                  else None)
+        log.error("event_loop_error", detail=kind, left_out=left_out,
+                  exc_info=exc if isinstance(exc, BaseException) else None)
 
 
 async def run(settings: Settings, config_dir: Path | None = None) -> int:
@@ -265,7 +261,7 @@ async def run(settings: Settings, config_dir: Path | None = None) -> int:
     _more_descriptors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_RateLimited(loop))
+    loop.set_exception_handler(_RateLimited())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, engine.reload_soon)

@@ -64,6 +64,24 @@ def setup(level: str = "info", json: bool = True) -> None:
         threading.excepthook = _log_uncaught_in_thread
 
 
+class Throttle:
+    """At most one line per kind every `every` seconds, and how many were left out since:
+    a flood of the same error must not fill the disk."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (when logged, left out since)
+
+    def allow(self, kind: str, now: float) -> int | None:
+        """None: leave this one out; else log it, saying how many were left out before it."""
+        since, left_out = self._last.get(kind, (float("-inf"), 0))
+        if now - since < self.every:
+            self._last[kind] = (since, left_out + 1)
+            return None
+        self._last[kind] = (now, 0)
+        return left_out
+
+
 class _BadRequests(logging.Filter):
     """aiohttp logs a request it could not parse as an error with the exception, whose text
     quotes the offending line (an oversized `Authorization: Bearer <token>` header puts the
@@ -71,26 +89,22 @@ class _BadRequests(logging.Filter):
     at most one every 10 s, with how many were left out: a client sending junk cannot flood
     the log."""
 
-    EVERY = 10.0
-
     def __init__(self) -> None:
         super().__init__()
-        self._last = float("-inf")
-        self._left_out = 0
+        self._throttle = Throttle()
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if record.name != "aiohttp.server" or exc is None or type(exc).__module__ != "aiohttp.http_exceptions":
             return True
-        if record.created - self._last < self.EVERY:
-            self._left_out += 1
+        left_out = self._throttle.allow("bad_http_request", record.created)
+        if left_out is None:
             return False
-        record.msg = f"bad_http_request: {type(exc).__name__}, refused; {self._left_out} more left out since the last"
+        record.msg = f"bad_http_request: {type(exc).__name__}, refused; {left_out} more left out since the last"
         record.args = ()
         record.exc_info = None
         record.exc_text = None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
-        self._last, self._left_out = record.created, 0
         return True
 
 

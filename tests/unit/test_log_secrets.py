@@ -1,50 +1,29 @@
 """Secrets and withheld numbers stay out of the engine's JSON log: exceptions are logged
 without their frames' local variables (structlog's dict_tracebacks would show them), and
 store errors without the statement's parameters."""
+# ruff: noqa: F811  (the `out` and fake-AMI fixtures are imported from test_logs and test_dispatcher)
 
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import create_engine
 
 import acd.lifecycle
 from config.loader import load
-from cti import http, logs
+from cti import http
 from cti.engine import Engine
 from tests.unit.test_dispatcher import Rig, join, queue, rig, routing, until  # noqa: F401  (fixtures)
+from tests.unit.test_logs import Writes, out  # noqa: F401  (a fixture)
 
 TOKEN = "Tk" * 22  # a well-formed 44-character control token
 
 
-@pytest.fixture
-def out(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """What `hotline run` writes to stderr after logs.setup()."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    hooks = sys.excepthook, threading.excepthook
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    logs.setup("info", json=True)
-    yield stream
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    sys.excepthook, threading.excepthook = hooks
-    logging.captureWarnings(False)
-    structlog.reset_defaults()
-
-
-async def test_a_failing_control_request_does_not_write_the_control_token_into_the_log(out: io.StringIO) -> None:
+async def test_a_failing_control_request_does_not_write_the_control_token_into_the_log(out: Writes) -> None:
     # GET /callbacks while the database is unreachable (a PostgreSQL restart): aiohttp logs
     # "Error handling request" with the traceback; the guard middleware's frame holds `token`.
     unreachable = create_engine("sqlite:////nonexistent-folder/x.db")
@@ -62,7 +41,7 @@ async def test_a_failing_control_request_does_not_write_the_control_token_into_t
 
 
 async def test_a_decide_failure_does_not_log_a_withheld_number_in_clear(
-    out: io.StringIO, rig: Rig, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    out: Writes, rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await routing(rig)
 
@@ -129,7 +108,7 @@ async def test_quarantine_shows_no_caller_data_when_sqlite_refuses_a_record(tmp_
 
 
 async def test_an_oversized_authorization_header_does_not_write_the_control_token_into_the_log(
-        out: io.StringIO) -> None:
+        out: Writes) -> None:
     """Review 3: aiohttp refuses a header line over 8190 bytes with LineTooLong, whose message
     quotes the line's first 100 bytes ("Bearer <the token>..."), and logged it at error level."""
     from types import SimpleNamespace

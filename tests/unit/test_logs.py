@@ -29,8 +29,11 @@ class Writes:
     def flush(self) -> None:
         pass
 
+    def getvalue(self) -> str:
+        return "".join(self.calls)
+
     def lines(self) -> list[dict[str, Any]]:
-        text = "".join(self.calls)
+        text = self.getvalue()
         assert text.endswith("\n")
         return [json.loads(line) for line in text.splitlines()]
 
