@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from config.policy import review
 from config.settings import AgentsFile, CalendarFile, EngineFile, QueuesFile, Settings
+from config.ticket_settings import TicketsFile
+from config.ticket_settings import review as review_tickets
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 FILES: dict[str, type[BaseModel]] = {
@@ -19,6 +21,7 @@ FILES: dict[str, type[BaseModel]] = {
     "queues.yaml": QueuesFile,
     "agents.yaml": AgentsFile,
     "calendar.yaml": CalendarFile,
+    "tickets.yaml": TicketsFile,
 }
 MAX_BYTES = 1024 * 1024
 
@@ -123,7 +126,9 @@ def parse_yaml(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigError([Problem(name, line, f"not valid YAML: {exc.problem or exc}")]) from None
+        # A bare * (tickets.yaml's "any category") starts an alias in YAML.
+        hint = '; a bare * starts a YAML alias: write "*" in quotes' if exc.context == "while scanning an alias" else ""
+        raise ConfigError([Problem(name, line, f"not valid YAML: {exc.problem or exc}{hint}")]) from None
     except _Refused as exc:
         raise ConfigError([Problem(name, exc.line, str(exc))]) from None
     except yaml.reader.ReaderError as exc:  # a control character: no mark, a position in the text
@@ -203,8 +208,8 @@ def load(config_dir: Path | None = None) -> Settings:
     """Read the YAML of config_dir, or the embedded defaults when it is None.
 
     A config folder must exist and have its own agents.yaml and queues.yaml (the embedded
-    ones are a demo with published passwords); engine.yaml and calendar.yaml may be left
-    out and then take the embedded defaults.
+    ones are a demo with published passwords); engine.yaml, calendar.yaml and tickets.yaml
+    may be left out and then take the embedded defaults.
     """
     if config_dir is not None:
         _check_folder(config_dir)
@@ -234,8 +239,12 @@ def load(config_dir: Path | None = None) -> Settings:
     queues = parts["queues.yaml"]
     agents = parts["agents.yaml"]
     calendar = parts["calendar.yaml"]
+    tickets = parts["tickets.yaml"]
     assert isinstance(engine, EngineFile) and isinstance(queues, QueuesFile) and isinstance(agents, AgentsFile)
-    assert isinstance(calendar, CalendarFile)
+    assert isinstance(calendar, CalendarFile) and isinstance(tickets, TicketsFile)
+    name, lines = where["tickets.yaml"]
+    for loc, message in review_tickets(tickets, lambda loc: _line_for(loc, lines)):
+        problems.append(Problem(name, _line_for(loc, lines), message))
     known = {q.name for q in queues.queues}
     name, lines = where["agents.yaml"]
     for i, agent in enumerate(agents.agents):
@@ -260,5 +269,5 @@ def load(config_dir: Path | None = None) -> Settings:
                                                           f"{holds}: chmod o-rwx {path}")))
     if problems:
         raise ConfigError(problems)
-    return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar,
+    return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar, tickets=tickets,
                     warnings=tuple(warnings), from_defaults=tuple(from_defaults))

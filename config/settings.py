@@ -22,6 +22,7 @@ from pydantic import (
 from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
 from acd.model import Overflow, OverflowTo, QueueSettings, Strategy, WhenClosed, WhenEmpty, Widen
+from config.ticket_settings import TicketsFile
 
 
 class _Strict(BaseModel):
@@ -399,6 +400,7 @@ class Settings:
     queues: list[QueueConfig]
     agents: list[AgentConfig]
     calendar: CalendarFile = field(default_factory=CalendarFile)
+    tickets: TicketsFile = field(default_factory=TicketsFile)
     # Accepted but unsafe off loopback (default secrets), as "file:line: text".
     warnings: tuple[str, ...] = ()
     # The files the config folder did not have, taken from the embedded defaults.
