@@ -6,6 +6,7 @@ Every key is optional; left out, it takes the value the embedded default file wr
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -150,7 +151,25 @@ class PushSection(_Strict):
         return v
 
 
+class HttpSection(_Strict):
+    """The ticket API's own listener: per-user sign-in, unlike the control API's one token."""
+
+    enabled: bool = True  # false: `hotline run` leaves the ticket platform to `hotline tickets serve`
+    listen: str = "127.0.0.1"
+    port: int = Field(9110, ge=0, le=65535)  # 0: any free port (tests)
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v[:60]!r} is not an IP address; write e.g. 127.0.0.1 or 0.0.0.0") from None
+        return v
+
+
 class TicketsFile(_Strict):
+    http: HttpSection = HttpSection()
     deadlines: list[DeadlineRule] = Field(default_factory=default_deadlines)
     max_returns: int = Field(3, ge=1, le=20)
     soon_due: NaturalSpan = Span(4, "hours")

@@ -24,6 +24,7 @@ import structlog
 
 from acd import DecideError, State, decide, next_deadline
 from acd.calendar import Calendar
+from acd.calls import Call
 from acd.commands import (
     AgentStateChanged,
     CallAnswered,
@@ -168,6 +169,8 @@ class Dispatcher:
         self._provisional: dict[str, tuple[CallRecord, float]] = {}  # call id -> (guess, write it after)
         self.account_enabled = False  # Asterisk's account is read (cti/account.py)
         self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
+        # Called when an agent answers (the ticket platform opens the call's draft); it must not block.
+        self.on_answered: Callable[[CallAnswered, Call | None], None] | None = None
         # Hook for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[InboxItem], None] | None = None
 
@@ -361,6 +364,11 @@ class Dispatcher:
             case CallAnswered():
                 self.metrics.answered_call(cmd)
                 log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3))
+                if self.on_answered is not None:
+                    try:
+                        self.on_answered(cmd, self.state.calls.get(cmd.call_id))
+                    except Exception:  # the draft is also opened from the stored record: routing goes on
+                        log.exception("on_answered_failed", call_id=cmd.call_id)
             case AgentStateChanged():
                 self.metrics.agent_changed(cmd, now)
                 log.info("agent_state", agent_id=cmd.agent_id, old=cmd.old, new=cmd.new, reason=cmd.reason or None)

@@ -30,6 +30,7 @@ from cti.dispatcher import Dispatcher
 from cti.logs import Throttle
 from cti.metrics_http import MetricsServer
 from metrics.exporter import LiveCollector, Metrics
+from tickets.platform import TicketPlatform, platform
 from tickets.store import Failure, Outbox, classify, describe, migrate, open_engine, recent_answers
 
 log = structlog.get_logger("hotline.engine")
@@ -48,6 +49,8 @@ class Engine:
     http_port: int = 0  # the control listener's port once bound (0 in settings: any free port)
     metrics_port: int = 0
     restart_needed: tuple[str, ...] = ()  # engine.yaml sections changed since start (need a restart)
+    tickets: TicketPlatform | None = None  # the 工单 platform, when it runs inside the engine
+    tickets_port: int = 0
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -132,6 +135,10 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         log.warning("no_asterisk_account", hint="account.cel_db is null: calls that end while the engine is "
                     "stopped, and calls the dialplan's fallback serves, get no record")
     engine = Engine(settings, dispatcher, ami, outbox, registry, token, account, config_dir=config_dir)
+    if settings.tickets.http.enabled:
+        # Its own connection pool on the same store: ticket queries never hold up call records.
+        engine.tickets = platform(settings, open_engine(e.store.url))
+        dispatcher.on_answered = engine.tickets.answered
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
     return engine
 
@@ -186,6 +193,7 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
         log.info("listening", what="metrics", address=e.metrics.listen, port=engine.metrics_port)
         engine.http_port = await _listen(stack, http.control_app(engine), e.http.listen, e.http.port,
                                          "control API")
+        tickets_stop = asyncio.Event()
         tasks = {
             asyncio.create_task(engine.outbox.run(), name="store-writer"),
             asyncio.create_task(engine.dispatcher.run(), name="dispatcher"),
@@ -194,6 +202,10 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
         }
         if engine.account is not None:
             tasks.add(asyncio.create_task(engine.account.run(), name="asterisk-account"))
+        if engine.tickets is not None:
+            t = engine.settings.tickets.http
+            engine.tickets_port = await _listen(stack, engine.tickets.api.app(), t.listen, t.port, "ticket API")
+            tasks |= engine.tickets.tasks(tickets_stop)
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
             done, _ = await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -217,6 +229,7 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             if not await engine.outbox.drain(5.0):
                 log.warning("store_not_drained", pending=engine.outbox.pending(),
                             hint="records stay in the spool and are written at the next start")
+            tickets_stop.set()  # the relay finishes the delivery in flight
             stopping.cancel()
             for task in tasks:
                 task.cancel()

@@ -9,9 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tickets import api
+from tickets import bodies as api
 from tickets.lifecycle import Action, State
 
+PREFIX = "/api/v1"
 REF = "#/components/schemas/{model}"
 NULLABLE_STR = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
@@ -118,7 +119,7 @@ def document() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    p = PREFIX = api.PREFIX
+    p = PREFIX
     paths = {
         f"{p}/login": {"post": _op("登录: a bearer token", ANY_OBJECT, body=api.LoginBody, public=True)},
         f"{p}/logout": {"post": _op("退出: revoke the token", ANY_OBJECT)},

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from acd.calls import Call
+from acd.commands import CallAnswered
 from config.settings import Settings
 from tickets.api import ApiSettings, TicketApi
+from tickets.drafts import Answered, DraftMaker
+from tickets.push import Relay
 from tickets.service import Policy, TicketService
 
 
@@ -29,6 +35,32 @@ def api_settings(settings: Settings) -> ApiSettings:
                        max_body_bytes=settings.tickets.max_body_bytes)
 
 
-def build(settings: Settings, engine: Engine) -> tuple[TicketService, TicketApi]:
+@dataclass
+class TicketPlatform:
+    service: TicketService
+    api: TicketApi
+    drafts: DraftMaker
+    relay: Relay | None
+
+    def answered(self, cmd: CallAnswered, call: Call | None) -> None:
+        """The dispatcher's hook: hand the answer over without waiting."""
+        self.drafts.offer(Answered(
+            call_id=cmd.call_id, caller_num=call.caller_num if call else "",
+            caller_name=call.caller_name if call else "", restricted=call.restricted if call else False,
+            agent_id=cmd.agent_id or None, recording=call.recording if call else None))
+
+    def tasks(self, stop: asyncio.Event) -> set[asyncio.Task[None]]:
+        out = {asyncio.create_task(self.drafts.run(), name="ticket-drafts")}
+        if self.relay is not None:
+            out.add(asyncio.create_task(self.relay.run(stop), name="ticket-push"))
+        return out
+
+
+def platform(settings: Settings, engine: Engine) -> TicketPlatform:
+    """The ticket platform on `engine` (migrated by the caller)."""
     service = TicketService(engine, policy(settings))
-    return service, TicketApi(engine, service, api_settings(settings))
+    push = settings.tickets.push
+    relay = Relay(engine, push.url, timeout=push.timeout_seconds, max_backoff=push.max_backoff_seconds) \
+        if push.url else None
+    api = TicketApi(engine, service, api_settings(settings))
+    return TicketPlatform(service, api, DraftMaker(service), relay)

@@ -51,6 +51,7 @@ from tickets.models import (
     TicketRow,
 )
 from tickets.permissions import may, why_not
+from tickets.push import enqueue
 
 CHANNELS = {"phone": "电话", "web": "网站", "wechat": "微信", "mailbox": "信箱", "provincial": "省平台下派"}
 CATEGORIES = ("咨询", "求助", "投诉", "举报", "建议", "表扬", "其他", "无效", "重复")
@@ -492,8 +493,6 @@ class TicketService:
         s.add(TicketEventRow(ticket_id=row.id, seq=last + 1, at=now, actor=who.username, role=who.role,
                              action=action, from_state=source, to_state=target, note=note, data=payload))
         if self.policy.push:
-            from tickets.push import enqueue  # the relay's module; only needed when pushing is on
-
             enqueue(s, ticket_id=row.id, event=action, now=now, payload=self._push_payload(
                 s, row, action, source, target, who, now, note))
 
@@ -564,7 +563,7 @@ class TicketService:
         if article is None or (article.valid_from and article.valid_from > today) or (
                 article.valid_to and article.valid_to < today):
             raise Invalid(f"知识库文章 {article_id} 不存在或不在有效期内", field="article_id")
-        article.uses = ArticleRow.uses + 1  # type: ignore[assignment]  # an UPDATE ... SET uses = uses + 1
+        article.uses = ArticleRow.uses + 1  # an UPDATE ... SET uses = uses + 1
 
 
 def _zeroes() -> dict[str, Any]:
