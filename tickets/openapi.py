@@ -86,7 +86,7 @@ def _op(summary: str, ok: dict[str, Any], *, body: type[BaseModel] | None = None
         ("409", "illegal transition: `allowed` names the actions the state allows"),
         ("413", "body too large"), ("422", "a field is invalid: `field` names it"))}
     if public:
-        errors.pop("401")
+        errors["401"] = {"description": "wrong user name or password", **_json(_ref("Error"))}
         errors["429"] = {"description": "too many failed sign-ins", **_json(_ref("Error"))}
     out: dict[str, Any] = {"summary": summary, "responses": {status: {"description": "OK", **_json(ok)}, **errors}}
     if body is not None:
