@@ -29,6 +29,8 @@ examples:
   hotline sandbox sipp -- -v           run SIPp inside the sandbox
   hotline asterisk-conf install --etc /etc/asterisk --sounds /usr/share/asterisk/sounds
   hotline quarantine list --config DIR call records the store refused for good, with why and what to do
+  hotline dept add housing 市住建局    add a department (承办单位) that tickets can be dispatched to
+  hotline user add zhangsan --role department --dept housing  its user; the password is asked twice
   hotline demo                         sandbox + engine + a burst of simulated calls, then the figures
 """
 
@@ -377,6 +379,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--workdir", default="/var/lib/hotline/demo",
                    help="where the demo keeps its config, DB, spool, recordings and engine log (mode 0750)")
     d.set_defaults(func=cmd_demo)
+
+    from tickets.admin_cli import add_commands  # `hotline user ...`, `hotline dept ...`
+
+    add_commands(sub, with_config)
     return p
 
 
