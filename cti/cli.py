@@ -381,8 +381,10 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     from tickets.admin_cli import add_commands  # `hotline user ...`, `hotline dept ...`
+    from tickets.ticket_cli import add_commands as add_ticket_commands  # `hotline ticket ...`
 
     add_commands(sub, with_config)
+    add_ticket_commands(sub, with_config)
     return p
 
 

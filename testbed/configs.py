@@ -36,6 +36,7 @@ def write_config(
     metrics_port: int = 0,
     account: bool = True,
     ami_secret: str = SESSION_AMI_SECRET,
+    tickets: dict[str, Any] | None = None,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
@@ -53,6 +54,10 @@ def write_config(
     (directory / "engine.yaml").write_text(yaml.safe_dump(engine, allow_unicode=True), encoding="utf-8")
     (directory / "queues.yaml").write_text(yaml.safe_dump({"queues": [q]}), encoding="utf-8")
     (directory / "agents.yaml").write_text(yaml.safe_dump({"agents": roster}, allow_unicode=True), encoding="utf-8")
+    # The ticket API on any free port, so that engines of tests and the demo never fight over 9110.
+    ticket_settings: dict[str, Any] = {"http": {"port": 0}}
+    ticket_settings.update(tickets or {})
+    (directory / "tickets.yaml").write_text(yaml.safe_dump(ticket_settings, allow_unicode=True), encoding="utf-8")
     for secret in ("agents.yaml", "engine.yaml"):  # they hold the AMI secret and SIP passwords
         (directory / secret).chmod(0o640)
     return directory

@@ -38,6 +38,7 @@ from tickets.lifecycle import (
     Limits,
     Refused,
     State,
+    Step,
     allowed,
     step,
 )
@@ -351,6 +352,7 @@ class TicketService:
                                "reload it and try again", field="version")
             if who.role == "agent" and row.state == State.DRAFT.value and row.agent_id not in (None, who.agent_id):
                 raise Forbidden(f"草稿 {row.number} 属于话务员 {row.agent_id} (another agent's draft)")
+            self._step(row, action, now)  # an illegal step is a 409 before any field is looked at
             note, data = self._prepare(s, who, row, action, body, now)
             self._apply(s, who, row, action, now, note=note, data=data)
             s.flush()
@@ -451,11 +453,7 @@ class TicketService:
     def _apply(self, s: Session, who: Principal, row: TicketRow, action: Action, now: datetime, *, note: str,
                data: dict[str, Any]) -> None:
         """Take the lifecycle step and write it: state, clocks, counters, history, push."""
-        facts = self._facts(row)
-        try:
-            result = step(facts, action, now, self._limits(row))
-        except Refused as refused:
-            raise Conflict(str(refused), allowed=[a.value for a in refused.allowed]) from None
+        result = self._step(row, action, now)
         match result.clock:
             case Clock.START_ACCEPT:
                 rule = self.policy.rules.limits(row.category or "*", row.urgency)
@@ -482,6 +480,12 @@ class TicketService:
         row.late = row.late or result.late
         row.updated, row.version = now, row.version + 1
         self._history(s, who, row, action.value, result.source.value, result.target.value, now, note, data)
+
+    def _step(self, row: TicketRow, action: Action, now: datetime) -> Step:
+        try:
+            return step(self._facts(row), action, now, self._limits(row))
+        except Refused as refused:
+            raise Conflict(str(refused), allowed=[a.value for a in refused.allowed]) from None
 
     def _due(self, now: datetime, span: deadlines.Span) -> datetime:
         return datetime.fromtimestamp(deadlines.due(self.policy.calendar, now.timestamp(), span), UTC)

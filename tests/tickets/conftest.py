@@ -9,11 +9,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine
 
+from tickets import auth
 from tickets.db import migrate, open_engine
 
 PG_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
+
+
+@pytest.fixture(autouse=True)
+def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # argon2's production parameters take ~0.4 s a hash here; test_auth checks them on their own.
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ users, and a clock that the test moves."""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +19,9 @@ from tickets.service import Policy, TicketService
 # A Thursday, a working day, 10:00 in Beijing.
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 PASSWORD = "correct-horse-9"
-# argon2 takes ~0.4 s a hash here: the tests' users share one (tests/tickets/test_auth.py hashes for real).
-auth.hash_password = functools.cache(auth.hash_password)  # type: ignore[method-assign]
 
 
 def shipped_policy(**changes: Any) -> Policy:
-    import dataclasses
-
     return dataclasses.replace(policy(load(None)), **changes)
 
 

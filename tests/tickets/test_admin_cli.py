@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy.orm import Session
 
 from cti.cli import main, parser
@@ -20,10 +19,6 @@ from tickets.db import open_engine
 GOOD = "correct-horse-9"
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # argon2's production parameters are tested in test_auth; here they would only cost time.
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture

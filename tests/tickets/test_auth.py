@@ -27,11 +27,6 @@ GOOD = "correct-horse-9"
 PRODUCTION_HASHER = auth._hasher
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production parameters cost 0.1-0.4 s a hash or verify; the rules under test do not depend
-    # on them (the first test checks them).
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @contextmanager
