@@ -253,4 +253,7 @@ class PushEventRow(Base):
     delivered: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (Index("ix_push_outbox_pending", "delivered", "next_attempt"),)
+    __table_args__ = (
+        Index("ix_push_outbox_pending", "delivered", "next_attempt"),
+        Index("ix_push_outbox_ticket", "ticket_id", "id"),  # the relay sends a ticket's oldest first
+    )

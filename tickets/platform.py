@@ -63,4 +63,6 @@ def platform(settings: Settings, engine: Engine) -> TicketPlatform:
     relay = Relay(engine, push.url, timeout=push.timeout_seconds, max_backoff=push.max_backoff_seconds) \
         if push.url else None
     api = TicketApi(engine, service, api_settings(settings))
+    if relay is not None:
+        service.committed = relay.poke  # thread-safe: the service runs in the API's worker threads
     return TicketPlatform(service, api, DraftMaker(service), relay)

@@ -14,7 +14,7 @@ Callers pass `now` (aware UTC); the HTTP layer runs these in threads, never on t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -129,6 +129,11 @@ class Filters:
 class TicketService:
     def __init__(self, engine: Engine, policy: Policy) -> None:
         self.engine, self.policy = engine, policy
+        self.committed: Callable[[], None] | None = None  # after a change commits (wakes the push relay)
+
+    def _committed(self) -> None:
+        if self.committed is not None and self.policy.push:
+            self.committed()
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -313,6 +318,8 @@ class TicketService:
                 self._apply(s, ENGINE, row, Action.OPEN_DRAFT, now, note="", data={"call_id": call_id})
         except IntegrityError:  # the same call's draft, opened at this moment by another worker
             pass
+        else:
+            self._committed()
         with Session(self.engine) as s:
             found = s.scalars(select(TicketRow).where(TicketRow.origin_call_id == call_id)).one()
             return self._view(s, ENGINE, found, now)
@@ -339,6 +346,7 @@ class TicketService:
             row.registered_at = now
             self._apply(s, who, row, Action.REGISTER, now, note=str(body.get("note", "")), data=form)
             ticket_id = row.id
+        self._committed()
         return self.get(who, ticket_id, now)
 
     def act(self, who: Principal, ticket: int | str, action: Action, body: Mapping[str, Any],
@@ -358,7 +366,9 @@ class TicketService:
             s.flush()
             # The view of the ticket as this step left it (a department that returned it sees it
             # one last time here, and no more).
-            return self._view(s, who, row, now)
+            view = self._view(s, who, row, now)
+        self._committed()
+        return view
 
     def link_call(self, who: Principal, ticket: int | str, call_id: str, recording: str | None,
                   now: datetime) -> dict[str, Any]:
@@ -369,6 +379,7 @@ class TicketService:
             row = self._load(s, who, ticket, lock=True)
             self._link(s, who, row, call_id, recording, now)
             ticket_id = row.id
+        self._committed()
         return self.get(who, ticket_id, now)
 
     def _link(self, s: Session, who: Principal, row: TicketRow, call_id: str, recording: str | None,

@@ -109,12 +109,14 @@ def test_a_call_becomes_a_ticket_that_goes_the_whole_way_and_reaches_the_provinc
         (record,) = running.records(wait_for=1)
         assert record.outcome == "answered" and record.recording
 
-        # The draft, opened at the answer and given its recording from the stored record.
-        running.call(lambda: running.e.tickets.drafts.sweep() if running.e.tickets else None)  # type: ignore[func-returns-value]
-        status, found = api(port, "POST", "/callers/lookup", {"number": "13912345678"}, tokens["agent1001"])
-        assert status == 200 and [c["call_id"] for c in found["calls"]] == [record.call_id]
+        # The draft was opened at the answer (live, before any sweep); the sweep links the
+        # recording from the stored record when the answer did not know it yet.
         status, page = api(port, "POST", "/tickets/search", {"state": "draft"}, tokens["boss"])
         (draft,) = page["items"]
+        assert running.e.tickets is not None and running.e.tickets.drafts.opened == 1
+        running.call(running.e.tickets.drafts.sweep)
+        status, found = api(port, "POST", "/callers/lookup", {"number": "13912345678"}, tokens["agent1001"])
+        assert status == 200 and [c["call_id"] for c in found["calls"]] == [record.call_id]
         status, ticket = api(port, "GET", f"/tickets/{draft['number']}", token=tokens["agent1001"])
         assert ticket["agent_id"] == "1001"
         assert [(c["call_id"], c["recording"]) for c in ticket["calls"]] == [(record.call_id, record.recording)]

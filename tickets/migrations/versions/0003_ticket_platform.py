@@ -176,6 +176,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text, nullable=False),
     )
     op.create_index("ix_push_outbox_pending", "push_outbox", ["delivered", "next_attempt"])
+    op.create_index("ix_push_outbox_ticket", "push_outbox", ["ticket_id", "id"])
     for statement in APPEND_ONLY.get(op.get_bind().dialect.name, []):
         op.execute(statement)
 
