@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from config.loader import DEFAULTS_DIR, load
 from config.settings import Settings
@@ -32,6 +33,7 @@ from metrics import kpi
 from testbed import sipp
 from testbed.audio import check_audio
 from testbed.sandbox import Sandbox, SandboxError
+from tickets.models import TicketRow
 from tickets.store import read_records
 
 
@@ -208,8 +210,23 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
           f"{e.recordings.dir}")
     if recordings:
         print(f"                              e.g. {recordings[0]}")
+    answered_ids = {r.call_id for r in rows if r.outcome == "answered"}
+    drafts = _drafts(e.store.url, answered_ids)
+    print(f"  工单草稿 draft tickets      {len(drafts)} opened, one per answered call, for the agent who answered "
+          f"(e.g. {drafts[0] if drafts else '-'}); table tickets")
     print(f"  引擎日志 engine log         {log_path}")
     print(json.dumps({"offered": stored.offered, "answered": stored.answered,
-                      "answer_rate": kpi.percent(stored.answer_rate), "live_counters_agree": live == stored}))
+                      "answer_rate": kpi.percent(stored.answer_rate), "live_counters_agree": live == stored,
+                      "draft_tickets": len(drafts)}))
     offered, answered = stored.offered, stored.answered
-    return 0 if offered == args.calls and answered == offered and live == stored else 1
+    return 0 if offered == args.calls and answered == offered and live == stored and len(drafts) == answered else 1
+
+
+def _drafts(url: str, call_ids: set[str]) -> list[str]:
+    """The numbers of the draft 工单 the answered calls opened."""
+    db = create_engine(url)
+    try:
+        with Session(db) as s:
+            return sorted(s.scalars(select(TicketRow.number).where(TicketRow.origin_call_id.in_(call_ids))))
+    finally:
+        db.dispose()
