@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from tests.tickets.helpers import FORM, T0, seed, service
 from tickets.lifecycle import Action
 from tickets.service import Conflict, Forbidden, Invalid, NotFound, TicketService
-from tests.tickets.helpers import FORM, T0, seed, service
 
 
 @pytest.fixture
