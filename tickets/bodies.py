@@ -3,10 +3,10 @@ that the OpenAPI document is built from, so the two cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
@@ -68,8 +68,8 @@ class SearchBody(_Body):
     category: str | None = Field(None, max_length=8)
     department: str | None = Field(None, max_length=32)
     state: str | None = Field(None, max_length=24)
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: AwareDatetime | None = Field(None, description="with its UTC offset, e.g. 2026-11-01T00:00:00+08:00")
+    created_to: AwareDatetime | None = None
     text: str | None = Field(None, max_length=200)
     agent_id: str | None = Field(None, max_length=16)
     page: int = Field(1, ge=1, le=100_000)

@@ -95,6 +95,7 @@ class Clock(StrEnum):
     START_ACCEPT = "start_accept"  # a department must 签收 by the accept limit
     START_HANDLE = "start_handle"  # ... and answer by the handle limit, counted from 签收
     EXTEND_HANDLE = "extend_handle"  # an approved 延期 adds to the handle deadline
+    RESUME_HANDLE = "resume_handle"  # back to 办理 after a rejected reply: the handle deadline runs again
     STOP = "stop"  # no department holds the ticket: nothing runs
 
 
@@ -134,7 +135,7 @@ TABLE: dict[tuple[State, Action], tuple[State, Clock]] = {
     (S.EXTENSION_REQUESTED, A.REPLY): (S.REPLIED, C.STOP),
     (S.EXTENSION_REQUESTED, A.URGE): (S.EXTENSION_REQUESTED, C.KEEP),
     (S.REPLIED, A.APPROVE_REPLY): (S.CALLBACK, C.STOP),
-    (S.REPLIED, A.REJECT_REPLY): (S.IN_PROGRESS, C.KEEP),  # the handle deadline stands: 驳回 is no extension
+    (S.REPLIED, A.REJECT_REPLY): (S.IN_PROGRESS, C.RESUME_HANDLE),  # 驳回 is no extension: the deadline stands
     (S.DIRECT_ANSWERED, A.FOLLOW_UP): (S.FOLLOWED_UP, C.STOP),
     (S.DIRECT_ANSWERED, A.CLOSE): (S.CLOSED, C.STOP),
     (S.CALLBACK, A.FOLLOW_UP): (S.FOLLOWED_UP, C.STOP),

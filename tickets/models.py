@@ -173,7 +173,11 @@ class TicketRow(Base):
     replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(Integer, default=1)  # a change from a stale read is refused
+    # Every UPDATE says `WHERE version = <what was read>` and bumps it (SQLAlchemy's version
+    # counter): on SQLite, where SELECT ... FOR UPDATE locks nothing, two people stepping the same
+    # ticket at once cannot both succeed from the same stale state.
+    version: Mapped[int] = mapped_column(Integer)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
     __table_args__ = (
         Index("ix_tickets_caller_num", "caller_num"),

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from acd.calendar import Calendar
 from cti.logs import mask_number
@@ -352,6 +353,14 @@ class TicketService:
     def act(self, who: Principal, ticket: int | str, action: Action, body: Mapping[str, Any],
             now: datetime) -> dict[str, Any]:
         self._may(who, action)
+        try:
+            return self._act(who, ticket, action, body, now)
+        except StaleDataError:
+            raise Conflict("工单刚被他人修改，请刷新后重试 (changed by someone else a moment ago: reload and "
+                           "try again)", field="version") from None
+
+    def _act(self, who: Principal, ticket: int | str, action: Action, body: Mapping[str, Any],
+             now: datetime) -> dict[str, Any]:
         with Session(self.engine) as s, s.begin():
             row = self._load(s, who, ticket, lock=True)
             expected = body.get("version")
@@ -375,16 +384,23 @@ class TicketService:
         """Attach a call (a citizen calling back about the same 工单) to a ticket."""
         if who.role not in ("agent", "supervisor"):
             raise Forbidden(why_not(who.role, Action.ATTACH))
-        with Session(self.engine) as s, s.begin():
-            row = self._load(s, who, ticket, lock=True)
-            self._link(s, who, row, call_id, recording, now)
-            ticket_id = row.id
+        try:
+            with Session(self.engine) as s, s.begin():
+                row = self._load(s, who, ticket, lock=True)
+                self._link(s, who, row, call_id, recording, now)
+                ticket_id = row.id
+        except StaleDataError:
+            raise Conflict("工单刚被他人修改，请重试 (changed a moment ago: try again)", field="version") from None
         self._committed()
         return self.get(who, ticket_id, now)
 
     def _link(self, s: Session, who: Principal, row: TicketRow, call_id: str, recording: str | None,
               now: datetime) -> None:
+        if row.state in (State.ARCHIVED.value, State.MERGED.value, State.DRAFT.value):
+            raise Conflict(f"工单 {row.number} 已{LABELS[State(row.state)]}，不能再关联来电: register the call as a "
+                           "new ticket (and mark it 重复 of this one) or attach it to the live ticket", field="ticket")
         if s.get(TicketCallRow, (row.id, call_id)) is None:
+            row.updated = now  # the ticket changed: its version moves, a stale writer is refused
             s.add(TicketCallRow(ticket_id=row.id, call_id=call_id, recording=recording, linked=now))
             self._history(s, who, row, LINK_CALL, row.state, row.state, now, "", {"call_id": call_id})
 
@@ -482,6 +498,8 @@ class TicketService:
                     deadlines.extend(self.policy.calendar, base.timestamp(), rule.extension), UTC)
                 row.due_at = row.handle_due
                 data = {**data, "handle_due": row.handle_due.isoformat()}
+            case Clock.RESUME_HANDLE:
+                row.due_at = row.handle_due
             case Clock.STOP:
                 row.due_at = None
             case Clock.KEEP:
@@ -489,7 +507,7 @@ class TicketService:
         row.state, row.returns, row.extensions = result.target.value, result.returns, result.extensions
         row.redos += result.redo
         row.late = row.late or result.late
-        row.updated, row.version = now, row.version + 1
+        row.updated = now  # `version` is bumped by the UPDATE itself (TicketRow's version counter)
         self._history(s, who, row, action.value, result.source.value, result.target.value, now, note, data)
 
     def _step(self, row: TicketRow, action: Action, now: datetime) -> Step:
@@ -582,7 +600,7 @@ class TicketService:
 
 
 def _zeroes() -> dict[str, Any]:
-    return {"returns": 0, "extensions": 0, "redos": 0, "urged": 0, "late": False, "version": 0, "reply": "",
+    return {"returns": 0, "extensions": 0, "redos": 0, "urged": 0, "late": False, "reply": "",
             "followup": "", "rating": "", "category": "", "urgency": "normal", "district": "", "street": "",
             "address": "", "content": ""}
 

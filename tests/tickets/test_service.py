@@ -214,3 +214,50 @@ def test_a_restricted_callers_number_is_masked_for_departments(world: tuple[Tick
     seen = svc.get(who["zhujian"], t["id"], T0)
     assert seen["caller_num"] == "*******0001" and seen["caller_name"] == ""
     assert svc.get(who["agent1"], t["id"], T0)["caller_num"] == "13800000001"
+
+
+def test_two_people_stepping_one_ticket_from_the_same_state_cannot_both_succeed(
+        world: tuple[TicketService, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, who = world
+    if svc.engine.dialect.name == "postgresql":
+        pytest.skip("on PostgreSQL the row lock makes the second writer wait, never read stale")
+    t = svc.create(who["agent1"], FORM, T0)
+    svc.act(who["agent1"], t["id"], Action.DISPATCH, {"department": "housing"}, T0)
+    # The second writer read the ticket before the first one's change committed (on SQLite,
+    # SELECT ... FOR UPDATE locks nothing): its UPDATE finds the version moved and is refused.
+    original = TicketService._load
+
+    def stale_load(self: TicketService, s, who_, ticket, *, lock: bool = False):  # type: ignore[no-untyped-def]
+        row = original(self, s, who_, ticket, lock=lock)
+        if lock and not getattr(stale_load, "done", False):
+            stale_load.done = True  # type: ignore[attr-defined]
+            svc.act(who["zhujian"], t["id"], Action.ACCEPT, {}, T0)  # another request, committed meanwhile
+        return row
+
+    monkeypatch.setattr(TicketService, "_load", stale_load)
+    with pytest.raises(Conflict, match="version|修改"):
+        svc.act(who["zhujian"], t["id"], Action.RETURN, {"note": "不归我们"}, T0)
+    assert [e["action"] for e in svc.history(who["boss"], t["id"])] == ["register", "dispatch", "accept"]
+
+
+def test_a_rejected_reply_puts_the_handle_deadline_back_in_force(world: tuple[TicketService, dict]) -> None:
+    svc, who = world
+    t = svc.create(who["agent1"], FORM, T0)
+    svc.act(who["agent1"], t["id"], Action.DISPATCH, {"department": "housing"}, T0)
+    accepted = svc.act(who["zhujian"], t["id"], Action.ACCEPT, {}, T0)
+    replied = svc.act(who["zhujian"], t["id"], Action.REPLY, {"reply": "已办"}, T0)
+    assert replied["due_at"] is None  # the hotline's review is not the department's time
+    back = svc.act(who["boss"], t["id"], Action.REJECT_REPLY, {"note": "答复未回应诉求"}, T0)
+    assert back["due_at"] == accepted["handle_due"] == back["handle_due"]
+
+
+def test_an_archived_ticket_takes_no_more_calls(world: tuple[TicketService, dict]) -> None:
+    svc, who = world
+    t = svc.create(who["agent1"], FORM, T0)
+    svc.act(who["agent1"], t["id"], Action.MARK_INVALID, {"note": "误拨"}, T0)
+    svc.act(who["boss"], t["id"], Action.ARCHIVE, {}, T0)
+    with pytest.raises(Conflict, match="归档"):
+        svc.link_call(who["agent1"], t["id"], "late-call", None, T0)
+    d = draft(svc, "late-call")
+    with pytest.raises(Conflict):
+        svc.act(who["agent1"], d["id"], Action.ATTACH, {"target": t["number"]}, T0)
