@@ -31,6 +31,7 @@ examples:
   hotline quarantine list --config DIR call records the store refused for good, with why and what to do
   hotline dept add housing 市住建局    add a department (承办单位) that tickets can be dispatched to
   hotline user add zhangsan --role department --dept housing  its user; the password is asked twice
+  hotline export --out /srv/export-2026-12 --config DIR  every table as CSV and JSON Lines: the city's data
   hotline demo                         sandbox + engine + a burst of simulated calls, then the figures
 """
 
@@ -381,10 +382,12 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     from tickets.admin_cli import add_commands  # `hotline user ...`, `hotline dept ...`
+    from tickets.export_cli import add_commands as add_transfer_commands  # `hotline export`, `hotline import`
     from tickets.ticket_cli import add_commands as add_ticket_commands  # `hotline ticket ...`
 
     add_commands(sub, with_config)
     add_ticket_commands(sub, with_config)
+    add_transfer_commands(sub, with_config)
     return p
 
 
