@@ -32,6 +32,8 @@ examples:
   hotline dept add housing 市住建局    add a department (承办单位) that tickets can be dispatched to
   hotline user add zhangsan --role department --dept housing  its user; the password is asked twice
   hotline export --out /srv/export-2026-12 --config DIR  every table as CSV and JSON Lines: the city's data
+  hotline ticket login boss --token-file F   sign in to the 工单 API; then `hotline ticket search|act|...`
+  hotline ticket serve --config DIR    the ticket platform as its own process (several against one PostgreSQL)
   hotline demo                         sandbox + engine + a burst of simulated calls, then the figures
 """
 
