@@ -28,7 +28,8 @@ def hotline(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-@pytest.mark.parametrize("command", ["run", "reload", "config", "sandbox", "asterisk-conf", "quarantine", "demo"])
+@pytest.mark.parametrize("command", ["run", "reload", "config", "sandbox", "asterisk-conf", "quarantine", "demo",
+                                     "user", "dept", "ticket", "export", "import"])
 def test_every_command_has_its_own_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     # A removed sub-command would make argparse exit 2 here, whatever the top-level epilog says.
     with pytest.raises(SystemExit) as done:
