@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -106,7 +107,14 @@ def test_the_month_report_by_offered_queue_and_arrival_uses_an_index(db: Engine)
 
 def test_the_migrations_build_exactly_the_schema_the_models_describe(db: Engine) -> None:
     with db.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        context = MigrationContext.configure(conn, opts={"include_name": not_full_text_search})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def not_full_text_search(name: str | None, type_: str, _parents: object) -> bool:
+    """The FTS5 tables of migrations 0004 and 0005 (kb_fts, tickets_fts and the shadow tables
+    SQLite makes for them) are the database's search index, not tables the models describe."""
+    return not (type_ == "table" and name is not None and re.fullmatch(r"[a-z_]+_fts(_[a-z]+)?", name) is not None)
 
 
 def test_migration_0002_keeps_old_rows_and_their_short_abandons_on_sqlite(tmp_path: Path) -> None:
