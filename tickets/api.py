@@ -27,6 +27,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from cti.http import _same_origin
@@ -71,7 +72,7 @@ def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
 
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-         413: "too_large", 422: "invalid", 429: "too_many_attempts"}
+         413: "too_large", 422: "invalid", 429: "too_many_attempts", 503: "unavailable"}
 
 
 class TicketApi:
@@ -135,6 +136,15 @@ class TicketApi:
                                    for e in exc.errors()[:20]])
         except kb.KbError as exc:
             return error(422, "invalid", str(exc), field=exc.field)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+                raise
+            # The database is down or failing over: say so (and that nothing was changed), not 500.
+            log.warning("tickets_store_unavailable", error=type(exc.orig).__name__ if exc.orig else "",
+                        path=request.path)
+            return error(503, "unavailable", "工单库暂时不可用，本次操作未执行，请稍后重试 (the ticket store is "
+                                             "unavailable: nothing was changed, try again shortly)",
+                         retry_after=5)
         except web.HTTPRequestEntityTooLarge:
             return error(413, "too_large", f"请求体超过 {self.settings.max_body_bytes} 字节 (body too large)")
         except web.HTTPException as exc:

@@ -11,6 +11,7 @@ import signal
 
 import structlog
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings
 from tickets.db import migrate, open_engine
@@ -22,7 +23,14 @@ SWEEP_EVERY = 5.0  # seconds: without the engine's hand-off, the sweep is how dr
 
 async def serve(settings: Settings, stop: asyncio.Event) -> int:
     db = open_engine(settings.engine.store.url)
-    await asyncio.to_thread(migrate, db)
+    try:
+        await asyncio.to_thread(migrate, db)
+    except OperationalError as exc:
+        log.error("ticket_store_unavailable", error=" ".join(str(exc.orig).split())[:200],
+                  hint="is the database running, and is store.url in engine.yaml right? the worker exits so "
+                       "that its supervisor starts it again")
+        db.dispose()
+        return 1
     p = platform(settings, db)
     p.drafts.sweep_every = SWEEP_EVERY
     h = settings.tickets.http

@@ -196,3 +196,22 @@ async def test_history_over_http_is_the_full_ordered_account(http: Callable[[str
     assert status == 200
     assert [(e["seq"], e["actor"], e["action"]) for e in history] == [
         (1, "agent1", "register"), (2, "agent1", "dispatch"), (3, "zhujian", "accept"), (4, "zhujian", "reply")]
+
+
+async def test_a_store_that_is_down_is_503_and_says_nothing_changed() -> None:
+    from tests.unit.test_cli import free_port
+    from tickets.db import open_engine
+
+    dead = open_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")
+    api = TicketApi(dead, TicketService(dead, shipped_policy()), ApiSettings())
+    srv = TestServer(api.app(), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with aiohttp.ClientSession() as s, s.get(srv.make_url("/api/v1/me"),
+                                                       headers={"Authorization": "Bearer x"}) as r:
+            body = await r.json()
+            assert (r.status, body["error"], r.headers["Retry-After"]) == (503, "unavailable", "5")
+            assert "nothing was changed" in body["message"]
+    finally:
+        await srv.close()
+        dead.dispose()
