@@ -51,8 +51,11 @@ EVENT = {
 }
 PAGE = {
     "type": "object", "required": ["total", "page", "per_page", "items"],
-    "properties": {"total": {"type": "integer", "minimum": 0}, "page": {"type": "integer"},
-                   "per_page": {"type": "integer"},
+    "properties": {"total": {"type": "integer", "minimum": 0},
+                   "total_capped": {"type": "boolean",
+                                    "description": "a text search counts matches up to a cap: true means there "
+                                                   "are more than `total`"},
+                   "page": {"type": "integer"}, "per_page": {"type": "integer"},
                    "items": {"type": "array", "items": {"$ref": REF.format(model="TicketSummary")}}},
 }
 ERROR = {
@@ -84,7 +87,8 @@ def _op(summary: str, ok: dict[str, Any], *, body: type[BaseModel] | None = None
         ("400", "bad request (not JSON, a bad id)"), ("401", "no token or an expired one"),
         ("403", "the role or department may not"), ("404", "not found or not yours"),
         ("409", "illegal transition: `allowed` names the actions the state allows"),
-        ("413", "body too large"), ("422", "a field is invalid: `field` names it"))}
+        ("413", "body too large"), ("422", "a field is invalid: `field` names it"),
+        ("503", "the ticket store is unavailable: nothing was changed, try again (Retry-After)"))}
     if public:
         errors["401"] = {"description": "wrong user name or password", **_json(_ref("Error"))}
         errors["429"] = {"description": "too many failed sign-ins", **_json(_ref("Error"))}

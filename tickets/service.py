@@ -19,16 +19,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Text, bindparam, func, literal_column, or_, select
+from sqlalchemy import text as sql
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql import column, table
 
 from acd.calendar import Calendar
 from cti.logs import mask_number
-from tickets import deadlines
+from tickets import deadlines, kb
 from tickets.auth import Principal
+from tickets.kb import terms_of
 from tickets.lifecycle import (
     ACTION_LABELS,
     CLOSED_STATES,
@@ -44,7 +47,6 @@ from tickets.lifecycle import (
     step,
 )
 from tickets.models import (
-    ArticleRow,
     CallRecordRow,
     DepartmentRow,
     TicketCallRow,
@@ -186,8 +188,7 @@ class TicketService:
         if f.created_to:
             where.append(t.created < f.created_to)
         if f.text:
-            pattern = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append(or_(t.content.like(pattern, escape="\\"), t.address.like(pattern, escape="\\")))
+            return _text_search(self, who, where, f, now)
         return self._page(who, where, f.page, f.per_page, now, t.created.desc(), t.id.desc())
 
     def _page(self, who: Principal, where: list[Any], page: int, per_page: int, now: datetime,
@@ -196,7 +197,7 @@ class TicketService:
             total = s.scalar(select(func.count()).select_from(TicketRow).where(*where)) or 0
             rows = s.scalars(select(TicketRow).where(*where).order_by(*order)
                              .limit(per_page).offset((page - 1) * per_page))
-            return {"total": total, "page": page, "per_page": per_page,
+            return {"total": total, "total_capped": False, "page": page, "per_page": per_page,
                     "items": [self._summary(s, who, r, now) for r in rows]}
 
     def due_list(self, who: Principal, now: datetime, which: Literal["overdue", "soon"], page: int = 1,
@@ -591,12 +592,10 @@ class TicketService:
     def _cite(self, s: Session, article_id: Any, now: datetime) -> None:
         if not isinstance(article_id, int) or isinstance(article_id, bool):
             raise Invalid("article_id 必须是整数", field="article_id")
-        article = s.get(ArticleRow, article_id)
-        today = self.policy.calendar.local(now.timestamp()).date()
-        if article is None or (article.valid_from and article.valid_from > today) or (
-                article.valid_to and article.valid_to < today):
-            raise Invalid(f"知识库文章 {article_id} 不存在或不在有效期内", field="article_id")
-        article.uses = ArticleRow.uses + 1  # an UPDATE ... SET uses = uses + 1
+        try:
+            kb.cite(s, article_id, today=self.policy.calendar.local(now.timestamp()).date())
+        except kb.KbError as exc:
+            raise Invalid(f"知识库文章 {article_id} 不存在或不在有效期内 ({exc})", field="article_id") from None
 
 
 def _zeroes() -> dict[str, Any]:
@@ -615,6 +614,140 @@ def _event_view(e: TicketEventRow) -> dict[str, Any]:
     return {"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "role": e.role, "action": e.action,
             "action_label": ACTION_LABELS[Action(e.action)] if e.action in Action._value2member_map_ else "关联来电",
             "from": e.from_state, "to": e.to_state, "note": e.note, "data": json.loads(e.data)}
+
+
+# ---- full-text search (migration 0005) ------------------------------------------------------
+# As in tickets.kb: a word of 3+ characters goes through the trigram index; a 2-character
+# word (供暖, 噪音: no trigram of its own) through the bigram index on PostgreSQL and the
+# trigram vocabulary on SQLite; a 1-character word filters what the others found (alone, it
+# scans). Every word must match, in the content or the address. Words are data: LIKE's % and
+# _ are escaped, FTS5 phrases quoted, PostgreSQL literals quoted by SQLAlchemy.
+#
+# A search first collects its matches through the indexes, up to TEXT_COUNT_CAP + 1: that is
+# the total and, when there are no more than the cap, the page too (the newest, sorted here,
+# then read by id). Past the cap the total is the cap with total_capped, and the page comes
+# from walking the tickets newest first, testing each row: 1,000 matches in a million tickets
+# put a page within about 20,000 rows. Deciding by the count, not by the planner's estimate,
+# matters: it takes words, and departments, for independent, which they are not (物业费 上涨
+# come together; a department's tickets are about its own matters), and walked 160,000 rows
+# for 20 matches or fetched 10,000 to sort 20. The cap is a trade: counting reads every match
+# from the table (10,000 took 150 ms at a million tickets), and a lower cap lengthens the walk.
+
+TEXT_COUNT_CAP = 1000
+PG_TEXT = "(content || ' ' || address)"  # migration 0005's trigram index, verbatim
+PG_BIGRAMS = "ticket_bigrams(lower(content || ' ' || address))"  # and its bigram index
+MAX_EXPANSION = 300  # trigrams a 2-character word may stand for on SQLite; above that it is LIKE'd
+_tickets_fts = table("tickets_fts", column("rowid"))
+
+
+def _text_search(svc: TicketService, who: Principal, where: list[Any], f: Filters, now: datetime) -> dict[str, Any]:
+    """A search page with `f.text` as words (see above)."""
+    t = TicketRow
+    out: dict[str, Any] = {"total": 0, "total_capped": False, "page": f.page, "per_page": f.per_page, "items": []}
+    terms = terms_of(f.text or "")
+    postgres = svc.engine.dialect.name == "postgresql"
+    offset = (f.page - 1) * f.per_page
+    with Session(svc.engine) as s:
+        indexed = _pg_indexed(terms) if postgres else _sqlite_indexed(s, terms)
+        if indexed is None:
+            return out
+        found = s.execute(select(t.id, t.created).where(*where, *indexed).limit(TEXT_COUNT_CAP + 1)).all()
+        if len(found) <= TEXT_COUNT_CAP:
+            newest = sorted(found, key=lambda r: (r.created, r.id), reverse=True)
+            place = {r.id: n for n, r in enumerate(newest[offset : offset + f.per_page])}
+            rows = sorted(s.scalars(select(t).where(t.id.in_(place))), key=lambda r: place[r.id]) if place else []
+            out.update(total=len(found))
+        else:
+            tested = _pg_tested(terms) if postgres else _sqlite_tested(terms)
+            rows = list(s.scalars(select(t).where(*where, *tested).order_by(t.created.desc(), t.id.desc())
+                                  .limit(f.per_page).offset(offset)))
+            out.update(total=TEXT_COUNT_CAP, total_capped=True)
+        out["items"] = [svc._summary(s, who, r, now) for r in rows]
+        return out
+
+
+def _pg_indexed(terms: list[str]) -> list[ColumnElement[bool]]:
+    """The words as conditions the indexes answer. Words are inlined as literals: the planner
+    then sees each word and how common it is (a prepared statement's generic plan cannot)."""
+    doc: ColumnElement[str] = literal_column(PG_TEXT)
+    out: list[ColumnElement[bool]] = []
+    pairs = [w for w in terms if len(w) == 2]
+    if pairs:
+        keys = postgresql.array([func.lower(_literal(w)) for w in pairs])
+        out.append(literal_column(PG_BIGRAMS).op("@>")(keys))
+        # Should the planner scan rather than use the index, the bigram function (12 us a row)
+        # runs only on rows that passed this cheap test of the same words first.
+        out.extend(_pg_tested(pairs))
+    for w in terms:
+        if len(w) != 2:  # ILIKE only where case exists: it is much slower than LIKE on long Chinese text
+            pattern = _literal(_like(w))
+            out.append(doc.ilike(pattern) if w.lower() != w.upper() else doc.like(pattern))
+    return out
+
+
+def _pg_tested(terms: list[str]) -> list[ColumnElement[bool]]:
+    """The words as a test of each row, cheap (strpos) and estimated as "most rows match",
+    so that the planner walks the newest tickets and stops at the page's last."""
+    doc: ColumnElement[str] = literal_column(PG_TEXT)
+    return [func.strpos(func.lower(doc), func.lower(_literal(w))) != 0 if w.lower() != w.upper()
+            else func.strpos(doc, _literal(w)) != 0 for w in terms]
+
+
+def _sqlite_indexed(s: Session, terms: list[str]) -> list[ColumnElement[bool]] | None:
+    """The FTS5 query for the words the index can answer, LIKE for the others; None if a
+    2-character word is in no ticket at all."""
+    phrases, scans = [], []
+    for w in terms:
+        starting = _trigrams_starting(s, w) if len(w) == 2 else None
+        if len(w) >= 3:
+            phrases.append(_phrase(w))
+        elif starting is None:
+            scans.append(w)
+        elif not starting:
+            return None
+        else:
+            phrases.append("(" + " OR ".join(map(_phrase, starting)) + ")")
+    out = _sqlite_tested(scans)
+    if phrases:
+        matching = select(_tickets_fts.c.rowid).where(literal_column("tickets_fts").op("MATCH")(" AND ".join(phrases)))
+        out.append(TicketRow.id.in_(matching))
+    return out
+
+
+def _sqlite_tested(terms: list[str]) -> list[ColumnElement[bool]]:
+    patterns = [_like(w) for w in terms]
+    return [or_(TicketRow.content.like(p, escape="\\"), TicketRow.address.like(p, escape="\\")) for p in patterns]
+
+
+def _trigrams_starting(s: Session, term: str) -> list[str] | None:
+    """The indexed trigrams that start with a 2-character word: their OR finds it anywhere,
+    since migration 0005 indexes each column with a space after it (tickets.kb does the same).
+    None where the index cannot say: a letter whose case folding may differ from FTS5's, or
+    too common a pair."""
+    if not (term.isascii() or term.lower() == term.upper()):
+        return None
+    low = term.lower()
+    after = ord(low[1]) + 1
+    after = 0xE000 if 0xD800 <= after <= 0xDFFF else after  # UTF-8 order skips the surrogates
+    if after > 0x10FFFF:
+        return None
+    found = s.execute(sql("SELECT term FROM tickets_fts_vocab WHERE term >= :low AND term < :high LIMIT :most"),
+                      {"low": low, "high": low[0] + chr(after), "most": MAX_EXPANSION + 1}).scalars().all()
+    return None if len(found) > MAX_EXPANSION else list(found)
+
+
+def _literal(value: str) -> Any:
+    return bindparam(None, value, type_=Text, literal_execute=True)
+
+
+def _phrase(term: str) -> str:
+    """An FTS5 string: the term's characters, none of them syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _like(term: str) -> str:
+    """A LIKE pattern for the term as a substring, its own \\, % and _ taken literally."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 __all__ = ["CATEGORIES", "CHANNELS", "ENGINE", "RATINGS", "URGENCIES", "Conflict", "Filters", "Forbidden", "Invalid",
