@@ -55,7 +55,7 @@ def test_any_sequence_of_requests_leaves_a_complete_ordered_history(tmp_path: Pa
         history = svc.history(who["boss"], t["id"])
         assert [e["seq"] for e in history] == list(range(1, accepted + 1))
         assert history[0]["from"] == State.NEW.value
-        assert all(a["to"] == b["from"] for a, b in zip(history, history[1:], strict=False))
+        assert all(a["to"] == b["from"] for a, b in itertools.pairwise(history))
         final = svc.get(who["boss"], t["id"], now)
         assert history[-1]["to"] == final["state"] and State(final["state"]) in reachable()
         assert [e["at"] for e in history] == sorted(e["at"] for e in history)

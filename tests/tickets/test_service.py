@@ -235,7 +235,7 @@ def test_two_people_stepping_one_ticket_from_the_same_state_cannot_both_succeed(
         return row
 
     monkeypatch.setattr(TicketService, "_load", stale_load)
-    with pytest.raises(Conflict, match="version|修改"):
+    with pytest.raises(Conflict, match=r"version|修改"):
         svc.act(who["zhujian"], t["id"], Action.RETURN, {"note": "不归我们"}, T0)
     assert [e["action"] for e in svc.history(who["boss"], t["id"])] == ["register", "dispatch", "accept"]
 
