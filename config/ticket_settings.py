@@ -154,7 +154,7 @@ class PushSection(_Strict):
 class HttpSection(_Strict):
     """The ticket API's own listener: per-user sign-in, unlike the control API's one token."""
 
-    enabled: bool = True  # false: `hotline run` leaves the ticket platform to `hotline tickets serve`
+    enabled: bool = True  # false: `hotline run` leaves the ticket platform to `hotline ticket serve`
     listen: str = "127.0.0.1"
     port: int = Field(9110, ge=0, le=65535)  # 0: any free port (tests)
 

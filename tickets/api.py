@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -47,7 +49,7 @@ from tickets.bodies import (
 from tickets.lifecycle import Action
 from tickets.openapi import PREFIX, document
 from tickets.permissions import MAY_MANAGE_KB
-from tickets.service import Filters, Forbidden, NotFound, ServiceError, TicketService
+from tickets.service import Filters, Forbidden, Invalid, NotFound, ServiceError, TicketService
 
 log = structlog.get_logger("hotline.tickets.api")
 T = TypeVar("T")
@@ -172,23 +174,30 @@ class TicketApi:
     # ---- helpers ------------------------------------------------------------------------
 
     async def _body(self, request: web.Request, model: type[BaseModel]) -> Any:
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError, ValueError):
+            raise ServiceError("请求体无法读取 (a body that does not match its Content-Encoding)",
+                               field="body") from None
         if len(raw) > self.settings.max_body_bytes:  # chunked bodies are read whole, then measured
             raise web.HTTPRequestEntityTooLarge(max_size=self.settings.max_body_bytes, actual_size=len(raw))
         try:
             data = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ServiceError("请求体不是 JSON (the body must be a JSON object)", field="body") from None
         if not isinstance(data, dict):
             raise ServiceError("请求体必须是 JSON 对象 (the body must be a JSON object)", field="body")
+        bad = _control_character(data)
+        if bad is not None:  # PostgreSQL refuses NUL in text; none of these fields has a use for any
+            raise Invalid(f"{bad}: 含有控制字符 (a control character such as NUL)", field=bad)
         return model.model_validate(data)
 
     @staticmethod
     def _ref(request: web.Request) -> int | str:
         ref = request.match_info["ref"]
-        if ref.isdigit() and len(ref) >= 13:  # a ticket number: date + 5-digit sequence
+        if ref.isascii() and ref.isdigit() and len(ref) >= 13:  # a ticket number: date + 5-digit sequence
             return ref
-        if ref.isdigit() and len(ref) <= 9:
+        if ref.isascii() and ref.isdigit() and len(ref) <= 9:
             return int(ref)
         raise ServiceError(f"{ref!r} 不是工单编号或 id", field="ref")
 
@@ -347,9 +356,22 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def _int(text: str, name: str, low: int, high: int) -> int:
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise ServiceError(f"{name} 必须是 {low}..{high} 的整数", field=name)
     return int(text)
+
+
+def _control_character(data: Any, where: str = "") -> str | None:
+    """The field (dotted path) of the first string holding a control character other than
+    tab, newline and carriage return, or None."""
+    if isinstance(data, str):
+        return where or "body" if any((ord(c) < 32 and c not in "\t\n\r") or c == "\x7f" for c in data) else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = _control_character(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _principal(p: Principal) -> dict[str, Any]:

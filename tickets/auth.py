@@ -103,6 +103,9 @@ def check_password(username: str, password: str) -> None:
         raise WeakPassword(f"密码至少 {MIN_PASSWORD} 个字符（现为 {len(password)} 个）；请换一个更长的密码")
     if password.isdigit():
         raise WeakPassword("密码不能全是数字；请加入字母或符号")
+    if password != password.strip() or len(password) > 1024:
+        # The sign-in form takes at most 1,024 characters; spaces at the ends are easily lost.
+        raise WeakPassword("密码首尾不能有空格，且不超过 1024 个字符")
     if password.strip().lower() == username.strip().lower():
         raise WeakPassword("密码不能与用户名相同；请换一个密码")
 
@@ -310,8 +313,8 @@ def login(s: Session, username: str, password: str, now: datetime, *, source: st
 
     Unknown names, wrong passwords, disabled users and users of an inactive department get
     the same refusal after the same work (an argon2 verify), and count towards the lock.
-    A refusal has written its failure to the session before it is raised: the caller must
-    commit on LoginRefused too (not roll back), or the limiter never counts anything."""
+    The attempt is committed as a failure before the password is checked (this function
+    commits once); a success deletes it in the session, which the caller commits."""
     name = _norm(username)[:64]  # the failure table's column; longer names cannot exist anyway
     # Failures that can no longer take part in a lock are dropped: the table stays small.
     s.execute(delete(LoginFailureRow).where(LoginFailureRow.at < now - window - lockout))
@@ -319,11 +322,20 @@ def login(s: Session, username: str, password: str, now: datetime, *, source: st
     if until is not None:
         wait = (until - now).total_seconds()
         raise LoginRefused(f"登录失败次数过多，请 {math.ceil(wait / 60)} 分钟后再试", retry_after=wait)
+    # The attempt counts as a failure from before the slow check, and is committed before it:
+    # parallel guesses see each other (the limit cannot be beaten by sending them at once),
+    # and no write lock is held during argon2's ~0.4 s (SQLite would stall every other writer,
+    # the call records among them). A success deletes it again.
+    s.add(LoginFailureRow(username=name, at=now, source=source[:64]))
+    s.commit()
+    attempts = s.scalar(select(func.count()).select_from(LoginFailureRow).where(
+        LoginFailureRow.username == name, LoginFailureRow.at > now - window)) or 0
+    if attempts > max_failures:  # others' guesses, sent at the same moment, came first
+        raise LoginRefused(f"登录失败次数过多，请 {math.ceil(lockout.total_seconds() / 60)} 分钟后再试",
+                           retry_after=lockout.total_seconds())
     row = s.scalar(select(UserRow).where(UserRow.username == name))
     good = verify_password(row.password_hash if row else _dummy_hash(), password)
     if row is None or not good or not _may_act(s, row):
-        s.add(LoginFailureRow(username=name, at=now, source=source[:64]))
-        s.flush()
         raise LoginRefused(BAD_CREDENTIALS)
     if _hasher.check_needs_rehash(row.password_hash):
         row.password_hash = hash_password(password)

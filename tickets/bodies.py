@@ -14,6 +14,9 @@ class _Body(BaseModel):
 
 
 class LoginBody(_Body):
+    # A password is taken exactly as typed: spaces around it are part of it.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -52,7 +55,7 @@ class ActionBody(TicketForm):
     reply: str | None = Field(None, max_length=20_000)
     rating: Rating | None = None
     result: str | None = Field(None, max_length=2000)
-    article_id: int | None = Field(None, ge=1)
+    article_id: int | None = Field(None, ge=1, le=2**31 - 1)
     target: str | None = Field(None, max_length=16, description="attach: the existing ticket's number")
     original: str | None = Field(None, max_length=16, description="mark_duplicate: the original's number")
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from acd.model import Outcome
@@ -54,6 +54,8 @@ class DraftMaker:
         self.dropped = 0
         self.failed = 0
         self._down = False
+        self.started = clock()
+        self._since: datetime | None = None  # the platform's first ticket: older calls predate it
 
     def offer(self, answered: Answered) -> None:
         """From the dispatcher's task: never waits."""
@@ -101,10 +103,16 @@ class DraftMaker:
         now = self.clock()
         r, link = CallRecordRow, TicketCallRow
         with Session(self.service.engine) as s:
+            if self._since is None:
+                first = s.scalar(select(func.min(TicketRow.created)))
+                # Calls from before the ticket platform existed (the first start after an upgrade)
+                # are history, not work: no drafts for them.
+                self._since = self.started if first is None else min(_utc(first), self.started)
+            since = max(now - SWEEP_HORIZON, self._since)
             missing = s.execute(
                 select(r.call_id, r.caller_num, r.caller_name, r.caller_restricted, r.agent_id, r.recording)
                 .outerjoin(link, link.call_id == r.call_id)
-                .where(r.outcome == Outcome.ANSWERED.value, r.arrived >= now - SWEEP_HORIZON, link.call_id.is_(None))
+                .where(r.outcome == Outcome.ANSWERED.value, r.arrived >= since, link.call_id.is_(None))
                 .limit(500)).all()
             unlinked = s.execute(
                 select(link.ticket_id, link.call_id, r.recording).join(r, r.call_id == link.call_id)
@@ -119,3 +127,7 @@ class DraftMaker:
                     s.execute(update(link).where(link.ticket_id == ticket_id, link.call_id == call_id)
                               .values(recording=recording))
         return len(missing)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite gives back naive UTC

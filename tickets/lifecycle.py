@@ -184,7 +184,7 @@ class Step:
     returns: int  # the counters after the step
     extensions: int
     redo: bool  # a 重办: the service counts it
-    late: bool  # this step came after the deadline that limited it (签收 or 办结反馈)
+    late: bool  # this step came after the deadline that limited it (签收 or 退单, 办结反馈)
 
 
 class Refused(Exception):
@@ -222,7 +222,8 @@ def step(facts: Facts, action: Action, now: datetime, limits: Limits) -> Step:
     if reason is not None:
         raise Refused(facts.state, action, allowed(facts, limits), reason)
     target, clock = entry
-    late = (action is Action.ACCEPT and facts.accept_due is not None and now > facts.accept_due) or (
+    # A return after the accept limit is late too: returning must not wipe out a missed 签收.
+    late = (action in (Action.ACCEPT, Action.RETURN) and facts.accept_due is not None and now > facts.accept_due) or (
         action is Action.REPLY and facts.handle_due is not None and now > facts.handle_due)
     return Step(
         action=action, source=facts.state, target=target, clock=clock,

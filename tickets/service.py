@@ -165,7 +165,8 @@ class TicketService:
             row = self._load(s, who, ticket)
             events = s.scalars(select(TicketEventRow).where(TicketEventRow.ticket_id == row.id)
                                .order_by(TicketEventRow.seq))
-            return [_event_view(e) for e in events]
+            masked = row.caller_restricted and who.role == "department"
+            return [_event_view(e, masked) for e in events]
 
     def search(self, who: Principal, f: Filters, now: datetime) -> dict[str, Any]:
         t = TicketRow
@@ -173,6 +174,8 @@ class TicketService:
         if f.number:
             where.append(t.number == f.number)
         if f.phone:
+            if who.role == "department":  # it would confirm a masked caller's number
+                raise Forbidden("承办单位不能按来电号码查询 (departments cannot search by the caller's number)")
             where.append(t.caller_num == f.phone)
         if f.category:
             where.append(t.category == f.category)
@@ -183,10 +186,10 @@ class TicketService:
         if f.department:
             where.append(t.department_id == select(DepartmentRow.id).where(DepartmentRow.code == f.department)
                          .scalar_subquery())
-        if f.created_from:
-            where.append(t.created >= f.created_from)
+        if f.created_from:  # in UTC, as stored: SQLite compares the text and drops an offset
+            where.append(t.created >= f.created_from.astimezone(UTC))
         if f.created_to:
-            where.append(t.created < f.created_to)
+            where.append(t.created < f.created_to.astimezone(UTC))
         if f.text:
             return _text_search(self, who, where, f, now)
         return self._page(who, where, f.page, f.per_page, now, t.created.desc(), t.id.desc())
@@ -246,7 +249,9 @@ class TicketService:
             "channel": row.channel, "category": row.category, "urgency": row.urgency,
             "caller_num": mask_number(row.caller_num, restricted), "district": row.district,
             "department_id": row.department_id, "agent_id": row.agent_id,
-            "due_at": _iso(due), "overdue": bool(row.late or (due is not None and due < now)), "late": row.late,
+            # overdue: a deadline is running and has passed (what /tickets/overdue lists); late: a
+            # step was taken after its deadline (kept for the reports once the ticket moves on).
+            "due_at": _iso(due), "overdue": due is not None and due < now, "late": row.late,
             "urged": row.urged, "created": _iso(row.created),
         }
 
@@ -610,10 +615,16 @@ def _need(value: str, name: str, message: str) -> str:
     return value
 
 
-def _event_view(e: TicketEventRow) -> dict[str, Any]:
+def _event_view(e: TicketEventRow, masked: bool) -> dict[str, Any]:
+    data = json.loads(e.data)
+    if masked and isinstance(data, dict):  # what the ticket view masks, the history masks too
+        if "caller_num" in data:
+            data["caller_num"] = mask_number(str(data["caller_num"]), True)
+        if "caller_name" in data:
+            data["caller_name"] = ""
     return {"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "role": e.role, "action": e.action,
             "action_label": ACTION_LABELS[Action(e.action)] if e.action in Action._value2member_map_ else "关联来电",
-            "from": e.from_state, "to": e.to_state, "note": e.note, "data": json.loads(e.data)}
+            "from": e.from_state, "to": e.to_state, "note": e.note, "data": data}
 
 
 # ---- full-text search (migration 0005) ------------------------------------------------------

@@ -46,8 +46,8 @@ def _token(args: argparse.Namespace) -> str:
     if args.token_file:
         try:
             return Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CliError(f"cannot read the token file {args.token_file}: {exc.strerror}; "
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read the token file {args.token_file}: {getattr(exc, 'strerror', exc)}; "
                            "sign in with `hotline ticket login USER --token-file FILE`") from None
     token = os.environ.get(ENV_TOKEN, "").strip()
     if not token:
@@ -60,10 +60,13 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
     source = getattr(args, "body", None)
     if source is None:
         return {}
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the body from {source}: {exc}; give a UTF-8 JSON file, or - for stdin") from None
     try:
         data = json.loads(text or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CliError(f"the body ({'stdin' if source == '-' else source}) is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CliError("the body must be a JSON object, e.g. {\"department\": \"housing\"}")
@@ -73,13 +76,18 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
 def request(base: str, method: str, path: str, body: dict[str, Any] | None = None,
             token: str | None = None) -> tuple[int, Any]:
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
-    req = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method, headers=headers)
+    try:
+        req = urllib.request.Request(f"{base}/api/v1{urllib.parse.quote(path)}", data=data, method=method,
+                                     headers=headers)
+    except ValueError as exc:
+        raise CliError(f"{base} is not a usable URL ({exc}); e.g. --url http://127.0.0.1:9110") from None
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.load(resp)
@@ -88,8 +96,8 @@ def request(base: str, method: str, path: str, body: dict[str, Any] | None = Non
             return exc.code, json.load(exc)
         except ValueError:
             return exc.code, {"message": exc.reason}
-    except OSError as exc:
-        raise CliError(f"cannot reach the ticket API at {base}: {exc}; is `hotline run` (or `hotline tickets "
+    except (OSError, ValueError) as exc:  # ValueError: http.client refuses a malformed URL late
+        raise CliError(f"cannot reach the ticket API at {base}: {exc}; is `hotline run` (or `hotline ticket "
                        "serve`) running, and is --url right?") from None
 
 

@@ -325,3 +325,9 @@ def test_an_unknown_name_costs_the_same_argon2_verify_as_a_known_one(db: Engine,
     refusal(db, "ghost", GOOD, T0)
     assert len(checked) == 1
     assert checked[0].startswith("$argon2id$")
+
+
+def test_a_password_with_spaces_at_its_ends_is_refused_by_the_policy() -> None:
+    for password in ("  long-password-1  ", " " * 12, "x" * 1025):
+        with pytest.raises(auth.WeakPassword):
+            auth.check_password("li", password)

@@ -261,3 +261,77 @@ def test_an_archived_ticket_takes_no_more_calls(world: tuple[TicketService, dict
     d = draft(svc, "late-call")
     with pytest.raises(Conflict):
         svc.act(who["agent1"], d["id"], Action.ATTACH, {"target": t["number"]}, T0)
+
+
+def test_the_history_masks_a_restricted_caller_for_departments(world: tuple[TicketService, dict]) -> None:
+    svc, who = world
+    t = svc.create(who["agent1"], {**FORM, "caller_restricted": True}, T0)
+    svc.act(who["agent1"], t["id"], Action.DISPATCH, {"department": "housing"}, T0)
+    seen = svc.history(who["zhujian"], t["id"])[0]["data"]
+    assert (seen["caller_num"], seen["caller_name"]) == ("*******0001", "")
+    assert svc.history(who["boss"], t["id"])[0]["data"]["caller_num"] == "13800000001"
+
+
+def test_departments_cannot_search_by_the_callers_number(world: tuple[TicketService, dict]) -> None:
+    from tickets.service import Filters
+
+    svc, who = world
+    with pytest.raises(Forbidden):
+        svc.search(who["zhujian"], Filters(phone="13800000001"), T0)
+
+
+def test_a_date_range_with_an_offset_means_that_moment_on_both_stores(world: tuple[TicketService, dict]) -> None:
+    from datetime import timezone
+
+    from tickets.service import Filters
+
+    svc, who = world
+    svc.create(who["agent1"], FORM, T0)  # 10:00 in Beijing
+    beijing = timezone(timedelta(hours=8))
+    at_959 = (T0 - timedelta(minutes=1)).astimezone(beijing)
+    at_1001 = (T0 + timedelta(minutes=1)).astimezone(beijing)
+    assert svc.search(who["boss"], Filters(created_from=at_959, created_to=at_1001), T0)["total"] == 1
+    assert svc.search(who["boss"], Filters(created_from=at_1001), T0)["total"] == 0
+
+
+def test_returning_after_the_accept_limit_is_late_and_overdue_means_a_running_deadline_passed(
+        world: tuple[TicketService, dict]) -> None:
+    svc, who = world
+    t = svc.create(who["agent1"], FORM, T0)
+    svc.act(who["agent1"], t["id"], Action.DISPATCH, {"department": "housing"}, T0)
+    returned = svc.act(who["zhujian"], t["id"], Action.RETURN, {"note": "非本单位"}, T0 + timedelta(days=3))
+    assert returned["late"] is True and returned["overdue"] is False  # no deadline runs while returned
+    again = svc.act(who["boss"], t["id"], Action.DISPATCH, {"department": "water"}, T0 + timedelta(days=3))
+    assert again["late"] is True and again["overdue"] is False
+
+
+def test_the_provincial_push_gets_a_restricted_caller_masked(db: Engine) -> None:
+    import json as json_
+
+    from sqlalchemy.orm import Session
+
+    from tickets.models import PushEventRow
+
+    who = seed(db)
+    svc = service(db, push=True)
+    svc.create(who["agent1"], {**FORM, "caller_restricted": True}, T0)
+    with Session(db) as s:
+        (event,) = s.query(PushEventRow).all()
+    payload = json_.loads(event.payload)
+    assert (payload["caller_num"], payload["caller_name"], payload["action"]) == ("*******0001", "", "register")
+
+
+def test_unfinished_drafts_are_listed_for_supervisors_after_the_wrap_up(world: tuple[TicketService, dict],
+                                                                       db: Engine) -> None:
+    from tests.unit.store_helpers import record
+    from tickets.db import insert_record
+
+    svc, who = world
+    for call_id, ended in (("old", T0 - timedelta(minutes=5)), ("fresh", T0 - timedelta(seconds=5))):
+        insert_record(db, record(call_id, arrived=ended.timestamp() - 60, answered=ended.timestamp() - 50,
+                                 ended=ended.timestamp()))
+        draft(svc, call_id)
+    listed = svc.unfinished_drafts(who["boss"], T0)
+    assert [d["state"] for d in listed] == ["draft"] and len(listed) == 1
+    with pytest.raises(Forbidden):
+        svc.unfinished_drafts(who["agent1"], T0)

@@ -1,0 +1,44 @@
+"""Drafts from the store: the sweep opens the draft of every answered call that has none
+(the engine died before the hand-off, the fallback answered), once, links a recording learnt
+later, and leaves calls from before the ticket platform existed alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from acd.model import Outcome
+from tests.tickets.helpers import T0, seed, service
+from tests.unit.store_helpers import record
+from tickets.db import insert_record
+from tickets.drafts import Answered, DraftMaker
+from tickets.service import Filters
+
+
+def stored(db: Engine, call_id: str, at: float, **kw: object) -> None:
+    insert_record(db, record(call_id, **{"arrived": at, "answered": at + 5, "ended": at + 60, **kw}))
+
+
+def test_the_sweep_opens_the_missing_drafts_once_and_links_late_recordings(db: Engine) -> None:
+    who = seed(db)
+    svc = service(db)
+    maker = DraftMaker(svc, clock=lambda: T0)
+    maker.started = T0 - timedelta(days=1)
+    stored(db, "answered-1", T0.timestamp() - 600, recording="/rec/a.wav")
+    stored(db, "abandoned", T0.timestamp() - 500, outcome=Outcome.ABANDONED, answered=None, agent_id=None)
+    stored(db, "answered-2", T0.timestamp() - 400, recording="/rec/b.wav")
+    maker._open(Answered("answered-2", "13900000001", "", False, "1001", None))  # live, recording unknown yet
+    assert maker.sweep() == 1
+    assert maker.sweep() == 0  # once
+    drafts = svc.search(who["boss"], Filters(state="draft"), T0)["items"]
+    assert len(drafts) == 2
+    links = {c["call_id"]: c["recording"] for d in drafts for c in svc.get(who["boss"], d["id"], T0)["calls"]}
+    assert links == {"answered-1": "/rec/a.wav", "answered-2": "/rec/b.wav"}
+
+
+def test_calls_from_before_the_platform_existed_get_no_draft(db: Engine) -> None:
+    seed(db)
+    maker = DraftMaker(service(db), clock=lambda: T0)  # no ticket yet: the platform starts now
+    stored(db, "last-week", T0.timestamp() - 86400)
+    assert maker.sweep() == 0
