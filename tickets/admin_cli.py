@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
 # tickets.auth.ROLES, spelled out so that building the parser imports no database code
@@ -37,11 +38,11 @@ class Refused(Exception):
 
 
 @contextmanager
-def _store(args: argparse.Namespace) -> Iterator[Session]:
-    """One transaction on the configured store, migrated first."""
+def configured_engine(args: argparse.Namespace, refused: type[Exception] | None = None) -> Iterator[Engine]:
+    """The store the configuration names, migrated first; a store that cannot be opened is
+    `refused` (this module's Refused by default) with what to check."""
     from sqlalchemy import make_url
     from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
 
     from cti.cli import _settings
     from tickets.db import migrate, open_engine
@@ -54,12 +55,20 @@ def _store(args: argparse.Namespace) -> Iterator[Session]:
         except OperationalError as exc:
             where = make_url(url).render_as_string(hide_password=True)
             why = " ".join(str(exc.orig).split())  # one line: the driver's text spans several
-            raise Refused(f"cannot open the store {where} ({why}); is the database running? "
-                          "check store.url in engine.yaml") from None
-        with Session(engine) as s, s.begin():
-            yield s
+            raise (refused or Refused)(f"cannot open the store {where} ({why}); is the database running? "
+                                       "check store.url in engine.yaml") from None
+        yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Session]:
+    """One transaction on the configured store, migrated first."""
+    from sqlalchemy.orm import Session
+
+    with configured_engine(args) as engine, Session(engine) as s, s.begin():
+        yield s
 
 
 def _run(args: argparse.Namespace, work: Callable[[Session], str | None]) -> int:

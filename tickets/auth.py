@@ -313,21 +313,22 @@ def login(s: Session, username: str, password: str, now: datetime, *, source: st
 
     Unknown names, wrong passwords, disabled users and users of an inactive department get
     the same refusal after the same work (an argon2 verify), and count towards the lock.
-    The attempt is committed as a failure before the password is checked (this function
-    commits once); a success deletes it in the session, which the caller commits."""
+    The attempt is committed as a failure (in a transaction of its own) before the password
+    is checked; a success deletes it in the session `s`, which the caller commits."""
     name = _norm(username)[:64]  # the failure table's column; longer names cannot exist anyway
-    # Failures that can no longer take part in a lock are dropped: the table stays small.
-    s.execute(delete(LoginFailureRow).where(LoginFailureRow.at < now - window - lockout))
-    until = _locked_until(s, name, now, max_failures, window, lockout)
+    # The attempt counts as a failure from before the slow check, committed at once in a short
+    # transaction of its own: parallel guesses see each other (sending them at once cannot beat
+    # the limit), and no write lock is held during argon2's ~0.4 s (on SQLite it would stall
+    # every other writer, the call records among them). A success deletes it again.
+    with Session(s.get_bind()) as w, w.begin():
+        # Failures that can no longer take part in a lock are dropped: the table stays small.
+        w.execute(delete(LoginFailureRow).where(LoginFailureRow.at < now - window - lockout))
+        until = _locked_until(w, name, now, max_failures, window, lockout)
+        if until is None:
+            w.add(LoginFailureRow(username=name, at=now, source=source[:64]))
     if until is not None:
         wait = (until - now).total_seconds()
         raise LoginRefused(f"登录失败次数过多，请 {math.ceil(wait / 60)} 分钟后再试", retry_after=wait)
-    # The attempt counts as a failure from before the slow check, and is committed before it:
-    # parallel guesses see each other (the limit cannot be beaten by sending them at once),
-    # and no write lock is held during argon2's ~0.4 s (SQLite would stall every other writer,
-    # the call records among them). A success deletes it again.
-    s.add(LoginFailureRow(username=name, at=now, source=source[:64]))
-    s.commit()
     attempts = s.scalar(select(func.count()).select_from(LoginFailureRow).where(
         LoginFailureRow.username == name, LoginFailureRow.at > now - window)) or 0
     if attempts > max_failures:  # others' guesses, sent at the same moment, came first

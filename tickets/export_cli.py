@@ -26,26 +26,11 @@ EXIT_CANCELLED = 130  # as a shell reports Ctrl-C
 @contextmanager
 def _engine(args: argparse.Namespace) -> Iterator[Engine]:
     """The configured store, migrated first."""
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import OperationalError
-
-    from cti.cli import _settings
-    from tickets.db import migrate, open_engine
+    from tickets.admin_cli import configured_engine
     from tickets.export import Refused
 
-    url = _settings(args).engine.store.url
-    engine = open_engine(url)
-    try:
-        try:
-            migrate(engine)
-        except OperationalError as exc:
-            where = make_url(url).render_as_string(hide_password=True)
-            why = " ".join(str(exc.orig).split())  # one line: the driver's text spans several
-            raise Refused(f"cannot open the store {where} ({why}); is the database running? "
-                          "check store.url in engine.yaml") from None
+    with configured_engine(args, Refused) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 def _run(args: argparse.Namespace, work: Callable[[Engine, Callable[[str, int], None]], dict[str, int]],

@@ -3,31 +3,24 @@ caller number is refused; the outbox quarantines that record and stores every ot
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError
 
+from tests.pg import pg_database
 from tests.unit.store_helpers import check_migration_from_0001, record, stored_ids, until, writing
 from tickets.db import insert_record, migrate, open_engine
 from tickets.spool import list_quarantine
 from tickets.store import Failure, Outbox, classify
 
-ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
-
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"hotline_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,19 +3,16 @@ PostgreSQL (a fresh database per test, dropped afterwards)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine
 
+from tests.pg import pg_database
 from tickets import auth
 from tickets.db import migrate, open_engine
-
-PG_ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +23,8 @@ def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"hotline_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

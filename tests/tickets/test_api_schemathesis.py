@@ -5,6 +5,7 @@ not, gets a 500, and every answer matches the document (status code, content typ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from tests.pg import pg_database
 from tests.tickets.helpers import FORM, PASSWORD, T0, seed, service
 from tickets import kb
 from tickets.api import ApiSettings, TicketApi
@@ -62,20 +64,11 @@ class Live:
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from tickets.db import migrate, open_engine
 
+    stack = contextlib.ExitStack()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('schemathesis') / 'hotline.db'}"
-        cleanup = None
     else:
-        import uuid
-
-        import psycopg
-
-        from tests.tickets.conftest import PG_ADMIN
-
-        name = f"hotline_test_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url, cleanup = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+        url = stack.enter_context(pg_database())
     db = open_engine(url)
     migrate(db)
     who = seed(db)
@@ -92,13 +85,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             tokens[user] = answer.json()["token"]
         yield {"base": base, "tokens": tokens}
     db.dispose()
-    if cleanup:
-        import psycopg
-
-        from tests.tickets.conftest import PG_ADMIN
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{cleanup}" WITH (FORCE)')
+    stack.close()
 
 
 @pytest.mark.parametrize("user", ["boss", "zhujian"])

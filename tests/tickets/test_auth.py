@@ -331,3 +331,27 @@ def test_a_password_with_spaces_at_its_ends_is_refused_by_the_policy() -> None:
     for password in ("  long-password-1  ", " " * 12, "x" * 1025):
         with pytest.raises(auth.WeakPassword):
             auth.check_password("li", password)
+
+
+def test_no_write_is_held_while_the_password_is_checked(housing: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On SQLite a write held across argon2's ~0.4 s would stall every other writer (call records
+    # among them): while the check runs, another connection must be able to write at once.
+    from sqlalchemy import text
+
+    wrote: list[bool] = []
+    real = auth.verify_password
+
+    def check_then_write(hashed: str, password: str) -> bool:
+        other = housing.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            if housing.dialect.name == "sqlite":
+                other.exec_driver_sql("PRAGMA busy_timeout = 100")
+            other.execute(text("UPDATE departments SET phone = phone"))
+            wrote.append(True)
+        finally:
+            other.close()
+        return real(hashed, password)
+
+    monkeypatch.setattr(auth, "verify_password", check_then_write)
+    sign_in(housing, "li", GOOD, T0)
+    assert wrote == [True]

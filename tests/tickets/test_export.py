@@ -11,22 +11,19 @@ import json
 import os
 import re
 import stat
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.script import ScriptDirectory
-from argon2 import PasswordHasher
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
 from cti.cli import main
 from testbed.configs import write_config
-from tests.tickets.conftest import PG_ADMIN
+from tests.pg import pg_database
 from tests.tickets.helpers import FORM, PASSWORD, T0, seed, service
 from tests.unit.store_helpers import record
 from tickets import auth, kb
@@ -40,23 +37,8 @@ from tickets.models import CallRecordRow, TicketRow, UserRow
 AWKWARD = '小区供暖不热，室温只有12度, "再不修就投诉"\n第二行\u2028第三行 🔥'
 
 
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # argon2's production parameters are tested in test_auth; here they would only cost time.
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (as tests/tickets/conftest.py's pg_url), dropped afterwards."""
-    name = f"hotline_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
