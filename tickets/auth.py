@@ -294,17 +294,22 @@ def _token_hash(token: str) -> str:
 
 
 def _locked_until(s: Session, name: str, now: datetime, max_failures: int, window: timedelta,
-                  lockout: timedelta) -> datetime | None:
+                  lockout: timedelta, but: int = 0) -> datetime | None:
     """When the name may try again, if `max_failures` failures fell within one `window` and
     the newest is less than `lockout` ago. Refusals while locked are not counted, so the
     lock ends on time even if someone keeps trying."""
     recent = [_aware(at) for at in s.scalars(
-        select(LoginFailureRow.at).where(LoginFailureRow.username == name)
+        select(LoginFailureRow.at).where(LoginFailureRow.username == name, LoginFailureRow.id != but)
         .order_by(LoginFailureRow.at.desc()).limit(max_failures))]
     if len(recent) < max_failures or recent[0] - recent[-1] > window:
         return None
     until = recent[0] + lockout
     return until if until > now else None
+
+
+def _locked(until: datetime, now: datetime) -> LoginRefused:
+    wait = max(1.0, (until - now).total_seconds())
+    return LoginRefused(f"登录失败次数过多，请 {math.ceil(wait / 60)} 分钟后再试", retry_after=wait)
 
 
 def login(s: Session, username: str, password: str, now: datetime, *, source: str, ttl: timedelta,
@@ -324,16 +329,22 @@ def login(s: Session, username: str, password: str, now: datetime, *, source: st
         # Failures that can no longer take part in a lock are dropped: the table stays small.
         w.execute(delete(LoginFailureRow).where(LoginFailureRow.at < now - window - lockout))
         until = _locked_until(w, name, now, max_failures, window, lockout)
+        attempt = 0
         if until is None:
-            w.add(LoginFailureRow(username=name, at=now, source=source[:64]))
+            failure = LoginFailureRow(username=name, at=now, source=source[:64])
+            w.add(failure)
+            w.flush()
+            attempt = failure.id
     if until is not None:
-        wait = (until - now).total_seconds()
-        raise LoginRefused(f"登录失败次数过多，请 {math.ceil(wait / 60)} 分钟后再试", retry_after=wait)
-    attempts = s.scalar(select(func.count()).select_from(LoginFailureRow).where(
-        LoginFailureRow.username == name, LoginFailureRow.at > now - window)) or 0
-    if attempts > max_failures:  # others' guesses, sent at the same moment, came first
-        raise LoginRefused(f"登录失败次数过多，请 {math.ceil(lockout.total_seconds() / 60)} 分钟后再试",
-                           retry_after=lockout.total_seconds())
+        raise _locked(until, now)
+    # Guesses sent at the same moment were each let through the check above before the others
+    # committed: looked at again with them all in (this one aside), the name may be locked now.
+    if _locked_until(s, name, now, max_failures, window, lockout, but=attempt) is not None:
+        # This attempt never reached the check: it must not count (nor re-arm the lock).
+        with Session(s.get_bind()) as w, w.begin():
+            w.execute(delete(LoginFailureRow).where(LoginFailureRow.id == attempt))
+            until = _locked_until(w, name, now, max_failures, window, lockout)
+        raise _locked(until or now + lockout, now)
     row = s.scalar(select(UserRow).where(UserRow.username == name))
     good = verify_password(row.password_hash if row else _dummy_hash(), password)
     if row is None or not good or not _may_act(s, row):

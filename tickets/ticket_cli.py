@@ -114,15 +114,26 @@ def _print(status: int, answer: Any) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("密码 (password): ")
+    try:
+        password = (sys.stdin.readline().removesuffix("\n").removesuffix("\r") if args.password_stdin
+                    else getpass.getpass("密码 (password): "))
+    except (EOFError, KeyboardInterrupt):
+        raise CliError("no password given") from None
+    path = Path(args.token_file)
+    if not path.parent.is_dir():  # checked before signing in: a token must not be issued for nothing
+        raise CliError(f"{path.parent} is not a folder: give --token-file a path in an existing folder")
     status, answer = request(_url(args), "POST", "/login", {"username": args.username, "password": password})
     if status != 200:
         return _print(status, answer)
-    path = Path(args.token_file)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(answer["token"] + "\n")
-    os.chmod(path, 0o600)
+    if not isinstance(answer, dict) or not isinstance(answer.get("token"), str):
+        raise CliError("the answer has no token: is --url the hotline ticket API?")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(answer["token"] + "\n")
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot write the token to {path}: {exc.strerror} (a symbolic link is refused)") from None
     print(f"signed in as {answer['user']['username']} ({answer['user']['role']}) until {answer['expires']}; "
           f"token in {path}")
     return 0

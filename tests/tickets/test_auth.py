@@ -3,6 +3,7 @@ Every test runs on SQLite and on PostgreSQL (the `db` fixture)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tickets import auth
@@ -355,3 +357,53 @@ def test_no_write_is_held_while_the_password_is_checked(housing: Engine, monkeyp
     monkeypatch.setattr(auth, "verify_password", check_then_write)
     sign_in(housing, "li", GOOD, T0)
     assert wrote == [True]
+
+
+def test_a_lockout_shorter_than_the_window_ends_when_it_says(housing: Engine) -> None:
+    def attempt(password: str, at: datetime) -> Issued:
+        with Session(housing) as s:
+            try:
+                return auth.login(s, "li", password, at, source="x", ttl=TTL, max_failures=5,
+                                  window=timedelta(minutes=60), lockout=timedelta(minutes=5))
+            finally:
+                s.commit()
+
+    for i in range(5):
+        with pytest.raises(LoginRefused):
+            attempt("wrong-password-9", T0 + timedelta(seconds=i))
+    with pytest.raises(LoginRefused) as locked:
+        attempt(GOOD, T0 + timedelta(minutes=1))
+    assert locked.value.retry_after is not None and locked.value.retry_after <= 5 * 60
+    assert attempt(GOOD, T0 + timedelta(minutes=5, seconds=5)).principal.username == "li"
+
+
+def test_guesses_sent_at_once_are_checked_no_more_often_than_the_limit(housing: Engine) -> None:
+    import threading
+
+    checked = 0
+    lock = threading.Lock()
+    real = auth.verify_password
+    start = threading.Barrier(20)
+
+    def counting(hashed: str, password: str) -> bool:
+        nonlocal checked
+        with lock:
+            checked += 1
+        return real(hashed, password)
+
+    def guess() -> None:
+        start.wait()
+        with contextlib.suppress(LoginRefused, OperationalError):  # SQLite may say "locked" to some
+            sign_in(housing, "li", "wrong-password-9", T0)
+
+    auth_verify = auth.verify_password
+    auth.verify_password = counting  # type: ignore[assignment]
+    try:
+        threads = [threading.Thread(target=guess) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        auth.verify_password = auth_verify  # type: ignore[assignment]
+    assert checked <= 5  # without the second look, all 20 were checked on PostgreSQL
