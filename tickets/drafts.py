@@ -22,11 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from acd.model import Outcome
-from tickets.models import CallRecordRow, TicketCallRow, TicketRow
+from tickets.models import CallRecordRow, TicketCallRow, TicketMarkRow, TicketRow
 from tickets.service import TicketService
 
 log = structlog.get_logger("hotline.tickets.drafts")
@@ -54,8 +55,7 @@ class DraftMaker:
         self.dropped = 0
         self.failed = 0
         self._down = False
-        self.started = clock()
-        self._since: datetime | None = None  # the platform's first ticket: older calls predate it
+        self._since: datetime | None = None  # the stored `drafts_since` mark, once read
 
     def offer(self, answered: Answered) -> None:
         """From the dispatcher's task: never waits."""
@@ -104,10 +104,7 @@ class DraftMaker:
         r, link = CallRecordRow, TicketCallRow
         with Session(self.service.engine) as s:
             if self._since is None:
-                first = s.scalar(select(func.min(TicketRow.created)))
-                # Calls from before the ticket platform existed (the first start after an upgrade)
-                # are history, not work: no drafts for them.
-                self._since = self.started if first is None else min(_utc(first), self.started)
+                self._since = _drafts_since(s, now)
             since = max(now - SWEEP_HORIZON, self._since)
             missing = s.execute(
                 select(r.call_id, r.caller_num, r.caller_name, r.caller_restricted, r.agent_id, r.recording)
@@ -127,6 +124,17 @@ class DraftMaker:
                     s.execute(update(link).where(link.ticket_id == ticket_id, link.call_id == call_id)
                               .values(recording=recording))
         return len(missing)
+
+
+def _drafts_since(s: Session, now: datetime) -> datetime:
+    """The platform's `drafts_since` mark, set to `now` by the first sweep ever (every later
+    start, and every other worker, reads the same): calls from before the platform existed (the
+    first start after an upgrade) are history, not work, and get no draft."""
+    dialect = s.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketMarkRow)
+    s.execute(ins.values(name="drafts_since", at=now).on_conflict_do_nothing(index_elements=["name"]))
+    s.commit()
+    return _utc(s.get_one(TicketMarkRow, "drafts_since").at)
 
 
 def _utc(value: datetime) -> datetime:

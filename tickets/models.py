@@ -261,3 +261,13 @@ class PushEventRow(Base):
         Index("ix_push_outbox_pending", "delivered", "next_attempt"),
         Index("ix_push_outbox_ticket", "ticket_id", "id"),  # the relay sends a ticket's oldest first
     )
+
+
+class TicketMarkRow(Base):
+    """A moment the platform records once (migration 0006): `drafts_since`, when it first
+    opened drafts from calls; the sweep never looks back before it."""
+
+    __tablename__ = "ticket_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -23,8 +23,8 @@ def stored(db: Engine, call_id: str, at: float, **kw: object) -> None:
 def test_the_sweep_opens_the_missing_drafts_once_and_links_late_recordings(db: Engine) -> None:
     who = seed(db)
     svc = service(db)
-    maker = DraftMaker(svc, clock=lambda: T0)
-    maker.started = T0 - timedelta(days=1)
+    DraftMaker(svc, clock=lambda: T0 - timedelta(days=1)).sweep()  # the platform started a day ago
+    maker = DraftMaker(svc, clock=lambda: T0)  # ... and this process now (a restart)
     stored(db, "answered-1", T0.timestamp() - 600, recording="/rec/a.wav")
     stored(db, "abandoned", T0.timestamp() - 500, outcome=Outcome.ABANDONED, answered=None, agent_id=None)
     stored(db, "answered-2", T0.timestamp() - 400, recording="/rec/b.wav")
@@ -39,6 +39,8 @@ def test_the_sweep_opens_the_missing_drafts_once_and_links_late_recordings(db: E
 
 def test_calls_from_before_the_platform_existed_get_no_draft(db: Engine) -> None:
     seed(db)
-    maker = DraftMaker(service(db), clock=lambda: T0)  # no ticket yet: the platform starts now
-    stored(db, "last-week", T0.timestamp() - 86400)
-    assert maker.sweep() == 0
+    stored(db, "yesterday", T0.timestamp() - 86400)
+    assert DraftMaker(service(db), clock=lambda: T0).sweep() == 0  # the platform's first start
+    stored(db, "missed-before-a-crash", T0.timestamp() + 60)
+    later = DraftMaker(service(db), clock=lambda: T0 + timedelta(hours=1))  # restarted after a crash
+    assert later.sweep() == 1
