@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
-from tests.tickets.conftest import PG_ADMIN
+from tests.pg import PG_ADMIN
 from tickets import kb
 from tickets.db import MIGRATIONS, migrate, open_engine
 from tickets.models import ArticleRow
