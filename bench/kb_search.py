@@ -163,7 +163,7 @@ def queries(n: int, rng: random.Random) -> list[tuple[str, str]]:
 def baseline(s: Session, q: str, *, today: date) -> tuple[list[Any], int]:
     """The same question without the index: every word LIKE'd over the three columns."""
     a = ArticleRow
-    words = [kb._like(t) for t in kb.terms_of(q)]  # the same escaping as search
+    words = [kb.like_pattern(t) for t in kb.terms_of(q)]  # the same escaping as search
     found = (select(a.id, a.title, a.body, a.tags, a.uses, func.count().over().label("total"))
              .where(*(or_(a.title.like(p, escape="\\"), a.body.like(p, escape="\\"), a.tags.like(p, escape="\\"))
                       for p in words),

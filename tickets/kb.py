@@ -233,15 +233,15 @@ def _sqlite_match(s: Session, terms: list[str]) -> Select[Any] | None:
     phrases, scans = [], []
     for t in terms:
         if len(t) >= 3:
-            phrases.append(_phrase(t))
+            phrases.append(fts_phrase(t))
             continue
-        starting = _trigrams_starting(s, t) if len(t) == 2 else None
+        starting = trigrams_starting(s, t) if len(t) == 2 else None
         if starting is None:
             scans.append(t)
         elif not starting:
             return None
         else:
-            phrases.append("(" + " OR ".join(map(_phrase, starting)) + ")")
+            phrases.append("(" + " OR ".join(map(fts_phrase, starting)) + ")")
     if phrases:
         found = (_ranked(func.bm25(literal_column("kb_fts"), *BM25_WEIGHTS))
                  .join(_fts, _fts.c.rowid == ArticleRow.id)
@@ -251,7 +251,7 @@ def _sqlite_match(s: Session, terms: list[str]) -> Select[Any] | None:
     return found.where(*(_contains(t) for t in scans))
 
 
-def _trigrams_starting(s: Session, term: str) -> list[str] | None:
+def trigrams_starting(s: Session, term: str, vocab: str = "kb_fts_vocab") -> list[str] | None:
     """The indexed trigrams that start with a 2-character term: their OR finds it wherever it
     is, since migration 0004 indexes every column with a space after it. None where the index
     cannot say (a letter whose case folding might differ from FTS5's, too common a pair)."""
@@ -262,12 +262,13 @@ def _trigrams_starting(s: Session, term: str) -> list[str] | None:
     after = 0xE000 if 0xD800 <= after <= 0xDFFF else after  # UTF-8 order skips the surrogates
     if after > 0x10FFFF:
         return None
-    found = s.execute(sql("SELECT term FROM kb_fts_vocab WHERE term >= :low AND term < :high LIMIT :most"),
+    # `vocab` is one of the migrations' fts5vocab tables (kb_fts_vocab, tickets_fts_vocab), never input.
+    found = s.execute(sql(f"SELECT term FROM {vocab} WHERE term >= :low AND term < :high LIMIT :most"),
                       {"low": low, "high": low[0] + chr(after), "most": MAX_EXPANSION + 1}).scalars().all()
     return None if len(found) > MAX_EXPANSION else list(found)
 
 
-def _phrase(term: str) -> str:
+def fts_phrase(term: str) -> str:
     """An FTS5 string: the term's characters, none of them syntax."""
     return '"' + term.replace('"', '""') + '"'
 
@@ -289,8 +290,8 @@ def _pg_match(terms: list[str]) -> Select[Any]:
         if by_bigrams and t.lower() in pairs:
             continue
         # LIKE is much cheaper than ILIKE on long Chinese text; ILIKE only where case exists.
-        # No ESCAPE clause: PostgreSQL's default escape is the backslash _like() uses.
-        found.append(doc.like(_like(t)) if t.lower() == t.upper() else doc.ilike(_like(t)))
+        # No ESCAPE clause: PostgreSQL's default escape is the backslash like_pattern() uses.
+        found.append(doc.like(like_pattern(t)) if t.lower() == t.upper() else doc.ilike(like_pattern(t)))
     rank = -func.word_similarity(" ".join(terms), ArticleRow.title + literal_column("' '") + ArticleRow.tags)
     return _ranked(rank).where(*found)
 
@@ -302,13 +303,13 @@ def _folds_alike(term: str) -> bool:
 
 def _contains(term: str) -> ColumnElement[bool]:
     """SQLite: the term in title, body or tags, as a LIKE (ASCII letters in any case)."""
-    pattern = _like(term)
+    pattern = like_pattern(term)
     return or_(*(c.like(pattern, escape="\\") for c in (ArticleRow.title, ArticleRow.body, ArticleRow.tags)))
 
 
 def _title_hits(terms: list[str]) -> ColumnElement[Any]:
     """How many of the words the title holds: the rank when no word went through the index."""
-    hits = [case((ArticleRow.title.like(_like(t), escape="\\"), 1), else_=0) for t in terms]
+    hits = [case((ArticleRow.title.like(like_pattern(t), escape="\\"), 1), else_=0) for t in terms]
     total: ColumnElement[Any] = hits[0]
     for h in hits[1:]:
         total = total + h
@@ -320,7 +321,7 @@ def _valid_on(today: date) -> ColumnElement[bool]:
     return and_(or_(a.valid_from.is_(None), a.valid_from <= today), or_(a.valid_to.is_(None), a.valid_to >= today))
 
 
-def _like(term: str) -> str:
+def like_pattern(term: str) -> str:
     """A LIKE pattern for the term as a substring, its own \\, % and _ taken literally."""
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 

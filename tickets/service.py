@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, Text, bindparam, func, literal_column, or_, select
-from sqlalchemy import text as sql
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ from acd.calendar import Calendar
 from cti.logs import mask_number
 from tickets import deadlines, kb
 from tickets.auth import Principal
-from tickets.kb import terms_of
+from tickets.kb import fts_phrase, like_pattern, terms_of, trigrams_starting
 from tickets.lifecycle import (
     ACTION_LABELS,
     CLOSED_STATES,
@@ -647,7 +646,6 @@ def _event_view(e: TicketEventRow, masked: bool) -> dict[str, Any]:
 TEXT_COUNT_CAP = 1000
 PG_TEXT = "(content || ' ' || address)"  # migration 0005's trigram index, verbatim
 PG_BIGRAMS = "ticket_bigrams(lower(content || ' ' || address))"  # and its bigram index
-MAX_EXPANSION = 300  # trigrams a 2-character word may stand for on SQLite; above that it is LIKE'd
 _tickets_fts = table("tickets_fts", column("rowid"))
 
 
@@ -691,7 +689,7 @@ def _pg_indexed(terms: list[str]) -> list[ColumnElement[bool]]:
         out.extend(_pg_tested(pairs))
     for w in terms:
         if len(w) != 2:  # ILIKE only where case exists: it is much slower than LIKE on long Chinese text
-            pattern = _literal(_like(w))
+            pattern = _literal(like_pattern(w))
             out.append(doc.ilike(pattern) if w.lower() != w.upper() else doc.like(pattern))
     return out
 
@@ -709,15 +707,15 @@ def _sqlite_indexed(s: Session, terms: list[str]) -> list[ColumnElement[bool]] |
     2-character word is in no ticket at all."""
     phrases, scans = [], []
     for w in terms:
-        starting = _trigrams_starting(s, w) if len(w) == 2 else None
+        starting = trigrams_starting(s, w, "tickets_fts_vocab") if len(w) == 2 else None
         if len(w) >= 3:
-            phrases.append(_phrase(w))
+            phrases.append(fts_phrase(w))
         elif starting is None:
             scans.append(w)
         elif not starting:
             return None
         else:
-            phrases.append("(" + " OR ".join(map(_phrase, starting)) + ")")
+            phrases.append("(" + " OR ".join(map(fts_phrase, starting)) + ")")
     out = _sqlite_tested(scans)
     if phrases:
         matching = select(_tickets_fts.c.rowid).where(literal_column("tickets_fts").op("MATCH")(" AND ".join(phrases)))
@@ -726,39 +724,12 @@ def _sqlite_indexed(s: Session, terms: list[str]) -> list[ColumnElement[bool]] |
 
 
 def _sqlite_tested(terms: list[str]) -> list[ColumnElement[bool]]:
-    patterns = [_like(w) for w in terms]
+    patterns = [like_pattern(w) for w in terms]
     return [or_(TicketRow.content.like(p, escape="\\"), TicketRow.address.like(p, escape="\\")) for p in patterns]
-
-
-def _trigrams_starting(s: Session, term: str) -> list[str] | None:
-    """The indexed trigrams that start with a 2-character word: their OR finds it anywhere,
-    since migration 0005 indexes each column with a space after it (tickets.kb does the same).
-    None where the index cannot say: a letter whose case folding may differ from FTS5's, or
-    too common a pair."""
-    if not (term.isascii() or term.lower() == term.upper()):
-        return None
-    low = term.lower()
-    after = ord(low[1]) + 1
-    after = 0xE000 if 0xD800 <= after <= 0xDFFF else after  # UTF-8 order skips the surrogates
-    if after > 0x10FFFF:
-        return None
-    found = s.execute(sql("SELECT term FROM tickets_fts_vocab WHERE term >= :low AND term < :high LIMIT :most"),
-                      {"low": low, "high": low[0] + chr(after), "most": MAX_EXPANSION + 1}).scalars().all()
-    return None if len(found) > MAX_EXPANSION else list(found)
 
 
 def _literal(value: str) -> Any:
     return bindparam(None, value, type_=Text, literal_execute=True)
-
-
-def _phrase(term: str) -> str:
-    """An FTS5 string: the term's characters, none of them syntax."""
-    return '"' + term.replace('"', '""') + '"'
-
-
-def _like(term: str) -> str:
-    """A LIKE pattern for the term as a substring, its own \\, % and _ taken literally."""
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 __all__ = ["CATEGORIES", "CHANNELS", "ENGINE", "RATINGS", "URGENCIES", "Conflict", "Filters", "Forbidden", "Invalid",
