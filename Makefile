@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install system-deps test-deps test-services demo test unit integration lint bench mutation clean
+.PHONY: install system-deps test-deps test-services demo test unit integration lint bench mutation prompts clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -61,6 +61,15 @@ mutation:
 	  killed = s["killed"] + s["timeout"]; \
 	  print("mutation score of acd/: %d/%d killed (%.1f%%); %d survived, %d reached by no test" \
 	        % (killed, s["total"], 100.0 * killed / s["total"], s["survived"], s["no_tests"]))'
+
+# Re-render the IVR's voice prompts (ivr/prompt_texts.yaml) into asterisk-conf/sounds/zh and en
+# with espeak-ng and sox; the result is committed, so only a changed text needs this.
+prompts: install
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || { \
+	  echo "make prompts needs espeak-ng and sox: apt-get install espeak-ng sox (as root; or make test-deps)" >&2; \
+	  exit 1; }
+	$(PY) -m ivr.prompts build
+	$(PY) -m ivr.prompts check
 
 bench: system-deps install
 	$(PY) bench/dispatch_latency.py

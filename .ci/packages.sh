@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages hotline's Makefile needs on a fresh machine (as root): python3 with venv
 # (Debian splits venv/ensurepip into python3-venv), debootstrap for the Asterisk sandbox and,
-# with --tests, Prometheus (its binaries: the scrape test and promtool for the alert rules).
+# with --tests, Prometheus (its binaries: the scrape test and promtool for the alert rules) and
+# espeak-ng and sox (the voice prompts' build test; the prompts themselves are committed).
 # Installs only what is missing, and no recommended packages: Prometheus recommends
 # node-exporter, a daemon that would listen on every interface for a demo that needs neither.
 set -euo pipefail
@@ -10,6 +11,9 @@ command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ "${1:-}" = "--tests" ]; then
   command -v prometheus >/dev/null || missing+=(prometheus)
+  # espeak-ng and sox: the prompt tests render a prompt as `make prompts` does
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  command -v sox >/dev/null || missing+=(sox)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "[packages] installing ${missing[*]}" >&2

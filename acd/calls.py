@@ -14,6 +14,10 @@ unexpected event: the call does not move and the caller of `advance` reports it
     WALKING_BACK  --DIAL_BEGIN | ANSWER--> DIALING | CONNECTED  (the ring was only assumed over)
     IN_LINE       --LEAVE--> LEAVING --LEAVE_FAILED--> IN_LINE
     IN_LINE       --FALLBACK_DIAL--> FALLBACK (the dialplan's own fallback rings everyone)
+    CONNECTED     --AGENT_LEFT--> AFTER_TALK  (the agent hung up first: the caller stays on
+                                               the line for the satisfaction survey)
+    A callback (virtual hold) uses IN_LINE --RING--> REDIRECTING (the agent is Originated)
+    --ANSWER | RING_FAILED--> CONNECTED | IN_LINE: see acd/callbacks.py.
     any state     --hang-up--> (the call ends and its record is written)
 
 A resync rebuilds calls from Asterisk's own snapshot, which is the truth: it may put a
@@ -38,6 +42,7 @@ class CallState(StrEnum):
     FALLBACK = "fallback"  # the dialplan's own fallback rings every agent (no engine was routing)
     CONNECTED = "connected"  # talking to an agent
     LEAVING = "leaving"  # sent out of line (time-out, overflow, closed, callback, forward)
+    AFTER_TALK = "after_talk"  # the agent hung up first; the caller is still on (the survey)
 
 
 class CallTrigger(StrEnum):
@@ -56,6 +61,7 @@ class CallTrigger(StrEnum):
     LEAVE = "leave"
     LEAVE_FAILED = "leave_failed"
     FALLBACK_DIAL = "fallback_dial"
+    AGENT_LEFT = "agent_left"  # the answering agent's leg hung up while the caller stays
 
 
 S, T = CallState, CallTrigger
@@ -95,6 +101,7 @@ CALL_TRANSITIONS: Final[dict[tuple[CallState, CallTrigger], CallState]] = {
     (S.FALLBACK, T.DIAL_END): S.WALKING_BACK,
     # Back from the fallback's Dial although a leg's DialEnd was lost: HotlineParked says so.
     (S.FALLBACK, T.PARKED): S.IN_LINE,
+    (S.CONNECTED, T.AGENT_LEFT): S.AFTER_TALK,
     (S.LEAVING, T.LEAVE_FAILED): S.IN_LINE,
     (S.LEAVING, T.UNSURE): S.CONFIRMING,
 }
@@ -137,6 +144,11 @@ class Call:
     ring_for: float = 0.0  # the current ring's timeout, as Asterisk's Dial was told (a reload does not cut it)
     dial_ended: int = 0  # the last attempt whose DialEnd came: a DialBegin of it arriving later is stale
     answered: float | None = None
+    talk_ended: float | None = None  # the agent hung up first (AFTER_TALK): the talk ended here
+    # The satisfaction survey after the talk: offered (the caller reached it) and the key
+    # pressed, 1 (best) .. scale; None with `surveyed` is "no rating".
+    surveyed: bool = False
+    rating: int | None = None
     recording: str | None = None
     leave_reason: LeaveReason | None = None  # set once the engine decided the caller leaves
     forward_to: str = ""  # the external number, when leaving to FORWARD
@@ -155,6 +167,13 @@ class Call:
     sticky_until: float = 0.0
     served_by_fallback: bool = False
     adopted: bool = False  # found in a resync snapshot rather than seen joining
+    # A callback (virtual hold, acd/callbacks.py): the request id. Such a call has no channel
+    # of its own (`channel` is ""): it waits in line at the citizen's original arrival; the
+    # agent's leg, Originated when its turn comes, is the call, and it calls the citizen.
+    callback: str | None = None
+    callback_status: str | None = None  # Dial's status of the call to the citizen, once known
+    callback_answered: float | None = None  # wall clock: the citizen answered
+    callback_gone: str | None = None  # this agent's leg hung up before Asterisk's verdict on the Originate came
 
     @property
     def offered_queue(self) -> str:

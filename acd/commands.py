@@ -28,6 +28,9 @@ class RingAgent:
     timeout: float
     attempt: int
     also: tuple[str, ...] = ()  # ring_all: the other agents rung at the same time
+    # A callback's ring (the request id): there is no caller's channel to Redirect; the
+    # shell Originates a call to the agent, which then calls the citizen.
+    callback: str | None = None
 
     @property
     def agent_ids(self) -> tuple[str, ...]:
@@ -115,6 +118,10 @@ class CallRecord:
     short_abandon: float = 5.0  # seconds; likewise
     served_by: ServedBy = "engine"
     source: RecordSource = "live"
+    # The satisfaction survey after an answered call: reached by the caller, and the
+    # rating (1 = best .. the scale); surveyed with no rating is "no rating" (未评价).
+    surveyed: bool = False
+    rating: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,31 @@ class Unexpected:
     key: str
 
 
+@dataclass(frozen=True)
+class CallbackAttempt:
+    """The agent answered a callback: the citizen is being called now (one attempt counted)."""
+
+    request_id: str
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """A callback attempt is over (the agent's leg hung up): `status` is Dial's status of the
+    call to the citizen (ANSWER: they talked), "" if the citizen was never dialled, UNKNOWN
+    if the engine could not see the end. Times are wall-clock epoch seconds."""
+
+    request_id: str
+    call_id: str
+    agent_id: str | None
+    status: str
+    answered_at: float | None  # the citizen answered
+    ended: float
+    talk_seconds: float
+    recording: str | None
+
+
 Command = (
     RingAgent
     | SendOut
@@ -158,4 +190,6 @@ Command = (
     | AgentStateChanged
     | ControlDone
     | Unexpected
+    | CallbackAttempt
+    | CallbackOutcome
 )

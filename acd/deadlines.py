@@ -32,6 +32,8 @@ def call_due(call: Call, q: QueueSettings, routing: bool, now: float) -> float |
         # Nobody is sent anywhere while the picture is being rebuilt; the resync
         # reconsiders every call and these deadlines come back.
         return None
+    if call.callback is not None:
+        return callback_due(call, q, now)
     state = call.state
     if state is CallState.IN_LINE:
         if call.leave_reason is not None:
@@ -56,7 +58,20 @@ def call_due(call: Call, q: QueueSettings, routing: bool, now: float) -> float |
         return call.since + (call.ring_for or q.ring_timeout) + q.ring_grace
     if state is CallState.WALKING_BACK:
         return call.walk_back_due
-    return None  # FALLBACK, CONNECTED, LEAVING: Asterisk ends these on its own
+    return None  # FALLBACK, CONNECTED, AFTER_TALK, LEAVING: Asterisk ends these on its own
+
+
+def callback_due(call: Call, q: QueueSettings, now: float) -> float | None:
+    """A callback (acd/callbacks.py) waiting in line has no max_wait or overflow (the citizen
+    is not on the line): only what changes who may take it. Its agent's ring ends by
+    Asterisk's Originate verdict, or is given up after the ring time and its grace."""
+    if call.state is CallState.IN_LINE:
+        later = [call.queue_since + rule.after for rule in q.widen if call.queue_since + rule.after > now][:1]
+        later += [t for t in (call.sticky_until, call.retry_after) if t > now]
+        return min(later, default=None)
+    if call.state is CallState.REDIRECTING:
+        return call.since + (call.ring_for or q.ring_timeout) + q.ring_grace
+    return None  # CONNECTED: the agent's leg hanging up ends it
 
 
 def agent_due(agent: Agent, now: float) -> float | None:

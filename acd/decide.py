@@ -14,6 +14,7 @@ Which module holds what:
   calls.py, agents.py   the two state machines, as tables
   lifecycle.py          join, ring, answer, ring over, leave, finish
   ringing.py            Asterisk's Dial events, probes, and what a due deadline does
+  callbacks.py          callbacks (virtual hold): a place in line with no channel, an Originate
   roster.py             phones, agents' requests, configuration (reload)
   resync.py             rebuilding from Asterisk's snapshot
   rules.py, match.py    the queue rules and who gets whom
@@ -24,14 +25,20 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from acd import lifecycle, resync, ringing, roster, rules
+from acd import callbacks, lifecycle, resync, ringing, roster, rules
 from acd.agents import Control
 from acd.calls import CallTrigger
 from acd.commands import Command, Unexpected
 from acd.deadlines import agent_due, call_due
 from acd.events import (
     AgentControl,
+    AgentHungUp,
     AgentsConfigured,
+    CallbackAgentAnswered,
+    CallbackAgentMissed,
+    CallbackCancelled,
+    CallbackDialed,
+    CallbackQueued,
     CallerHungUp,
     CallerJoined,
     CallerParked,
@@ -48,6 +55,8 @@ from acd.events import (
     QueuesConfigured,
     RecordingStarted,
     RingFailed,
+    SurveyRated,
+    SurveyStarted,
     Tick,
 )
 from acd.match import assignments
@@ -95,13 +104,30 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
             # Agent legs share the caller's Linkedid: only the caller's own hangup ends the call.
             if call is not None and call.channel == event.channel:
                 lifecycle.finish(state, call, now, wall, out)
+        case AgentHungUp():
+            call = state.calls.get(event.call_id)
+            if call is not None and call.callback is not None:
+                callbacks.agent_hung_up(state, call, event.agent_id, now, wall, out)  # its agent's leg is the call
+            elif call is not None:
+                lifecycle.agent_left(state, call, event.agent_id, now, out)
+        case SurveyStarted():
+            call = state.calls.get(event.call_id)
+            if call is not None:
+                call.surveyed = True
+        case SurveyRated():
+            call = state.calls.get(event.call_id)
+            if call is not None:
+                call.surveyed = True
+                call.rating = event.rating
         case DialStarted():
             ringing.dial_started(state, event, now, out)
         case DialEnded():
             ringing.dial_ended(state, event, now, wall, out)
         case RingFailed():
             call = state.calls.get(event.call_id)
-            if call is not None:
+            if call is not None and call.callback is not None:
+                callbacks.originate_failed(state, call, event.attempt, event.sure, now, out)
+            elif call is not None:
                 lifecycle.ring_failed(state, call, event.attempt, event.sure, now, out)
         case LeaveFailed():
             call = state.calls.get(event.call_id)
@@ -137,6 +163,16 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
         case History():
             for number, agent_id, ended in event.answered:
                 rules.remember_answer(state, number, agent_id, ended)
+        case CallbackQueued():
+            callbacks.queued(state, event, now, wall, out)
+        case CallbackAgentAnswered():
+            callbacks.agent_answered(state, event, now, wall, out)
+        case CallbackAgentMissed():
+            callbacks.agent_missed_it(state, event, now, out)
+        case CallbackDialed():
+            callbacks.dialed(state, event)
+        case CallbackCancelled():
+            callbacks.cancelled(state, event.call_id)
         case _:
             assert_never(event)
 

@@ -36,6 +36,29 @@ class CallerHungUp:
 
 
 @dataclass(frozen=True)
+class AgentHungUp:
+    """An agent's leg of this call hung up (the caller's own channel may stay: the survey)."""
+
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class SurveyStarted:
+    """The caller reached the satisfaction survey (the IVR says so before the first prompt)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
+class SurveyRated:
+    """The survey's answer: the key pressed, or None for no rating (no key, a hang-up)."""
+
+    call_id: str
+    rating: int | None
+
+
+@dataclass(frozen=True)
 class DialStarted:
     """Asterisk began dialling an agent for this caller. `attempt` is the engine's ring
     attempt the Dial belongs to (carried in the dialplan extension); None for a Dial the
@@ -97,6 +120,7 @@ class Where(StrEnum):
     FALLBACK = "fallback"  # the hold loop's own fallback Dial to every agent
     LEAVING = "leaving"  # a time-out, overflow, closed or callback message, or a forward
     DONE = "done"  # the conversation is over, the channel is hanging up
+    SURVEY = "survey"  # the agent hung up first; the caller is in the satisfaction survey
     OTHER = "other"
 
 
@@ -148,8 +172,12 @@ class SnapshotCall:
     joined_ago: float | None = None  # seconds since it joined the queue, if the dialplan says
     answered_ago: float | None = None  # seconds since an agent answered, if the dialplan says
     answered_by: str | None = None  # the agent who answered, if the dialplan says
+    talk_ended_ago: float | None = None  # seconds since the agent hung up first (the survey)
     leave_reason: LeaveReason | None = None
     fallback: bool = False  # the dialplan's fallback rang (or connected) this caller
+    # A callback's agent leg (Originate'd by the engine): the request id. `legs` then has the
+    # agent, bridged once they answered; `channel` is the agent's own channel.
+    callback: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,10 +236,72 @@ class AgentControl:
     reason: str = ""
 
 
+# -- callbacks (virtual hold): a citizen who asked to be called back keeps their place ------
+
+
+@dataclass(frozen=True)
+class CallbackQueued:
+    """A booked callback's turn may come: it takes its place in the queue's line as if the
+    citizen had waited there since their own call arrived (`waited` seconds ago). It was
+    counted as offered when it was booked: never again. `call_id` names this attempt
+    ("cb-<request>-<attempt>"); a call id the core already holds is ignored."""
+
+    call_id: str
+    request_id: str
+    queue: str
+    priority: int = 0
+    skills: tuple[tuple[str, int], ...] = ()
+    arrived_wall: float = 0.0  # the citizen's own call arrived (epoch seconds): the place in line
+    waited: float = 0.0  # seconds since then
+    caller_num: str = ""  # the number to call (for logs and sticky routing; masked if restricted)
+    restricted: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackAgentAnswered:
+    """The agent the engine rang for a callback (AMI Originate) answered: the dialplan now
+    calls the citizen from the agent's phone (OriginateResponse Success)."""
+
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class CallbackAgentMissed:
+    """The agent rung for a callback did not take it (OriginateResponse Failure): `status`
+    as a Dial's (NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, CANCEL)."""
+
+    call_id: str
+    agent_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CallbackDialed:
+    """How the call to the citizen went (UserEvent HotlineCallback from the agent leg's
+    hangup handler): Dial's status (ANSWER, NOANSWER, BUSY, CONGESTION, CHANUNAVAIL, CANCEL;
+    "" if the agent hung up before the citizen was dialled), and when the citizen answered."""
+
+    call_id: str
+    status: str
+    answered_at: float | None = None  # epoch seconds
+
+
+@dataclass(frozen=True)
+class CallbackCancelled:
+    """The request was cancelled: a callback still waiting in line leaves it (one already
+    ringing an agent or talking runs to its end)."""
+
+    call_id: str
+
+
 Event = (
     CallerJoined
     | CallerParked
     | CallerHungUp
+    | AgentHungUp
+    | SurveyStarted
+    | SurveyRated
     | DialStarted
     | DialEnded
     | RecordingStarted
@@ -227,4 +317,9 @@ Event = (
     | QueuesConfigured
     | AgentControl
     | History
+    | CallbackQueued
+    | CallbackAgentAnswered
+    | CallbackAgentMissed
+    | CallbackDialed
+    | CallbackCancelled
 )

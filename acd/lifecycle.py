@@ -229,7 +229,8 @@ def ring(state: State, a: Assignment, now: float, out: list[Command]) -> None:
     call = a.call
     if not step(state, call, CallTrigger.RING, now, out):
         return
-    everyone = (a.agent, *a.also)
+    # A callback is one Originate to one agent: ring_all's others stay free for the next caller.
+    everyone = (a.agent,) if call.callback is not None else (a.agent, *a.also)
     call.agent_id = a.agent.agent_id
     call.ringing = frozenset(x.agent_id for x in everyone)
     call.attempt += 1
@@ -241,7 +242,7 @@ def ring(state: State, a: Assignment, now: float, out: list[Command]) -> None:
     q = state.queues[call.queue]
     call.ring_for = q.ring_timeout
     out.append(RingAgent(call.call_id, call.channel, a.agent.agent_id, q.ring_timeout, call.attempt,
-                         tuple(x.agent_id for x in a.also)))
+                         tuple(x.agent_id for x in everyone[1:]), callback=call.callback))
 
 
 def release(state: State, call: Call, now: float, out: list[Command], keep: str | None = None) -> None:
@@ -347,8 +348,10 @@ def answered(state: State, call: Call, now: float, out: list[Command]) -> None:
 def finish(state: State, call: Call, now: float, wall: float, out: list[Command],
            source: RecordSource = "live") -> None:
     """The caller's channel is gone: write the record first, then forget the call."""
-    connected = call.state is CallState.CONNECTED
-    talk = max(0.0, now - call.answered) if connected and call.answered is not None else 0.0
+    talking = call.state is CallState.CONNECTED
+    connected = talking or call.state is CallState.AFTER_TALK
+    talk_end = call.talk_ended if call.talk_ended is not None else now
+    talk = max(0.0, talk_end - call.answered) if connected and call.answered is not None else 0.0
     # The send-out's reply was lost and the caller hung up before Asterisk said where they
     # were: most likely they heard the message. A guess, so marked as one (`resync`), and
     # Asterisk's account, which knows, replaces it when it is read.
@@ -393,6 +396,8 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
         short_abandon=call.short_abandon,
         served_by="fallback" if call.served_by_fallback else "engine",
         source=source,
+        surveyed=call.surveyed,
+        rating=call.rating if call.surveyed else None,
     ))
     state.unplace(call)
     del state.calls[call.call_id]
@@ -402,10 +407,30 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
     if connected:
         if call.caller_num and call.agent_id:
             rules.remember_answer(state, call.caller_num, call.agent_id, wall)
-        if agent is not None and agent.call_id == call.call_id and agent.activity is Activity.ON_CALL:
-            agent.talk_total += talk
-            q = state.queues.get(call.queue) or state.default_queue
-            agent.wrap_until = now + (agent.wrapup if agent.wrapup is not None else q.wrapup)
-            agent_step(state, agent, ActivityTrigger.HANG_UP, now, out)
+        if talking and agent is not None:
+            _talk_over(state, agent, call, talk, now, out)
     else:
         release(state, call, now, out)
+
+
+def _talk_over(state: State, agent: Agent, call: Call, talk: float, now: float, out: list[Command]) -> None:
+    """The agent's conversation with this caller is over: wrap-up starts."""
+    if agent.call_id == call.call_id and agent.activity is Activity.ON_CALL:
+        agent.talk_total += talk
+        q = state.queues.get(call.queue) or state.default_queue
+        agent.wrap_until = now + (agent.wrapup if agent.wrapup is not None else q.wrapup)
+        agent_step(state, agent, ActivityTrigger.HANG_UP, now, out)
+
+
+def agent_left(state: State, call: Call, agent_id: str, now: float, out: list[Command]) -> None:
+    """The answering agent hung up first. The caller stays on the line (the satisfaction
+    survey): the talk ends now, and the agent is free for wrap-up and the next caller
+    without waiting for the caller's own hang-up. Other agents' legs (ring_all's losers,
+    an earlier ring) ending are no news."""
+    if call.state is not CallState.CONNECTED or call.agent_id != agent_id:
+        return
+    step(state, call, CallTrigger.AGENT_LEFT, now, out)
+    call.talk_ended = now
+    agent = state.agents.get(agent_id)
+    if agent is not None and call.answered is not None:
+        _talk_over(state, agent, call, max(0.0, now - call.answered), now, out)

@@ -11,7 +11,7 @@ adopted caller loses nothing.
 
 from __future__ import annotations
 
-from acd import rules
+from acd import callbacks, rules
 from acd.agents import Activity, Agent
 from acd.calls import NOT_OFFERED, PENDING_RING, Call, CallState
 from acd.commands import CallOffered, Command
@@ -37,10 +37,16 @@ def channels(state: State, ev: ChannelsSnapshot, now: float, wall: float, out: l
         if snap.where in (Where.INBOUND, Where.OTHER):
             continue  # not in a queue yet: its HotlineJoin is still to come
         seen.add(snap.call_id)
+        if snap.callback:
+            callbacks.snapshot(state, snap, now, wall, out)  # a callback's agent leg: no caller's channel
+            continue
         call = state.calls.get(snap.call_id) or _adopt(state, snap, now, wall, out)
         _reconcile(state, call, snap, now, wall, out)
     for call in list(state.calls.values()):
         if call.call_id not in seen:
+            if call.callback is not None:
+                callbacks.not_seen(state, call, now, wall, out)  # one waiting in line never had a channel
+                continue
             # Ended while the engine could not see it: the record is still owed.
             finish(state, call, now, wall, out, source="resync")
     for agent in state.agents.values():
@@ -132,6 +138,8 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
             _force(state, call, CallState.IN_LINE, now)
             if call.offered_in is None and call.leave_reason is None:
                 admit_again(state, call, now, wall, out)
+        case Where.SURVEY:
+            _after_talk(state, call, snap, now, wall, out)
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
             _connected(state, call, agent_id, snap, now, wall, out)
@@ -195,6 +203,21 @@ def _connected(state: State, call: Call, agent_id: str, snap: SnapshotCall, now:
         watch.done(state, now, out)
     if was is not CallState.CONNECTED:
         answered(state, call, now, out)
+
+
+def _after_talk(state: State, call: Call, snap: SnapshotCall, now: float, wall: float, out: list[Command]) -> None:
+    """The agent hung up first and the caller is in the survey: answered, the talk over,
+    the agent (if we had them on this call) off it."""
+    if call.state is CallState.AFTER_TALK:
+        return
+    if call.state is not CallState.CONNECTED:
+        _connected(state, call, snap.answered_by or call.agent_id or "", snap, now, wall, out)
+    ago = snap.talk_ended_ago if snap.talk_ended_ago is not None else 0.0
+    call.talk_ended = now - ago
+    agent = state.agents.get(call.agent_id) if call.agent_id else None
+    if agent is not None and agent.call_id == call.call_id:
+        _agent_off_call(state, agent, now, out)
+    _force(state, call, CallState.AFTER_TALK, now)
 
 
 def _ringing(state: State, call: Call, ringing: frozenset[str], now: float, out: list[Command]) -> None:

@@ -3,7 +3,7 @@ core does when a call's deadline comes."""
 
 from __future__ import annotations
 
-from acd import rules
+from acd import callbacks, rules
 from acd.agents import Activity, ActivityTrigger
 from acd.calls import PENDING_RING, Call, CallState, CallTrigger
 from acd.commands import Command, Unexpected
@@ -58,6 +58,8 @@ def dial_ended(state: State, ev: DialEnded, now: float, wall: float, out: list[C
     if call is None:
         return  # the caller hung up first: Asterisk ends the Dial after the hang-up
     if ev.status == "ANSWER":
+        if call.state is CallState.AFTER_TALK:
+            return  # the agent's pick-up was taken from its channel, and they have hung up since
         if call.state is CallState.CONNECTED:
             if ev.agent_id != call.agent_id:
                 out.append(Unexpected("call", call.state.value, "second_answer", call.call_id))
@@ -133,6 +135,9 @@ def probed(state: State, ev: Probed, now: float, wall: float, out: list[Command]
 
 def call_due(state: State, call: Call, now: float, wall: float, out: list[Command]) -> None:
     """The call's deadline (acd/deadlines.py `call_due`) has come: do what its state says."""
+    if call.callback is not None:
+        callbacks.due(state, call, now, out)
+        return
     q = state.queues[call.queue]
     match call.state:
         case CallState.IN_LINE:
@@ -159,5 +164,5 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
             ring_over(state, call, CallTrigger.RING_DUE, now, out, q_ringing)
         case CallState.WALKING_BACK:
             back_in_line(state, call, CallTrigger.PARK_DUE, now, wall, out)
-        case CallState.FALLBACK | CallState.CONNECTED | CallState.LEAVING:
+        case CallState.FALLBACK | CallState.CONNECTED | CallState.AFTER_TALK | CallState.LEAVING:
             state.touch(call)

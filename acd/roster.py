@@ -87,7 +87,8 @@ def configure_queues(state: State, ev: QueuesConfigured, out: list[Command]) -> 
             call.queue = fallback
             call.path = (*call.path, fallback)
             call.key = rules.line_key(state.queues[fallback], call.arrived, call.priority)
-            out.append(TagCaller(call.call_id, call.channel, fallback, call.offered_queue, call.path))
+            if call.callback is None:  # a callback has no channel to tag
+                out.append(TagCaller(call.call_id, call.channel, fallback, call.offered_queue, call.path))
         # The place in line (`key`) was given on entering the queue and survives a reload
         # (README): a changed priority_step or max_boost applies to callers who join later.
         call.skills = rules.needed_skills(state.queues[call.queue], call.extra_skills)
@@ -117,4 +118,6 @@ def leave_empty_queues(state: State, now: float, wall: float, out: list[Command]
         if q.when_empty is not WhenEmpty.OVERFLOW or not line or rules.staffed(state, q.name):
             continue
         for _, _, call_id in list(line):
-            overflow(state, state.calls[call_id], now, wall, out)
+            call = state.calls[call_id]
+            if call.callback is None:  # a callback waits for the agents to come back: nobody is on hold
+                overflow(state, call, now, wall, out)

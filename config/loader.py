@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -14,6 +14,9 @@ from config.policy import review
 from config.settings import AgentsFile, CalendarFile, EngineFile, QueuesFile, Settings
 from config.ticket_settings import TicketsFile
 from config.ticket_settings import review as review_tickets
+
+if TYPE_CHECKING:
+    from ivr.config import IvrConfig
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 FILES: dict[str, type[BaseModel]] = {
@@ -267,7 +270,39 @@ def load(config_dir: Path | None = None) -> Settings:
             if not default and path.stat().st_mode & 0o007:
                 warnings.append(str(Problem(str(path), 0, f"readable by every user of this host, and it holds "
                                                           f"{holds}: chmod o-rwx {path}")))
+    ivr = None
+    try:
+        ivr = _load_ivr(config_dir, known, from_defaults)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
     return Settings(engine=engine, queues=queues.queues, agents=agents.agents, calendar=calendar, tickets=tickets,
-                    warnings=tuple(warnings), from_defaults=tuple(from_defaults))
+                    ivr=ivr, warnings=tuple(warnings), from_defaults=tuple(from_defaults))
+
+
+IVR_FILE = "ivr.yaml"
+
+
+def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str]) -> IvrConfig:
+    """ivr.yaml (or the embedded default flows), checked against the queues and the prompts
+    Asterisk will have: the shipped ones and the admin's own recordings."""
+    # Here, not at the top: ivr.flows_yaml reads its YAML through this module.
+    from ivr.check import check  # noqa: PLC0415
+    from ivr.config import IvrConfig  # noqa: PLC0415
+    from ivr.flows_yaml import as_problems, load_flows  # noqa: PLC0415
+    from ivr.prompts import PromptError, available  # noqa: PLC0415
+
+    path, default = _source(config_dir, IVR_FILE)
+    if default:
+        from_defaults.append(IVR_FILE)
+    flows, ivr_settings = load_flows(_read(path), str(path))
+    override = ivr_settings.prompts.override_dir
+    try:
+        prompts = available(override if override is not None and override.is_dir() else None)
+    except PromptError as exc:
+        raise ConfigError([Problem(str(path), 0, f"prompts.override_dir: {exc}")]) from None
+    problems = as_problems(check(flows, prompts, queues), str(path))
+    if problems:
+        raise ConfigError(problems)
+    return IvrConfig(flows=flows, settings=ivr_settings, file=str(path))

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,9 @@ from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
 from acd.model import Overflow, OverflowTo, QueueSettings, Strategy, WhenClosed, WhenEmpty, Widen
 from config.ticket_settings import TicketsFile
+
+if TYPE_CHECKING:  # ivr.flows_yaml reads YAML through config.loader, which imports this module
+    from ivr.config import IvrConfig
 
 
 class _Strict(BaseModel):
@@ -111,6 +114,15 @@ class MetricsSection(_Strict):
     port: int = Field(9108, ge=0, le=65535)
 
 
+class AgiSection(_Strict):
+    """The engine's FastAGI listener: the dialplan runs the IVR flows of ivr.yaml through it.
+    Asterisk connects to it (keep it on loopback, or on a link only Asterisk reaches: AGI has
+    no authentication). Port 0 is not allowed: the dialplan must name the port."""
+
+    listen: IPAddress = "127.0.0.1"
+    port: int = Field(4573, ge=1, le=65535)
+
+
 class StoreSection(_Strict):
     url: Annotated[str, AfterValidator(_sqlite_url)] = "sqlite:////var/lib/hotline/hotline.db"
     spool: AbsolutePath = Path("/var/lib/hotline/spool")
@@ -160,6 +172,7 @@ class EngineFile(_Strict):
     ami: AmiSection = AmiSection()
     http: HttpSection = HttpSection()
     metrics: MetricsSection = MetricsSection()
+    agi: AgiSection = AgiSection()
     store: StoreSection = StoreSection()
     recordings: RecordingsSection = RecordingsSection()
     account: AccountSection = AccountSection()
@@ -401,6 +414,7 @@ class Settings:
     agents: list[AgentConfig]
     calendar: CalendarFile = field(default_factory=CalendarFile)
     tickets: TicketsFile = field(default_factory=TicketsFile)
+    ivr: IvrConfig | None = None  # ivr.yaml: the flows and the IVR settings (None: built in code, no IVR)
     # Accepted but unsafe off loopback (default secrets), as "file:line: text".
     warnings: tuple[str, ...] = ()
     # The files the config folder did not have, taken from the embedded defaults.

@@ -8,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 
 from config.settings import Settings
 from cti import dialplan as dp
+from ivr import prompts, speech
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
@@ -44,12 +44,31 @@ def _agents_block(settings: Settings) -> str:
     return "\n".join(blocks)
 
 
+def agi_address(settings: Settings) -> str:
+    """host:port of the engine's FastAGI listener, as the dialplan's agi:// URL needs it."""
+    a = settings.engine.agi
+    host = f"[{a.listen}]" if ":" in a.listen else a.listen
+    return f"{host}:{a.port}"
+
+
+def _ivr_numbers(settings: Settings) -> dict[str, str]:
+    return dict(settings.ivr.settings.numbers) if settings.ivr is not None else {}
+
+
+def _survey_flow(settings: Settings) -> str | None:
+    ivr = settings.ivr
+    if ivr is None or not ivr.settings.survey.enabled or ivr.settings.survey.flow not in ivr.flows.flows:
+        return None
+    return ivr.settings.survey.flow
+
+
 def _inbound_block(settings: Settings) -> str:
     out = []
+    flows = _ivr_numbers(settings)
     for q in settings.queues:
         for n in q.dialled():
             skills = "+".join(f"{k}={v}" for k, v in sorted(n.skills.items()))
-            out.append(
+            head = (
                 f"exten => {n.number},1,Set(__{dp.QUEUE}={q.name})\n"
                 f" same => n,Set({dp.OFFERED}={q.name})\n"
                 f" same => n,Set({dp.PATH}={q.name})\n"
@@ -58,7 +77,20 @@ def _inbound_block(settings: Settings) -> str:
                 f" same => n,Set({dp.PRES}=${{CALLERID(pres)}})\n"
                 f" same => n,Set({dp.FROM}=${{BASE64_ENCODE(${{PJSIP_HEADER(read,From)}})}})\n"
                 f" same => n,Set(CHANNEL(hangup_handler_push)={dp.ENDED},s,1)\n"
-                " same => n,Set(HOTLINE_JOINED=${EPOCH})\n"
+            )
+            flow = flows.get(n.number)
+            if flow is not None:
+                # The IVR first (the engine, over FastAGI), then [hotline-ivr] reads its verdict.
+                # Argument 2 tells the flow the caller withheld the number.
+                out.append(
+                    head + f" same => n,Set({dp.IVR_VERDICT}=)\n"
+                    f" same => n,AGI(agi://{agi_address(settings)}/{flow},${{CHANNEL(linkedid)}},"
+                    f"${{IF(${{REGEX(\"^(prohib|unavailable)\" ${{{dp.PRES}}})}}?1:0)}})\n"
+                    f" same => n,Goto({dp.IVR},s,1)"
+                )
+                continue
+            out.append(
+                head + " same => n,Set(HOTLINE_JOINED=${EPOCH})\n"
                 f" same => n,Set({dp.JOINED_AT}=${{STRFTIME(,,%s.%3q)}})\n"
                 " same => n,Ringing()\n"
                 f" same => n,Goto({dp.HOLD},{q.name},1)"
@@ -100,6 +132,7 @@ def _cel_section(settings: Settings) -> str:
 def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
     """Return {file name: text} for every file Asterisk needs from us."""
     e = settings.engine
+    survey = _survey_flow(settings)
     values = {
         "AMI_BIND": e.ami.host,
         "AMI_PORT": str(e.ami.port),
@@ -119,6 +152,11 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
         "FALLBACK_DIAL": "&".join(f"PJSIP/agent{a.id}" for a in settings.agents),
         "INBOUND": _inbound_block(settings),
         "HOLD": _hold_block(settings),
+        "AGI": agi_address(settings),
+        "ANNOUNCE": f"aA({JOB_NUMBER}:{JOB_NUMBER})" if _announce(settings) else "",
+        "SURVEY_GOTO": (f" same => n,Goto({dp.SURVEY},s,1)" if survey is not None
+                        else " same => n,NoOp(no survey: ivr.yaml survey.enabled is false)"),
+        "SURVEY_FLOW": survey or "survey",
         "CEL_ENABLE": "yes" if e.account.cel_db is not None else "no",
         "CEL_DB_SECTION": _cel_section(settings),
     }
@@ -159,8 +197,18 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# The answering agent's job number prompt, in the caller's language (HOTLINE_LANG, set by the IVR).
+JOB_NUMBER = f'hotline/${{IF($["${{{dp.LANGUAGE}}}" = "en"]?en:zh)}}/agent-${{CUT(EXTEN,*,1)}}'
+
+
+def _announce(settings: Settings) -> bool:
+    return settings.ivr is None or settings.ivr.settings.announce_agent
+
+
 def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_users: str = "") -> list[Path]:
-    """Write the rendered files (secrets inside: mode 0640) and the shipped sounds."""
+    """Write the rendered files (secrets inside: mode 0640), the shipped prompts with the
+    admin's own recordings over them (sounds/hotline/<language>/), and each agent's job
+    number announcement (agent-<id>, put together from the prompts)."""
     written = []
     etc_dir.mkdir(parents=True, exist_ok=True)
     for name, text in render(settings, extra_manager_users).items():
@@ -169,7 +217,18 @@ def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_u
         written.append(path)
     target = sounds_dir / "hotline"
     target.mkdir(parents=True, exist_ok=True)
-    for sound in sorted((CONF_DIR / "sounds").glob("*.wav")):
-        shutil.copyfile(sound, target / sound.name)
-        written.append(target / sound.name)
+    override = settings.ivr.settings.prompts.override_dir if settings.ivr is not None else None
+    if override is not None and not override.is_dir():
+        override = None  # the configured folder holds no recordings yet: the shipped prompts
+    written += prompts.install_sounds(target, override)
+    if _announce(settings):
+        recorded = prompts.available(override)
+        for agent in settings.agents:
+            for lang in prompts.LANGS:
+                name = speech.agent_prompt_name(agent.id)
+                if override is not None and name in recorded.get(lang, frozenset()) and \
+                        name not in prompts.available(None).get(lang, frozenset()):
+                    continue  # the admin recorded this agent's announcement: theirs stands
+                out = target / lang / name
+                written += prompts.concat(speech.agent_announcement(agent.id, lang), lang, out, override)
     return written

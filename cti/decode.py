@@ -18,7 +18,11 @@ import structlog
 from acd.agents import Control
 from acd.events import (
     AgentControl,
+    AgentHungUp,
     AgentLeg,
+    CallbackAgentAnswered,
+    CallbackAgentMissed,
+    CallbackDialed,
     CallerHungUp,
     CallerJoined,
     CallerParked,
@@ -30,6 +34,7 @@ from acd.events import (
     Probed,
     RecordingStarted,
     SnapshotCall,
+    Where,
 )
 from cti import dialplan
 from cti.ami_frame import AmiMessage
@@ -89,20 +94,107 @@ def decode(msg: Fields) -> Event | None:
             return CallerParked(_need(msg, "Linkedid"))
         if kind == dialplan.RECORDING_EVENT:
             return RecordingStarted(_need(msg, "Linkedid"), _need(msg, "File"))
+        if kind == dialplan.CALLBACK_EVENT:
+            return _callback_dialed(msg)
         return None
+    if name == "OriginateResponse":
+        return _originate_response(msg)
     if name == "Hangup":
-        return CallerHungUp(_need(msg, "Linkedid"), _need(msg, "Channel"))
+        channel = _need(msg, "Channel")
+        agent = dialplan.agent_of_channel(channel)
+        if agent is not None:
+            return AgentHungUp(_need(msg, "Linkedid"), agent)
+        return CallerHungUp(_need(msg, "Linkedid"), channel)
     if name in ("DialBegin", "DialEnd"):
         agent = dialplan.agent_of_channel(str(msg.get("DestChannel", "")))
         if agent is None:
-            return None  # a forward to the carrier, not a ring of an agent
+            return None  # a forward to the carrier, or a callback's call to the citizen
+        if not msg.get("Linkedid") and dialplan.is_callback_call(str(msg.get("DestLinkedid", ""))):
+            return None  # a callback's Originate ringing its agent (no caller): OriginateResponse says how it went
         attempt = dialplan.attempt_of(str(msg.get("Context", "")), str(msg.get("Exten", "")))
         if name == "DialBegin":
             return DialStarted(_need(msg, "Linkedid"), agent, attempt)
         return DialEnded(_need(msg, "Linkedid"), agent, str(msg.get("DialStatus", "")).upper(), attempt)
+    if name == "Newstate":
+        return _agent_up(msg)
     if name == "DeviceStateChange":
         return device_event(msg)
     return None
+
+
+# -- callbacks ------------------------------------------------------------------------
+
+
+STATUS = re.compile(r"[A-Z]{0,16}")
+
+
+def _originate_response(msg: Fields) -> Event | None:
+    """The verdict on a callback's Originate to an agent. The engine gave the agent's leg the
+    call id as its ChannelId, which Asterisk reports as Uniqueid even when it made no channel."""
+    call_id = str(msg.get("Uniqueid", ""))
+    if not dialplan.is_callback_call(call_id):
+        return None  # not an Originate of ours
+    channel = str(msg.get("Channel", ""))
+    agent = dialplan.agent_of_channel(channel) or dialplan.agent_of_device(channel)
+    if agent is None:
+        raise DecodeError(f"OriginateResponse for {call_id} names no agent's channel: {channel[:40]!r}")
+    if msg.get("Response") == "Success":
+        return CallbackAgentAnswered(call_id, agent)
+    return CallbackAgentMissed(call_id, agent, dialplan.originate_status(str(msg.get("Reason", ""))))
+
+
+def _callback_dialed(msg: Fields) -> CallbackDialed:
+    call_id = _need(msg, "Linkedid")
+    if not dialplan.is_callback_call(call_id):
+        raise DecodeError(f"HotlineCallback event on a call that is not a callback: {call_id[:80]!r}")
+    status = str(msg.get("Status", "") or "").strip().upper()
+    if not STATUS.fullmatch(status):
+        log.warning("ami_bad_dial_status", call_id=call_id, value=status[:40], hint="read as an unknown status")
+        status = "UNKNOWN"
+    answered: float | None = None
+    text = str(msg.get("AnsweredAt", "") or "").strip()
+    if text:
+        try:
+            answered = float(text)
+        except ValueError:
+            log.warning("ami_bad_answer_time", call_id=call_id, value=text[:40])
+    return CallbackDialed(call_id, status, answered)
+
+
+def callback_leg(ch: AmiMessage, agent: str, wall: float) -> SnapshotCall:
+    """A callback's agent leg in Asterisk's Status listing (the engine Originated it: its
+    Uniqueid is the call id): ringing the agent, or answered (Up)."""
+    v = ch.variables()
+    call_id = ch.get("Linkedid", "")
+    up = ch.get("ChannelStateDesc", "") == "Up" or ch.get("ChannelState", "") == "6"
+    return SnapshotCall(
+        call_id=call_id,
+        channel=ch.get("Channel", ""),
+        where=Where.CONNECT,
+        age=_seconds(ch.get("Seconds", "0")),
+        queue=v.get(dialplan.QUEUE, ""),
+        legs=(AgentLeg(agent, up),),
+        answered_ago=_ago(v.get(dialplan.ANSWERED_AT, ""), wall) if up else None,
+        answered_by=agent if up else None,
+        callback=dialplan.callback_request_of(call_id),
+    )
+
+
+def _agent_up(msg: Fields) -> DialEnded | None:
+    """An agent's phone picked up a ring of ours: the answer, at the moment it happens.
+
+    Dial's own DialEnd ANSWER comes only after the job number announcement (its A() option)
+    has been played, seconds later; the wait and the 15-second rate must end at the pick-up.
+    The agent leg inherits the caller's ring extension, which carries the attempt; legs
+    without it (the fallback's Dial, an agent's own call, a callback) are left to their events.
+    The later DialEnd ANSWER of the same ring is then a repeat the core ignores."""
+    if str(msg.get("ChannelState", "")) != "6":
+        return None
+    agent = dialplan.agent_of_channel(str(msg.get("Channel", "")))
+    m = dialplan.RING_EXTEN.match(str(msg.get("Exten", "")))
+    if agent is None or m is None:
+        return None
+    return DialEnded(_need(msg, "Linkedid"), agent, "ANSWER", int(m.group("attempt")))
 
 
 # -- caller identity: bad input from the carrier ------------------------------------
@@ -255,6 +347,7 @@ def snapshot_call(ch: AmiMessage, legs: tuple[AgentLeg, ...], wall: float) -> Sn
         joined_ago=_ago(v.get(dialplan.JOINED_AT, ""), wall),
         answered_ago=_ago(v.get(dialplan.ANSWERED_AT, ""), wall),
         answered_by=agent if dialplan.AGENT_ENDPOINT_ID.fullmatch(agent) else None,
+        talk_ended_ago=_ago(v.get(dialplan.TALK_ENDED_AT, ""), wall),
         leave_reason=dialplan.leave_reason_of(context, exten, v.get(dialplan.LEAVE_REASON, "")),
         fallback=v.get(dialplan.FALLBACK, "") == "1",
     )
@@ -271,7 +364,12 @@ def snapshot(rows: Iterable[AmiMessage], wall: float) -> ChannelsSnapshot:
     callers = []
     for ch in rows:
         linkedid = ch.get("Linkedid", "")
-        if not linkedid or ch.get("Uniqueid") != linkedid or dialplan.agent_of_channel(ch.get("Channel", "")):
+        if not linkedid or ch.get("Uniqueid") != linkedid:
+            continue
+        agent = dialplan.agent_of_channel(ch.get("Channel", ""))
+        if agent is not None:
+            if dialplan.is_callback_call(linkedid):
+                callers.append(callback_leg(ch, agent, wall))  # a callback: the agent's leg is the call
             continue
         callers.append(snapshot_call(ch, tuple(legs.get(linkedid, ())), wall))
     return ChannelsSnapshot(tuple(callers))

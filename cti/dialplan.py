@@ -20,9 +20,13 @@ WAIT = "hotline-wait"  # s: the wait loop every queue shares (and the fallback D
 CONNECT = "hotline-connect"  # <agent>*<ring s>*<attempt> or all*<ring s>*<attempt>: Dial
 LEAVE = "hotline-leave"  # <reason>: the time-out, overflow, closed or callback message
 EXTERNAL = "hotline-external"  # <digits>: forward through the carrier trunk
-DONE = "hotline-done"  # after an answered Dial: hang up
+IVR = "hotline-ivr"  # s: after a number's IVR flow, its verdict (HOTLINE_IVR)
+DONE = "hotline-done"  # after an answered Dial (the agent hung up first): the survey, or hang up
+SURVEY = "hotline-survey"  # s: the satisfaction survey over FastAGI, then hang up
 ANSWERED = "hotline-answered"  # Dial's U() on the agent leg at answer: record, mark the caller
 ENDED = "hotline-ended"  # the caller's hangup handler: Asterisk's own account (CEL) of the call
+CALLBACK = "hotline-callback"  # s: Originate'd on the agent's phone for a callback; `ended`: its hangup handler
+CALLBACK_ANSWERED = "hotline-callback-answered"  # Dial's U() on the citizen's leg at answer: note it, record
 
 # The engine Redirects to priority 2; priority 1 is a landing pad, because a Redirect that
 # lands while a quick application runs can arrive one priority short (seen at 25 calls/s).
@@ -44,12 +48,22 @@ ANSWERED_AT = "HOTLINE_ANSWERED_AT"  # likewise, when an agent answered
 AGENT = "HOTLINE_AGENT"  # the agent who answered
 FALLBACK = "HOTLINE_FALLBACK"  # 1 once the dialplan's own fallback rang this caller
 LEAVE_REASON = "HOTLINE_LEAVE"  # why the caller left the line (a LeaveReason value)
+TALK_ENDED_AT = "HOTLINE_TALK_ENDED_AT"  # epoch seconds, when the agent hung up first (the survey began)
+IVR_VERDICT = "HOTLINE_IVR"  # queue | hangup | transfer, set by the IVR flow
+IVR_NUMBER = "HOTLINE_IVR_NUMBER"  # the outside number of a `transfer` verdict
+LANGUAGE = "HOTLINE_LANG"  # zh | en: the language the caller chose in the IVR
 RECORDING = "HOTLINE_REC"
 DIAL = "HOTLINE_DIAL"  # ring_all: PJSIP/agentA&PJSIP/agentB, set by the engine before the Redirect
 ENGINE_SEEN = "HOTLINE_ENGINE_SEEN"  # global: the engine's heartbeat (epoch seconds)
+# A callback's agent leg, set by the engine's Originate (and HOTLINE_LANG, HOTLINE_QUEUE).
+CALLBACK_ID = "HOTLINE_CALLBACK"  # the request id
+CB_NUMBER = "HOTLINE_CB_NUMBER"  # the citizen's number (digits, validated at booking; FILTERed again)
+CB_TIMEOUT = "HOTLINE_CB_TIMEOUT"  # seconds the citizen's phone rings
+CB_CLI = "HOTLINE_CB_CLI"  # the number the citizen sees calling (digits; the hotline's)
+CB_ANSWERED_AT = "HOTLINE_CB_ANSWERED_AT"  # epoch seconds with milliseconds, when the citizen answered
 
 SNAPSHOT_VARIABLES = (QUEUE, OFFERED, PATH, PRIORITY, SKILLS, PRES, FROM, JOINED_AT, ANSWERED_AT, AGENT,
-                      FALLBACK, LEAVE_REASON)
+                      FALLBACK, LEAVE_REASON, TALK_ENDED_AT)
 PATH_SEP = ">"
 
 # UserEvents the dialplan raises.
@@ -57,6 +71,16 @@ JOIN_EVENT = "HotlineJoin"
 PARKED_EVENT = "HotlineParked"
 RECORDING_EVENT = "HotlineRecording"
 AGENT_EVENT = "HotlineAgent"
+CALLBACK_EVENT = "HotlineCallback"  # Status: Dial's DIALSTATUS to the citizen, AnsweredAt: CB_ANSWERED_AT
+
+# A callback attempt's call id, cb-<request id>-<attempt>: the ChannelId the engine gives the
+# agent's leg, so its Uniqueid and the Linkedid of every channel and event of the attempt.
+CALLBACK_PREFIX = "cb-"
+CALLBACK_CALL_ID = re.compile(r"cb-[A-Za-z0-9._-]{1,64}-[0-9]{1,4}")
+# OriginateResponse's Reason (Asterisk's old originate reasons, main/pbx.c pbx_dial_reason)
+# as a Dial status: 1 hung up, 3 rang out, 5 busy, 8 congestion or refused; 0 failed before
+# ringing (not registered, the call id in use, ...).
+ORIGINATE_REASONS = {"1": "CANCEL", "3": "NOANSWER", "5": "BUSY", "8": "CONGESTION", "0": "CHANUNAVAIL"}
 
 AGENT_DEVICE = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})$")
 AGENT_CHANNEL = re.compile(r"^PJSIP/agent(?P<id>[0-9]{2,12})-[0-9a-f]+$")
@@ -95,9 +119,11 @@ def where(context: str, exten: str, application: str) -> Where:
         return Where.CONNECT
     if context in (LEAVE, EXTERNAL):
         return Where.LEAVING
+    if context == SURVEY:
+        return Where.SURVEY
     if context in (DONE, ENDED):
         return Where.DONE
-    if context == INBOUND:
+    if context in (INBOUND, IVR):
         return Where.INBOUND
     return Where.OTHER
 
@@ -114,3 +140,26 @@ def leave_reason_of(context: str, exten: str, variable: str) -> LeaveReason | No
 def agent_of_channel(channel: str) -> str | None:
     m = AGENT_CHANNEL.match(channel)
     return m.group("id") if m else None
+
+
+def agent_of_device(device: str) -> str | None:
+    """The agent of a device (PJSIP/agent1001): what an Originate that made no channel names."""
+    m = AGENT_DEVICE.match(device)
+    return m.group("id") if m else None
+
+
+def callback_call_id(request_id: str, attempt: int) -> str:
+    return f"{request_id}-{attempt}"
+
+
+def is_callback_call(call_id: str) -> bool:
+    return CALLBACK_CALL_ID.fullmatch(call_id) is not None
+
+
+def callback_request_of(call_id: str) -> str:
+    """The request id of a callback attempt's call id."""
+    return call_id.rsplit("-", 1)[0]
+
+
+def originate_status(reason: str) -> str:
+    return ORIGINATE_REASONS.get(reason.strip(), "NOANSWER")

@@ -28,6 +28,8 @@ from acd.calls import Call
 from acd.commands import (
     AgentStateChanged,
     CallAnswered,
+    CallbackAttempt,
+    CallbackOutcome,
     CallOffered,
     CallRecord,
     Command,
@@ -42,6 +44,7 @@ from acd.events import (
     AgentControl,
     AgentProfile,
     AgentsConfigured,
+    CallbackCancelled,
     ChannelsSnapshot,
     DevicesSnapshot,
     Event,
@@ -73,6 +76,18 @@ class RecordSink(Protocol):
     """Where finished calls go (tickets.store.Outbox): must never lose one it accepted."""
 
     def put(self, rec: CallRecord) -> object: ...
+
+
+class CallbackPlacer(Protocol):
+    """The callbacks' shell (cti/callbacks.py `Callbacks`): what a callback's Originate
+    carries, and where an attempt's start and end are stored. Called in the dispatcher's
+    task: they return at once (the store is written by their own task)."""
+
+    def originate(self, cmd: RingAgent) -> dict[str, str] | None: ...
+
+    def attempt_started(self, cmd: CallbackAttempt) -> None: ...
+
+    def attempt_ended(self, cmd: CallbackOutcome) -> None: ...
 
 
 # -- the inbox ---------------------------------------------------------------------------
@@ -173,6 +188,7 @@ class Dispatcher:
         self.on_answered: Callable[[CallAnswered, Call | None], None] | None = None
         # Hook for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[InboxItem], None] | None = None
+        self.callbacks: CallbackPlacer | None = None  # set by cti.callbacks.Callbacks
 
     # -- feeding the inbox (callbacks: they only enqueue) ------------------------------
 
@@ -346,8 +362,11 @@ class Dispatcher:
         match cmd:
             case RingAgent():
                 log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt,
-                         also=list(cmd.also) or None)
-                self._ring_now(cmd, self._read_at)
+                         also=list(cmd.also) or None, callback=cmd.callback)
+                if cmd.callback is not None:
+                    self._spawn(self._originate(cmd))  # no caller's channel: Asterisk calls the agent
+                else:
+                    self._ring_now(cmd, self._read_at)
             case SendOut():
                 log.info("caller_leaves_line", call_id=cmd.call_id, reason=cmd.reason.value)
                 self._spawn(self._send_out(cmd))
@@ -390,6 +409,18 @@ class Dispatcher:
                     self._reply.set_result(cmd)
                 log.info("agent_request", agent_id=cmd.agent_id, action=cmd.action.value, ok=cmd.ok,
                          reason=cmd.reason or None)
+            case CallbackAttempt():
+                log.info("callback_attempt", call_id=cmd.call_id, agent_id=cmd.agent_id, request=cmd.request_id)
+                if self.callbacks is not None:
+                    self.callbacks.attempt_started(cmd)
+            case CallbackOutcome():
+                log.info("callback_outcome", call_id=cmd.call_id, agent_id=cmd.agent_id, request=cmd.request_id,
+                         status=cmd.status or None, talk=cmd.talk_seconds)
+                if self.callbacks is not None:
+                    self.callbacks.attempt_ended(cmd)
+                else:
+                    log.error("callback_outcome_not_stored", call_id=cmd.call_id,
+                              hint="no callbacks service is wired to the dispatcher")
             case Unexpected():
                 self.metrics.unexpected_event(cmd)
                 log.info("unexpected_event", machine=cmd.machine, state=cmd.state, trigger=cmd.trigger,
@@ -397,6 +428,17 @@ class Dispatcher:
                          agent_id=cmd.key if cmd.machine == "agent" else None)
             case _:
                 assert_never(cmd)
+
+    def record_booking(self, rec: CallRecord) -> None:
+        """The record of a call that booked a callback (outcome callback) from the IVR: the core
+        never saw it (it never joined a queue), so it is offered and ended at once here, the
+        honest count (offered, not answered), through the same outbox as every record. A call
+        recorded already (booked twice) is not written or counted again. (A caller waiting in
+        a queue has a record of their own to come: booking is offered before the queue.)"""
+        if rec.call_id in self._recent:
+            return
+        self._write(rec)
+        self.metrics.reconstructed_call(rec)
 
     def _write(self, rec: CallRecord) -> None:
         self.outbox.put(rec)
@@ -493,6 +535,36 @@ class Dispatcher:
             await self._wait(ami, future, "Redirect")
         except AmiError as exc:
             log.warning("ring_failed", call_id=cmd.call_id, error=str(exc), refused=exc.refused)
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=exc.refused))
+
+    async def _originate(self, cmd: RingAgent) -> None:
+        """A callback's ring. Why an AMI Originate and not a call file: a call file needs a spool
+        folder shared with Asterisk (and its permissions) and gives no per-attempt answer,
+        while Originate with Async answers at once (queued, or refused) and raises
+        OriginateResponse with the agent's verdict, tied to the call by its ChannelId. It needs
+        the AMI user's `originate` write class; it runs a dialplan context, never an
+        application, so System and Exec (which Asterisk also refuses there without the
+        `system` class) are never asked for."""
+        fields = self.callbacks.originate(cmd) if self.callbacks is not None else None
+        if fields is None:
+            # Cancelled, or unknown to the callbacks' shell: it leaves the line.
+            log.warning("callback_not_placed", call_id=cmd.call_id, request=cmd.callback,
+                        hint="the request is cancelled or unknown; the callback leaves the line")
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=True))
+            self.submit(CallbackCancelled(cmd.call_id))
+            return
+        try:
+            ami = self._link()
+        except AmiError as exc:
+            log.warning("callback_originate_failed", call_id=cmd.call_id, error=str(exc))
+            self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=True))  # never sent
+            return
+        try:
+            await self._wait(ami, ami.send(fields), "Originate")
+        except AmiError as exc:
+            # Refused: the agent was not rung. Unanswered: it may ring; its verdict or the
+            # ring's deadline says.
+            log.warning("callback_originate_failed", call_id=cmd.call_id, error=str(exc), refused=exc.refused)
             self.submit(RingFailed(cmd.call_id, cmd.attempt, sure=exc.refused))
 
     async def _send_out(self, cmd: SendOut) -> None:

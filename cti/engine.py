@@ -23,10 +23,11 @@ from acd.events import AgentsConfigured, History, QueuesConfigured
 from config.control_token import load_or_create_token
 from config.loader import ConfigError, load
 from config.settings import Settings
-from cti import http
+from cti import http, ivr_service
 from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
 from cti.dispatcher import Dispatcher
+from cti.ivr_service import EngineIvr
 from cti.logs import Throttle
 from cti.metrics_http import MetricsServer
 from metrics.exporter import LiveCollector, Metrics
@@ -51,6 +52,7 @@ class Engine:
     restart_needed: tuple[str, ...] = ()  # engine.yaml sections changed since start (need a restart)
     tickets: TicketPlatform | None = None  # the 工单 platform, when it runs inside the engine
     tickets_port: int = 0
+    ivr: EngineIvr | None = None  # the FastAGI listener of the IVR flows, when the dialplan calls it
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -139,6 +141,8 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         # Its own connection pool on the same store: ticket queries never hold up call records.
         engine.tickets = platform(settings, open_engine(e.store.url))
         dispatcher.on_answered = engine.tickets.answered
+    if ivr_service.needed(engine):
+        engine.ivr = EngineIvr(engine)
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
     return engine
 
@@ -193,6 +197,9 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
         log.info("listening", what="metrics", address=e.metrics.listen, port=engine.metrics_port)
         engine.http_port = await _listen(stack, http.control_app(engine), e.http.listen, e.http.port,
                                          "control API")
+        if engine.ivr is not None:
+            await engine.ivr.start()
+            stack.push_async_callback(engine.ivr.close)
         tickets_stop = asyncio.Event()
         tasks = {
             asyncio.create_task(engine.outbox.run(), name="store-writer"),

@@ -10,7 +10,8 @@
   masked in every answer.
 
 Routes: GET /agents, POST /agents/{id}/{login|logout|pause|unpause|end_wrapup},
-POST /reload, GET /callbacks?hours=24, GET /quarantine, POST /quarantine/{call_id}/retry.
+POST /reload, GET /callbacks?hours=24 (calls that ended in a callback, with the request's
+state, attempts, next attempt and outcome), GET /quarantine, POST /quarantine/{call_id}/retry.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from acd import agent_state
 from acd.agents import Control
 from acd.events import AgentControl
 from config.control_token import authorized
+from cti.callbacks import list_requests
 from cti.decode import REASON
 from cti.logs import mask_number
 from cti.metrics_http import json_page
@@ -150,8 +152,8 @@ def control_app(engine: Engine) -> web.Application:
         if not 0 < hours <= 24 * 90:
             return problem(400, "hours must be between 0 and 2160")
         since = time.time() - hours * 3600
-        rows = await asyncio.to_thread(callback_requests, engine.outbox.engine, since)
-        return web.json_response([_masked(row) for row in rows])
+        rows, requests = await asyncio.to_thread(_callbacks, engine.outbox.engine, since)
+        return web.json_response([_masked(row) for row in _with_requests(rows, requests)])
 
     async def quarantine(_: web.Request) -> web.Response:
         """Records the store refused for good, with why and what to do (no caller data)."""
@@ -192,5 +194,26 @@ def _masked(row: dict[str, Any]) -> dict[str, Any]:
     if restricted:
         row["caller_num"] = mask_number(str(row.get("caller_num", "")), True)
         row["caller_name"] = ""
+        request = row.get("request")
+        if isinstance(request, dict):
+            request["number"] = mask_number(str(request.get("number", "")), True)
     row["restricted"] = restricted
     return row
+
+
+def _callbacks(db: Any, since: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return callback_requests(db, since), list_requests(db, since)
+
+
+def _with_requests(rows: list[dict[str, Any]], requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls that ended in a callback (outcome callback), each with its request (state,
+    attempts, next attempt, outcome; null for an overflow to the callback message, which
+    books nothing), and the requests whose booking call's record is not stored yet."""
+    by_call = {r["call_id"]: r for r in requests}
+    out = [{**row, "request": by_call.pop(row["call_id"], None)} for row in rows]
+    for request in by_call.values():
+        if request["state"] in ("pending", "ringing") or request["booked"] is not None:
+            out.append({"call_id": request["call_id"], "queue": request["queue"], "caller_num": request["number"],
+                        "caller_name": "", "restricted": request["restricted"], "requested": request["booked"],
+                        "request": request})
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -60,6 +60,10 @@ class Metrics:
             buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        self.surveyed = Counter("hotline_survey_offered", "Answered calls whose caller reached the satisfaction survey",
+                                q, registry=registry)
+        self.rated = Counter("hotline_survey_rated", "Survey answers by rating (1 = best; none: no key, hung up)",
+                             ["queue", "rating"], registry=registry)
         self.agent_changes = Counter("hotline_agent_state_changes", "Agent state changes by the state entered",
                                      ["state"], registry=registry)
         self.event_errors = Counter("hotline_event_errors", "Events whose handling raised; the engine went on",
@@ -72,14 +76,26 @@ class Metrics:
         self.snapshots_dropped = Counter("hotline_resync_snapshots_dropped",
                                          "Snapshots that arrived for a link that is gone (not applied)",
                                          registry=registry)
+        # Callbacks (回拨): requests booked, requests finished for good by outcome (connected,
+        # or the last attempt's outcome after the retries; cancelled), and open now.
+        self.callbacks_booked = Counter("hotline_callbacks_booked", "Callback requests booked (by the queue asked for)",
+                                        q, registry=registry)
+        self.callbacks_finished = Counter("hotline_callbacks_finished",
+                                          "Callback requests finished for good, by outcome", ["queue", "outcome"],
+                                          registry=registry)
+        self.callbacks_pending = Gauge("hotline_callbacks_pending",
+                                       "Callback requests not finished yet (waiting, in line, or calling)",
+                                       registry=registry)
         self.times = AgentTimes(clock)
         registry.register(self.times)
 
     def init_queue(self, queue: str) -> None:
         """Create the per-queue series at 0 so that dashboards show a queue before its first call."""
         for counter in (self.offered, self.answered, self.answered_sl, self.abandoned, self.short_abandoned,
-                        self.timed_out, self.overflowed):
+                        self.timed_out, self.overflowed, self.surveyed, self.callbacks_booked):
             counter.labels(queue)
+        for rating in ("1", "2", "3", "4", "5", "none"):
+            self.rated.labels(queue, rating)
         # Every outcome too: increase() misses the first call of a series that appears mid-range.
         for outcome in Outcome:
             self.ended.labels(queue, outcome.value)
@@ -102,6 +118,9 @@ class Metrics:
             self.short_abandoned.labels(c.queue).inc()
         if rec.outcome is Outcome.ANSWERED:
             self.talk.labels(c.queue).observe(rec.talk_seconds)
+            if rec.surveyed:
+                self.surveyed.labels(c.queue).inc()
+                self.rated.labels(c.queue, str(rec.rating) if rec.rating is not None else "none").inc()
         elif rec.outcome is Outcome.TIMED_OUT:
             self.timed_out.labels(c.queue).inc()
         elif rec.outcome is Outcome.OVERFLOW:
@@ -177,7 +196,7 @@ class LiveCollector(Collector):
                                   labels=["queue"])
         per_queue: dict[str, list[float]] = {name: [] for name in st.queues}
         for call in st.calls.values():
-            if call.state in WAITING:
+            if call.state in WAITING and call.callback is None:  # a callback's citizen is not on hold
                 per_queue.setdefault(call.queue, []).append(now - call.arrived)
         for name, waits in sorted(per_queue.items()):
             waiting.add_metric([name], len(waits))

@@ -5,11 +5,13 @@ store in the directory itself and recordings in a test folder."""
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+IVR_DEFAULTS = Path(__file__).resolve().parent.parent / "config" / "defaults" / "ivr.yaml"
 RECORDINGS = Path("/var/lib/hotline/test-recordings")
 # Asterisk's call account (CEL) is one file for the whole sandbox; every engine reads only
 # the calls that ended after it first started (first_days: 0).
@@ -19,6 +21,13 @@ CEL_DB = Path("/var/lib/hotline/test-cel/hotline-cel.db")
 # behind by an earlier run (killed, its terminal closed) cannot log into this run's Asterisk.
 SESSION_AMI_SECRET = secrets.token_urlsafe(18)
 AGENT_IDS = tuple(str(i) for i in range(1001, 1011))
+
+
+def free_tcp_port() -> int:
+    """A TCP port free on loopback now (the engine's FastAGI listener: the dialplan names it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def password(agent_id: str) -> str:
@@ -37,10 +46,15 @@ def write_config(
     account: bool = True,
     ami_secret: str = SESSION_AMI_SECRET,
     tickets: dict[str, Any] | None = None,
+    ivr: dict[str, Any] | None = None,
+    agi_port: int | None = None,
 ) -> Path:
+    """ivr: keys of ivr.yaml over the test default, which is no IVR at all (no numbers, no
+    survey, no job number): tests of the queue keep their timing; IVR tests opt in."""
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
         "ami": {"port": ami_port, "secret": ami_secret, "ping_interval": 2, "ping_timeout": 2},
+        "agi": {"port": agi_port or free_tcp_port()},
         "http": {"port": http_port, "token_file": str(directory / "control.token")},
         "metrics": {"port": metrics_port},
         "account": {"cel_db": str(CEL_DB) if account else None, "first_days": 0},
@@ -58,6 +72,11 @@ def write_config(
     ticket_settings: dict[str, Any] = {"http": {"port": 0}}
     ticket_settings.update(tickets or {})
     (directory / "tickets.yaml").write_text(yaml.safe_dump(ticket_settings, allow_unicode=True), encoding="utf-8")
+    ivr_settings = yaml.safe_load(IVR_DEFAULTS.read_text(encoding="utf-8"))
+    ivr_settings.update({"numbers": {}, "survey": {"enabled": False}, "announce_agent": False,
+                         "prompts": {"override_dir": None}})
+    ivr_settings.update(ivr or {})
+    (directory / "ivr.yaml").write_text(yaml.safe_dump(ivr_settings, allow_unicode=True), encoding="utf-8")
     for secret in ("agents.yaml", "engine.yaml"):  # they hold the AMI secret and SIP passwords
         (directory / secret).chmod(0o640)
     return directory

@@ -167,10 +167,13 @@ class SippRun:
         remote: str = f"{ASTERISK_HOST}:{ASTERISK_PORT}",
         root: Path | None = None,
         trace_msg: bool = False,
+        text: str | None = None,
     ) -> None:
+        """text: the scenario itself, written under the name `scenario` (a scenario made for
+        one test, e.g. testbed.ivr_caller's key presses); None: the shipped file of that name."""
         self.root = root or DEFAULT_ROOT
         src = SCENARIOS / scenario
-        if not src.is_file():
+        if text is None and not src.is_file():
             raise SippError(f"no SIPp scenario {src}")
         if not (self.root / "usr/bin/sipp").exists():
             raise SippError(f"no sipp in the sandbox at {self.root}; build it with `hotline sandbox build`")
@@ -179,7 +182,10 @@ class SippRun:
         self.chroot_dir = Path("/") / SIPP_DIR / name  # as SIPp sees it
         self.workdir = self.root / SIPP_DIR / name  # as we see it
         self.workdir.mkdir(parents=True)
-        shutil.copyfile(src, self.workdir / src.name)
+        if text is None:
+            shutil.copyfile(src, self.workdir / src.name)
+        else:
+            (self.workdir / src.name).write_text(text, encoding="utf-8")
         self.scenario = src.name
         self.stat_file = self.workdir / "stat.csv"
         self.error_file = self.workdir / "errors.log"
@@ -441,16 +447,19 @@ def agent_uas(
     root: Path | None = None,
     trace_msg: bool = False,
     host: str = AGENT_IP,
+    talk_ms: int | None = None,
 ) -> SippRun:
     """Start an agent softphone UAS on host:port (127.0.0.1 and the port the agent
     registered as its Contact; or the carrier's address, to answer forwarded calls) with
     -rtp_echo. It serves calls until stop(). The media port is chosen above Asterisk's
-    RTP range unless given."""
+    RTP range unless given. talk_ms: for agent_hangup.xml, how long the agent talks
+    before it hangs up."""
     if not _udp_free(host, port):
         raise SippError(f"UDP {host}:{port} is taken; is another agent UAS still running?")
     run = SippRun(
         scenario,
-        [*endpoint(host, port, media), "-rtp_echo", "-aa", *scenario_params(scenario, {"answer_ms": answer_ms})],
+        [*endpoint(host, port, media), "-rtp_echo", "-aa",
+         *scenario_params(scenario, {"answer_ms": answer_ms, "talk_ms": talk_ms})],
         root=root,
         trace_msg=trace_msg,
     )

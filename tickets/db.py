@@ -119,6 +119,8 @@ def record_values(rec: CallRecord) -> dict[str, Any]:
         "short_abandon": rec.short_abandon,
         "served_by": rec.served_by,
         "source": rec.source,
+        "surveyed": rec.surveyed,
+        "rating": rec.rating,
     }
 
 
@@ -185,6 +187,8 @@ def row_to_record(row: CallRecordRow) -> CallRecord:
         short_abandon=row.short_abandon,
         served_by=cast(ServedBy, row.served_by),
         source=cast(RecordSource, row.source),
+        surveyed=bool(row.surveyed),
+        rating=row.rating,
     )
 
 

@@ -99,7 +99,8 @@ class DraftMaker:
         log.info("draft_opened", call_id=a.call_id, ticket=view["number"], agent_id=a.agent_id)
 
     def sweep(self) -> int:
-        """Open the drafts of answered calls the live path missed; link recordings learnt since."""
+        """Open the drafts of answered calls the live path missed; link recordings and survey
+        ratings learnt since."""
         now = self.clock()
         r, link = CallRecordRow, TicketCallRow
         with Session(self.service.engine) as s:
@@ -116,6 +117,10 @@ class DraftMaker:
                 .join(TicketRow, TicketRow.id == link.ticket_id)
                 .where(link.recording.is_(None), r.recording.is_not(None), r.arrived >= now - SWEEP_HORIZON)
                 .limit(500)).all()
+            rated = s.execute(
+                select(link.ticket_id, link.call_id, r.rating).join(r, r.call_id == link.call_id)
+                .where(r.surveyed.is_(True), link.surveyed.is_(False), r.arrived >= now - SWEEP_HORIZON)
+                .limit(500)).all()
         for call_id, num, name, restricted, agent, recording in missing:
             self._open(Answered(call_id, num, name, restricted, agent, recording))
         if unlinked:
@@ -123,6 +128,14 @@ class DraftMaker:
                 for ticket_id, call_id, recording in unlinked:
                     s.execute(update(link).where(link.ticket_id == ticket_id, link.call_id == call_id)
                               .values(recording=recording))
+        if rated:
+            # The survey's answer reaches the ticket from the stored record (durable, and the same
+            # figure the reports count); a record stored late is picked up by a later sweep.
+            with Session(self.service.engine) as s, s.begin():
+                for ticket_id, call_id, rating in rated:
+                    s.execute(update(link).where(link.ticket_id == ticket_id, link.call_id == call_id)
+                              .values(surveyed=True, rating=rating))
+            log.info("survey_ratings_linked", calls=len(rated))
         return len(missing)
 
 

@@ -44,6 +44,9 @@ class CallRecordRow(Base):
     short_abandon: Mapped[float] = mapped_column(Float, server_default=text("5"))  # seconds, in force then
     served_by: Mapped[str] = mapped_column(String(16), server_default="engine")  # engine | fallback
     source: Mapped[str] = mapped_column(String(16), server_default="live")  # live | resync | asterisk
+    # Added by migration 0007: the satisfaction survey after the talk (满意度评价).
+    surveyed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # the caller reached it
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 = best; null with surveyed: none
 
     __table_args__ = (
         Index("ix_call_records_arrived", "arrived"),
@@ -198,6 +201,9 @@ class TicketCallRow(Base):
     call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     recording: Mapped[str | None] = mapped_column(String(512), nullable=True)
     linked: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Migration 0007: the caller's satisfaction survey of this call, copied from its record.
+    surveyed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 = 非常满意 .. 5 = 非常不满意
 
     __table_args__ = (Index("ix_ticket_calls_call_id", "call_id"),)
 
@@ -271,3 +277,41 @@ class TicketMarkRow(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackRow(Base):
+    """A citizen's callback request (回拨, migration 0008), booked from the IVR while their call
+    waited: kept here durably until it is done, failed or cancelled (cti/callbacks.py).
+
+    `id` is "cb-" + the booking call's Linkedid, unique: booking the same call twice is one
+    request. `arrived` is when the citizen's call arrived, their place in line. `attempts`
+    counts the calls to the citizen; after a failed one the request waits until
+    `next_attempt` (not in line meanwhile). `last_call_id` is the attempt's call id
+    (<id>-<attempt>, the Linkedid of its agent's leg and recording)."""
+
+    __tablename__ = "callback_requests"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    origin_call_id: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(32))  # digits only, validated at booking
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)  # the caller withheld their number: mask it
+    queue: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    skills: Mapped[str] = mapped_column(Text, default="[]")  # JSON [[name, level], ...]
+    language: Mapped[str] = mapped_column(String(8), default="zh")
+    arrived: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(16))  # pending | ringing | done | failed | cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="")  # connected | no_answer | busy | failed | ...
+    agent_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_call_id: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    recording: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    talk_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_callback_requests_due", "state", "next_attempt"),
+        Index("ix_callback_requests_created", "created"),
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, Text, bindparam, func, literal_column, or_, select
@@ -63,6 +63,16 @@ RATINGS = ("非常满意", "满意", "基本满意", "不满意", "非常不满�
 ENGINE = Principal(user_id=0, username="engine", role="agent", department_id=None, agent_id=None,
                    display_name="呼叫引擎")
 LINK_CALL = "link_call"  # a history row that is no lifecycle step: a call joined the ticket
+
+# The five levels of the satisfaction survey (好差评), by the key the caller pressed.
+SURVEY_LABELS = {1: "非常满意", 2: "满意", 3: "基本满意", 4: "不满意", 5: "非常不满意"}
+
+
+def survey_label(surveyed: bool, rating: int | None) -> str:
+    """"" when the caller never reached the survey; 未评价 when they gave no rating."""
+    if not surveyed:
+        return ""
+    return SURVEY_LABELS.get(rating, "未评价") if rating is not None else "未评价"
 
 
 class ServiceError(Exception):
@@ -158,6 +168,23 @@ class TicketService:
     def get(self, who: Principal, ticket: int | str, now: datetime) -> dict[str, Any]:
         with Session(self.engine) as s:
             return self._view(s, who, self._load(s, who, ticket), now)
+
+    def progress(self, number: str) -> tuple[str, date | None] | None:
+        """A ticket's state and the date its running deadline falls on (local), for the caller
+        who keys its number on the phone (跟踪); None for no such registered ticket. Nothing
+        else about it: whoever knows a number hears no name, place or content."""
+        if not number.isdigit() or len(number) > 16:
+            return None
+        with Session(self.engine) as s:
+            row = s.execute(select(TicketRow.state, TicketRow.due_at, TicketRow.handle_due)
+                            .where(TicketRow.number == number)).first()
+        if row is None or row.state in (State.NEW.value, State.DRAFT.value):
+            return None
+        due = row.due_at or row.handle_due
+        if due is None:
+            return row.state, None
+        due = due if due.tzinfo is not None else due.replace(tzinfo=UTC)
+        return row.state, self.policy.calendar.local(due.timestamp()).date()
 
     def history(self, who: Principal, ticket: int | str) -> list[dict[str, Any]]:
         with Session(self.engine) as s:
@@ -259,7 +286,8 @@ class TicketService:
         restricted = row.caller_restricted and who.role == "department"
         dept = s.get(DepartmentRow, row.department_id) if row.department_id else None
         original = s.get(TicketRow, row.original_id) if row.original_id else None
-        calls = s.execute(select(TicketCallRow.call_id, TicketCallRow.recording, TicketCallRow.linked)
+        calls = s.execute(select(TicketCallRow.call_id, TicketCallRow.recording, TicketCallRow.linked,
+                                 TicketCallRow.surveyed, TicketCallRow.rating)
                           .where(TicketCallRow.ticket_id == row.id).order_by(TicketCallRow.linked))
         facts = self._facts(row)
         out.update({
@@ -274,7 +302,11 @@ class TicketService:
             "registered_at": _iso(row.registered_at), "dispatched_at": _iso(row.dispatched_at),
             "accepted_at": _iso(row.accepted_at), "replied_at": _iso(row.replied_at),
             "closed_at": _iso(row.closed_at), "updated": _iso(row.updated), "version": row.version,
-            "calls": [{"call_id": c, "recording": r, "linked": _iso(t)} for c, r, t in calls],
+            # The caller's survey of each call: 1 = 非常满意 .. 5 = 非常不满意; surveyed without a
+            # rating is 未评价 (no key, or hung up).
+            "calls": [{"call_id": c, "recording": r, "linked": _iso(t), "surveyed": bool(sv),
+                       "rating": rt, "rating_label": survey_label(bool(sv), rt)}
+                      for c, r, t, sv, rt in calls],
             "allowed_actions": [a.value for a in allowed(facts, self._limits(row)) if may(who.role, a)],
         })
         return out

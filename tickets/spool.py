@@ -98,8 +98,12 @@ def _check(data: dict[str, Any]) -> None:
     wrong += [name for name, ok in _CHOICES.items() if name in data and data[name] not in ok]
     if "priority" in data and (not isinstance(data["priority"], int) or isinstance(data["priority"], bool)):
         wrong.append("priority")
-    if "restricted" in data and not isinstance(data["restricted"], bool):
-        wrong.append("restricted")
+    for flag in ("restricted", "surveyed"):
+        if flag in data and not isinstance(data[flag], bool):
+            wrong.append(flag)
+    rating = data.get("rating")
+    if rating is not None and (not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5):
+        wrong.append("rating")
     if "path" in data and not (isinstance(data["path"], list) and all(isinstance(q, str) for q in data["path"])):
         wrong.append("path")
     if wrong:

@@ -70,3 +70,30 @@ def test_the_user_events_the_engine_decodes_are_raised(extensions: str) -> None:
 def test_the_fallback_marks_the_call_and_the_heartbeat_is_the_engines(extensions: str) -> None:
     assert f"(fallback),Set({dialplan.FALLBACK}=1)" in extensions
     assert f"${{{dialplan.ENGINE_SEEN}}}" in extensions
+
+
+def test_the_callback_context_is_there_with_its_hangup_handler_and_event(extensions: str) -> None:
+    """A callback's Originate lands in CALLBACK at s,1 (on the agent's phone); its hangup
+    handler raises CALLBACK_EVENT whatever ends the leg; the citizen's answer is recorded."""
+    for context in (dialplan.CALLBACK, dialplan.CALLBACK_ANSWERED):
+        assert f"[{context}]" in extensions, context
+    block = extensions.split(f"[{dialplan.CALLBACK}]", 1)[1].split("\n[", 1)[0]
+    assert f"exten => s,1,Set(CHANNEL(hangup_handler_push)={dialplan.CALLBACK},ended,1)" in block
+    assert f"exten => ended,1,UserEvent({dialplan.CALLBACK_EVENT},Status: ${{DIALSTATUS}}," in block
+    assert f"${{{dialplan.CB_ANSWERED_AT}}}" in block
+    # The number and the ring time reach Dial as digits only, whatever was set.
+    assert f"Dial(PJSIP/${{FILTER(0123456789,${{{dialplan.CB_NUMBER}}})}}@carrier," in block
+    assert f"${{FILTER(0123456789,${{{dialplan.CB_TIMEOUT}}})}}" in block
+    assert f"U({dialplan.CALLBACK_ANSWERED})" in block
+    assert "\nexten => failed," not in block  # Asterisk would run it for an Originate not taken
+    answered = extensions.split(f"[{dialplan.CALLBACK_ANSWERED}]", 1)[1].split("\n[", 1)[0]
+    assert f"Set(MASTER_CHANNEL({dialplan.CB_ANSWERED_AT})=" in answered
+    assert f"UserEvent({dialplan.RECORDING_EVENT}," in answered and "MixMonitor(" in answered
+
+
+def test_a_callback_call_id_is_a_valid_channel_id_and_names_its_request() -> None:
+    call_id = dialplan.callback_call_id("cb-1764000000.42", 3)
+    assert call_id == "cb-1764000000.42-3" and dialplan.is_callback_call(call_id)
+    assert dialplan.callback_request_of(call_id) == "cb-1764000000.42"
+    assert not dialplan.is_callback_call("1764000000.42")  # a citizen's own call
+    assert len(dialplan.callback_call_id("cb-" + "x" * 64, 9999)) <= 149  # Asterisk's ChannelId limit

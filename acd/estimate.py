@@ -1,0 +1,36 @@
+"""How long a caller joining a queue now would wait: the figure the IVR's callback offer
+(`wait_over`) is judged by.
+
+A deliberately plain estimate from the live picture, no history: the callers already in
+line, the agents who serve the queue and are not paused, and the mean handle time the
+engine has seen (talk + the queue's wrap-up). It errs long rather than short: a callback
+offered a little early costs less than one withheld from a caller who then waits.
+"""
+
+from __future__ import annotations
+
+from acd.agents import Presence
+from acd.state import State
+
+# Before any call was answered there is no handle time to go by: a 12345 call's typical
+# talk (the national centers report 3-5 minutes).
+DEFAULT_TALK = 180.0
+INFINITE = float("inf")
+
+
+def estimated_wait(state: State, queue: str, now: float) -> float:
+    """Seconds a new caller of `queue` would wait; infinity when nobody serves it."""
+    q = state.queues.get(queue)
+    if q is None:
+        return INFINITE
+    serving = [a for a in state.agents.values()
+               if queue in a.queues and a.configured and a.registered and a.presence is Presence.READY]
+    if not serving:
+        return INFINITE
+    ahead = len(state.lines.get(queue, ()))
+    if ahead == 0 and any(a.available(now) for a in serving):
+        return 0.0
+    calls = sum(a.calls_taken for a in serving)
+    talk = sum(a.talk_total for a in serving) / calls if calls else DEFAULT_TALK
+    handle = talk + q.wrapup
+    return (ahead + 1) * handle / len(serving)

@@ -1,0 +1,116 @@
+"""The engine's side of the IVR: the FastAGI listener, and what a flow may ask of the engine
+(hours, the estimated wait, the survey's rating, a ticket's progress, a callback booking).
+
+Ratings go to the dispatcher's inbox like any event (one task owns the live state); the
+ticket look-up runs in a thread with a time limit; a flow never waits on the database for
+longer than ivr.runner.HOOK_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from acd.calendar import is_open
+from acd.estimate import estimated_wait
+from acd.events import SurveyRated, SurveyStarted
+from ivr import flow as f
+from ivr.agi import FastAgiServer
+from ivr.runner import HOOK_TIMEOUT, FlowRunner
+
+if TYPE_CHECKING:
+    from cti.engine import Engine
+
+log = structlog.get_logger("hotline.ivr")
+
+NO_FLOWS = f.Flows({})
+
+BookCallback = Callable[[str, f.RequestCallback, bool], Awaitable[bool]]
+
+
+def needed(engine: Engine) -> bool:
+    """Whether the dialplan calls the IVR at all: a number with a flow, or the survey."""
+    ivr = engine.settings.ivr
+    return ivr is not None and bool(ivr.settings.numbers or ivr.settings.survey.enabled)
+
+
+class EngineIvr:
+    """The Hooks of ivr.runner, served from the running engine."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.runner = FlowRunner(self)
+        self.server = FastAgiServer(self.runner)
+        self.port = 0
+        # Set by the engine when callbacks are booked through it (cti/callbacks.py).
+        self.booker: BookCallback | None = None
+
+    async def start(self) -> int:
+        a = self.engine.settings.engine.agi
+        try:
+            self.port = await self.server.start(a.listen, a.port)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {a.listen}:{a.port} for the IVR (FastAGI): {exc.strerror}; "
+                                     "set agi.port in engine.yaml and run `hotline asterisk-conf install`") from None
+        log.info("listening", what="IVR (FastAGI)", address=a.listen, port=self.port)
+        return self.port
+
+    async def close(self) -> None:
+        await self.server.close()
+
+    # -- ivr.runner.Hooks --------------------------------------------------------------
+
+    def flows(self) -> f.Flows:
+        ivr = self.engine.settings.ivr
+        return ivr.flows if ivr is not None else NO_FLOWS
+
+    def queues(self) -> frozenset[str]:
+        return frozenset(q.name for q in self.engine.settings.queues)
+
+    def is_open(self, queue: str) -> bool:
+        state = self.engine.dispatcher.state
+        q = state.queues.get(queue)
+        return q is not None and is_open(state.calendar, q.hours, time.time())
+
+    def estimated_wait(self, queue: str) -> float:
+        # Read between two events of the dispatcher (same loop, no await here): a consistent picture.
+        wait = estimated_wait(self.engine.dispatcher.state, queue, self.clock())
+        return wait if math.isfinite(wait) else 86400.0
+
+    def survey_started(self, call_id: str) -> None:
+        self.engine.dispatcher.submit(SurveyStarted(call_id))
+
+    def rated(self, call_id: str, score: int | None) -> None:
+        self.engine.dispatcher.submit(SurveyRated(call_id, score))
+        log.info("survey_rated", call_id=call_id, rating=score if score is not None else "none")
+
+    async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound:
+        platform = self.engine.tickets
+        if platform is None:
+            return f.TicketNotFound()
+        try:
+            found = await asyncio.wait_for(asyncio.to_thread(platform.service.progress, number), HOOK_TIMEOUT)
+        except Exception as exc:  # the store is down or slow: the caller hears "not found", never silence
+            log.warning("ivr_ticket_lookup_failed", error=f"{type(exc).__name__}: {exc}",
+                        hint="the ticket store did not answer; the caller was told the number was not found")
+            return f.TicketNotFound()
+        if found is None:
+            return f.TicketNotFound()
+        state, due = found
+        return f.TicketFound(state=state, due=due)
+
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool) -> bool:
+        if self.booker is None:
+            return False
+        try:
+            return await asyncio.wait_for(self.booker(call_id, request, caller_restricted), HOOK_TIMEOUT)
+        except Exception as exc:
+            log.warning("ivr_callback_not_booked", call_id=call_id, error=f"{type(exc).__name__}: {exc}",
+                        hint="the caller was kept in the queue instead")
+            return False
