@@ -143,6 +143,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         dispatcher.on_answered = engine.tickets.answered
     if ivr_service.needed(engine):
         engine.ivr = EngineIvr(engine)
+        registry.register(ivr_service.IvrCollector(engine.ivr))
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
     return engine
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from acd.calendar import is_open
 from acd.estimate import estimated_wait
@@ -39,6 +40,35 @@ def needed(engine: Engine) -> bool:
     return ivr is not None and bool(ivr.settings.numbers or ivr.settings.survey.enabled)
 
 
+class IvrCollector:
+    """The IVR's counts on /metrics, read from the runner and the FastAGI server as they are."""
+
+    def __init__(self, ivr: EngineIvr) -> None:
+        self.ivr = ivr
+
+    def collect(self) -> Iterable[Metric]:
+        sessions = CounterMetricFamily("hotline_ivr_sessions", "IVR flows run, by flow and how they ended "
+                                       "(enqueue, transfer, hangup: the flow's verdict; hung_up: the caller "
+                                       "left mid-flow; error: a flow failed and the caller went to the queue)",
+                                       labels=["flow", "end"])
+        for (flow, end), n in sorted(self.ivr.runner.counters.sessions.items()):
+            sessions.add_metric([flow, end], n)
+        yield sessions
+        server = self.ivr.server
+        refused = CounterMetricFamily("hotline_agi_connections_dropped", "FastAGI connections dropped before a "
+                                      "flow ran: a bad or slow header, or over the connection limit",
+                                      labels=["reason"])
+        refused.add_metric(["bad_header"], server.bad_headers)
+        refused.add_metric(["over_limit"], server.refused)
+        yield refused
+        yield GaugeMetricFamily("hotline_agi_sessions_active", "FastAGI sessions running now", value=server.active)
+        lookups = CounterMetricFamily("hotline_ivr_ticket_lookups", "Ticket numbers keyed in the IVR (跟踪), by "
+                                      "result (failed: the store did not answer in time)", labels=["result"])
+        for result in ("found", "not_found", "failed"):
+            lookups.add_metric([result], self.ivr.lookups.get(result, 0))
+        yield lookups
+
+
 class EngineIvr:
     """The Hooks of ivr.runner, served from the running engine."""
 
@@ -48,6 +78,7 @@ class EngineIvr:
         self.runner = FlowRunner(self)
         self.server = FastAgiServer(self.runner)
         self.port = 0
+        self.lookups: dict[str, int] = {}  # result -> count
         # Set by the engine when callbacks are booked through it (cti/callbacks.py).
         self.booker: BookCallback | None = None
 
@@ -90,16 +121,24 @@ class EngineIvr:
         self.engine.dispatcher.submit(SurveyRated(call_id, score))
         log.info("survey_rated", call_id=call_id, rating=score if score is not None else "none")
 
-    async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound:
+    async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound | f.Done:
+        """The ticket's state, or not found; when the store cannot say (down, slow, no ticket
+        platform here), Done(False): the flow puts the caller through to an agent."""
+        result = await self._lookup(number)
+        key = "found" if isinstance(result, f.TicketFound) else "not_found" if result is not None else "failed"
+        self.lookups[key] = self.lookups.get(key, 0) + 1
+        return result if result is not None else f.Done(False)
+
+    async def _lookup(self, number: str) -> f.TicketFound | f.TicketNotFound | None:
         platform = self.engine.tickets
         if platform is None:
-            return f.TicketNotFound()
+            return None
         try:
             found = await asyncio.wait_for(asyncio.to_thread(platform.service.progress, number), HOOK_TIMEOUT)
-        except Exception as exc:  # the store is down or slow: the caller hears "not found", never silence
+        except Exception as exc:  # the store is down or slow: an agent, never "not found" nor silence
             log.warning("ivr_ticket_lookup_failed", error=f"{type(exc).__name__}: {exc}",
-                        hint="the ticket store did not answer; the caller was told the number was not found")
-            return f.TicketNotFound()
+                        hint="the ticket store did not answer in time; the caller was put through to an agent")
+            return None
         if found is None:
             return f.TicketNotFound()
         state, due = found

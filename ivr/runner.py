@@ -52,21 +52,22 @@ class Hooks(Protocol):
 
     def rated(self, call_id: str, score: int | None) -> None: ...
 
-    async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound: ...
+    async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound | f.Done: ...
 
     async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool) -> bool: ...
 
 
 @dataclass
 class Counters:
-    """For /metrics: sessions by how they ended, and node round trips."""
+    """For /metrics: sessions by flow and how they ended, and AGI round trips."""
 
-    sessions: dict[str, int] = field(default_factory=dict)  # finished_<action> | hung_up | error
+    # (flow, end) -> count; end: enqueue | transfer | hangup | hung_up | error
+    sessions: dict[tuple[str, str], int] = field(default_factory=dict)
     round_trips: list[float] = field(default_factory=list)  # seconds per AGI command (bench reads them)
     keep_round_trips: bool = False
 
-    def ended(self, how: str) -> None:
-        self.sessions[how] = self.sessions.get(how, 0) + 1
+    def ended(self, flow: str, how: str) -> None:
+        self.sessions[(flow, how)] = self.sessions.get((flow, how), 0) + 1
 
 
 def sound_file(language: str, name: str) -> str:
@@ -123,17 +124,17 @@ class FlowRunner:
                 bound.warning("ivr_flow_error", error=step.error, node=session.node,
                               hint="the caller went to the queue; check the flow with `hotline config check`")
             await self._finish(chan, step)
-            self.counters.ended(f"finished_{step.action}")
+            self.counters.ended(name, step.action)
         except AgiHangup:
             # The caller hung up mid-flow: record what is owed (the survey's "no rating").
             if session is not None:
                 for effect in f.hangup(flows, session, self.clock()):
                     if isinstance(effect, f.Rate):
                         self.hooks.rated(call_id, effect.score)
-            self.counters.ended("hung_up")
+            self.counters.ended(name, "hung_up")
             bound.info("ivr_hung_up", node=session.node if session else "")
         except Exception as exc:  # a flow must never leave the caller in silence
-            self.counters.ended("error")
+            self.counters.ended(name, "error")
             bound.error("ivr_failed", error=f"{type(exc).__name__}: {exc}", node=session.node if session else "",
                         hint="the caller goes to the queue")
             if session is not None and isinstance(exc, AgiError):

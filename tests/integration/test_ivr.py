@@ -80,3 +80,160 @@ def test_no_key_goes_to_the_queue_and_the_survey_rating_lands_on_the_record(ivr_
     assert row.wait_seconds < 1.5  # the agent picked up at once: the job number is not waiting
     uas.stop()
 
+
+
+def survey_ratings_on_tickets(engine: RunningEngine) -> dict[str, tuple[bool, int | None]]:
+    """caller number -> (surveyed, rating) of the call on its draft ticket, after a sweep."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from tickets.models import TicketCallRow, TicketRow
+
+    platform = engine.e.tickets
+    assert platform is not None
+    platform.drafts.sweep()
+    with Session(platform.service.engine) as s:
+        rows = s.execute(select(TicketRow.caller_num, TicketCallRow.surveyed, TicketCallRow.rating)
+                         .join(TicketCallRow, TicketCallRow.ticket_id == TicketRow.id)).all()
+    return {num: (bool(surveyed), rating) for num, surveyed, rating in rows}
+
+
+def test_survey_ratings_one_to_five_no_key_and_a_hang_up_land_on_the_record_and_the_ticket(
+        ivr_engine: RunningEngine) -> None:
+    announce = seconds("agent-prefix") + 4 * 0.4 + seconds("agent-suffix")
+    talk = announce + 2.5
+    ids = [str(1001 + i) for i in range(7)]
+    uas = sipp.agent_uas(6202, scenario="agent_hangup.xml", talk_ms=ms(talk))
+    sipp.register([agent(a) for a in ids], contact_port=6202)
+    ivr_engine.wait_for(lambda e: sum(e.dispatcher.state.agents[a].available() for a in ids) == 7, 10, "7 agents")
+    survey_at = QUEUE_BY + talk + 3.0
+    runs = {}
+    for score in range(1, 6):
+        number = f"1380000000{score}"
+        runs[number] = ivr_caller([("pause", ms(survey_at)), ("keys", str(score))], stay_ms=20_000,
+                                  caller=(f"市民{score}", number))
+    runs["13800000006"] = ivr_caller([("pause", ms(survey_at))], stay_ms=60_000, caller=("不按键", "13800000006"))
+    runs["13800000007"] = ivr_caller([("pause", ms(survey_at))], stay_ms=1_000, caller=("挂机", "13800000007"))
+    for run in runs.values():
+        run.check(survey_at + 70)
+    rows = {r.caller_num: r for r in ivr_engine.records(wait_for=7)}
+    assert {n: (r.outcome, r.surveyed, r.rating) for n, r in rows.items()} == {
+        **{f"1380000000{s}": ("answered", True, s) for s in range(1, 6)},
+        "13800000006": ("answered", True, None),  # no key after both tries: 未评价
+        "13800000007": ("answered", True, None),  # hung up during the survey: 未评价
+    }
+    assert survey_ratings_on_tickets(ivr_engine) == {n: (r.surveyed, r.rating) for n, r in rows.items()}
+    metrics = ivr_engine.metrics()
+    assert metrics["hotline_survey_offered_total{queue=main}"] == 7
+    assert metrics["hotline_survey_rated_total{queue=main,rating=none}"] == 2
+    assert metrics["hotline_survey_rated_total{queue=main,rating=3}"] == 1
+    uas.stop()
+
+
+def test_the_caller_hears_the_agents_job_number_when_the_agent_answers(ivr_engine: RunningEngine) -> None:
+    from testbed.rtp_listen import RtpListener
+
+    announce = seconds("agent-prefix") + 4 * 0.4 + seconds("agent-suffix")
+    uas = one_agent(ivr_engine, "1001", 6203)
+    media = sipp.media_port(sipp.CARRIER_IP)
+    with RtpListener(sipp.CARRIER_IP, media) as heard:
+        caller = ivr_caller([("pause", ms(QUEUE_BY + announce + 2))], stay_ms=500, media=media)
+        caller.check(QUEUE_BY + announce + 30)
+    (row,) = ivr_engine.records(wait_for=1)
+    assert row.outcome == "answered" and row.answered is not None
+    answered = row.answered.timestamp()
+    # The caller sends no audio, and the agent only echoes what it gets: what the caller
+    # hears right after the pick-up is the announcement, and then silence.
+    assert heard.rms(answered + 0.3, answered + announce - 0.3) > 300
+    assert heard.rms(answered + announce + 0.8, answered + announce + 1.8) < 100
+    uas.stop()
+
+
+def test_an_invalid_key_and_a_timeout_in_the_ticket_number_end_politely_without_queueing(
+        ivr_engine: RunningEngine) -> None:
+    # 2: progress; then a number too short (invalid), then nothing (timeout) three times in all.
+    ask = seconds("ticket-ask")
+    caller = ivr_caller([("pause", ms(MENU_AT)), ("keys", "2"), ("pause", ms(ask + 1)), ("keys", "123#")],
+                        stay_ms=90_000)
+    caller.check(MENU_AT + 120)
+    metrics = ivr_engine.metrics()
+    assert metrics["hotline_ivr_sessions_total{end=hangup,flow=intake}"] == 1  # the flow hung up, politely
+    assert ivr_engine.records() == []  # never in the queue: not an offered call
+    assert ivr_engine.call(lambda: len(ivr_engine.e.dispatcher.state.calls)) == 0
+
+
+
+def test_a_caller_keys_a_ticket_number_and_hears_its_state_then_a_wrong_one_three_times_ends_politely(
+        ivr_engine: RunningEngine) -> None:
+    from datetime import UTC, datetime
+
+    from tickets.lifecycle import Action
+    from tests.tickets.helpers import FORM, seed
+
+    platform = ivr_engine.e.tickets
+    assert platform is not None
+    users = seed(platform.service.engine)
+    now = datetime.now(UTC)
+    ticket = platform.service.create(users["agent1"], FORM, now)
+    platform.service.act(users["agent1"], ticket["number"], Action.DISPATCH, {"department": "housing"}, now)
+    assert platform.service.progress(ticket["number"])[0] == "dispatched"  # type: ignore[index]
+
+    ask = seconds("ticket-ask")
+    found = ivr_caller([("pause", ms(MENU_AT)), ("keys", "2"), ("pause", ms(ask + 1)),
+                        ("keys", ticket["number"] + "#")], stay_ms=60_000, caller=("查进度", "13800000011"))
+    wrong = "2000010100001"  # no such ticket
+    missed = ask + 1 + seconds("ticket-not-found") + 1
+    lost = ivr_caller([("pause", ms(MENU_AT)), ("keys", "2"), ("pause", ms(ask + 1)), ("keys", wrong + "#"),
+                       ("pause", ms(missed)), ("keys", wrong + "#"), ("pause", ms(missed)), ("keys", wrong + "#")],
+                      stay_ms=60_000, caller=("查错号", "13800000012"))
+    found.check(MENU_AT + 90)
+    lost.check(MENU_AT + 3 * missed + 90)
+    metrics = ivr_engine.metrics()
+    assert metrics["hotline_ivr_ticket_lookups_total{result=found}"] == 1
+    assert metrics["hotline_ivr_ticket_lookups_total{result=not_found}"] == 3
+    assert metrics["hotline_ivr_sessions_total{end=hangup,flow=intake}"] == 2  # both ended by the flow
+    assert ivr_engine.records() == []
+
+
+def test_a_caller_who_hangs_up_mid_flow_leaves_nothing_behind(ivr_engine: RunningEngine) -> None:
+    caller = ivr_caller([], stay_ms=ms(seconds("welcome") / 2))  # gone during the greeting
+    caller.check(30)
+    ivr = ivr_engine.e.ivr
+    assert ivr is not None
+    ivr_engine.wait_for(lambda e: ivr.server.active == 0, 10, "the AGI session to end")
+    metrics = ivr_engine.metrics()
+    assert metrics["hotline_ivr_sessions_total{end=hung_up,flow=intake}"] == 1
+    assert metrics["hotline_agi_sessions_active{}"] == 0
+    assert ivr_engine.call(lambda: len(ivr_engine.e.dispatcher.state.calls)) == 0
+    assert ivr_engine.records() == []
+
+
+def test_the_server_keeps_serving_while_one_flow_raises_and_that_caller_still_reaches_an_agent(
+        ivr_engine: RunningEngine) -> None:
+    uas = sipp.agent_uas(6204)
+    sipp.register([agent("1001"), agent("1002")], contact_port=6204)
+    ivr_engine.wait_for(lambda e: sum(e.dispatcher.state.agents[a].available() for a in ("1001", "1002")) == 2,
+                        10, "2 agents")
+    ivr = ivr_engine.e.ivr
+    assert ivr is not None
+    real = ivr.estimated_wait
+    failures: list[str] = []
+
+    def broken_once(queue: str) -> float:  # the intake's wait check asks for it
+        if not failures:
+            failures.append(queue)
+            raise RuntimeError("estimate exploded")
+        return real(queue)
+
+    ivr.estimated_wait = broken_once  # type: ignore[method-assign]
+    first = ivr_caller([("pause", ms(QUEUE_BY + 4))], stay_ms=500, caller=("出错", "13800000021"))
+    time.sleep(1)
+    second = ivr_caller([("pause", ms(QUEUE_BY + 4))], stay_ms=500, caller=("正常", "13800000022"))
+    first.check(QUEUE_BY + 40)
+    second.check(QUEUE_BY + 40)
+    rows = {r.caller_num: r.outcome for r in ivr_engine.records(wait_for=2)}
+    assert rows == {"13800000021": "answered", "13800000022": "answered"}
+    metrics = ivr_engine.metrics()
+    assert metrics["hotline_ivr_sessions_total{end=error,flow=intake}"] == 1
+    assert metrics["hotline_ivr_sessions_total{end=enqueue,flow=intake}"] == 1
+    uas.stop()
