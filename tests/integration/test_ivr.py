@@ -167,8 +167,8 @@ def test_a_caller_keys_a_ticket_number_and_hears_its_state_then_a_wrong_one_thre
         ivr_engine: RunningEngine) -> None:
     from datetime import UTC, datetime
 
-    from tickets.lifecycle import Action
     from tests.tickets.helpers import FORM, seed
+    from tickets.lifecycle import Action
 
     platform = ivr_engine.e.tickets
     assert platform is not None
