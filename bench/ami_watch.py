@@ -2,7 +2,8 @@
 
 Both paths are timed on Asterisk's clock (timestampevents=yes), from the moment the
 caller joins a queue (our UserEvent HotlineJoin, or app_queue's QueueCallerJoin) to
-the first DialBegin towards an agent.
+the first DialBegin towards an agent. It also notes each caller channel's Newchannel (the
+first ring) and the number dialled, for the time from the ring to the queue join.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class AmiWatch:
         # Per agent: when its leg last hung up, and the gaps from that to its next dial.
         self.freed: dict[str, float] = {}
         self.gaps: list[float] = []
+        # Per Linkedid: the caller channel's Newchannel (its first ring) and the number it dialled.
+        self.rings: dict[str, float] = {}
+        self.dialled: dict[str, str] = {}
         self._stop = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -58,15 +62,29 @@ class AmiWatch:
                         self.gaps.append((float(stamp) - self.freed.pop(agent)) * 1000)
                 elif name == "Hangup" and str(msg.get("Channel", "")).startswith("PJSIP/agent"):
                     self.freed[str(msg["Channel"]).split("-", 1)[0]] = float(stamp)
+                elif name == "Newchannel" and msg.get("Uniqueid") == linkedid:
+                    self.rings.setdefault(linkedid, float(stamp))
+                    self.dialled.setdefault(linkedid, str(msg.get("Exten", "")))
 
     def latencies_ms(self) -> list[float]:
         return sorted((self.dials[k] - t) * 1000 for k, t in self.joins.items() if k in self.dials)
+
+    def ring_to_join_ms(self, number: str) -> list[float]:
+        """Sorted, per call to `number`: its caller channel's Newchannel -> its queue join."""
+        return sorted((self.joins[k] - t) * 1000 for k, t in self.rings.items()
+                      if k in self.joins and self.dialled.get(k) == number)
+
+    def rang(self, number: str) -> int:
+        """Calls to `number` seen (a Newchannel), joined or not."""
+        return sum(1 for n in self.dialled.values() if n == number)
 
     def reset(self) -> None:
         self.joins.clear()
         self.dials.clear()
         self.freed.clear()
         self.gaps.clear()
+        self.rings.clear()
+        self.dialled.clear()
 
     def close(self) -> None:
         self._stop = True

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from bench.ami_watch import MANAGER_USER, AmiWatch
 from config.loader import load
 from config.settings import Settings
+from ivr import prompts
 from testbed import sipp
 from testbed.configs import password, write_config
 from testbed.sandbox import Sandbox, SandboxError
@@ -99,7 +100,11 @@ def _remove_app_queue(box: Sandbox) -> None:
 
 
 @contextlib.contextmanager
-def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterator[Rig]:
+def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
+        ivr: Callable[[Path], dict[str, Any]] | None = None) -> Iterator[Rig]:
+    """ivr: given the run's work directory (removed at the end), the keys of ivr.yaml over the
+    test default (no IVR); it may put a prompts override folder there. Asterisk gets the
+    shipped prompts back at the end."""
     agent_ids = [str(1001 + i) for i in range(agents)]
     box = Sandbox()
     try:
@@ -109,7 +114,7 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterato
     workdir = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     try:
         config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT,
-                              metrics_port=METRICS_PORT)
+                              metrics_port=METRICS_PORT, ivr=ivr(workdir) if ivr is not None else None)
         settings = load(config)
         box.build()
         # Written before the start, so app_queue loads them at boot and no reload is needed.
@@ -132,6 +137,8 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any]) -> Iterato
             sipp.stop_all()  # callers left by an interrupted run end their calls, not wait for SIGKILL
             _remove_app_queue(box)
             box.stop()  # the registrations go with it
+            if ivr is not None:  # a prompts override of this run must not outlive it
+                prompts.install_sounds(box.root / "usr/share/asterisk/sounds/hotline", None)
         finally:
             claim.release()
             shutil.rmtree(workdir, ignore_errors=True)

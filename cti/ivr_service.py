@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from acd.calendar import is_open
 from acd.estimate import estimated_wait
 from acd.events import SurveyRated, SurveyStarted
 from ivr import flow as f
 from ivr.agi import FastAgiServer
-from ivr.runner import HOOK_TIMEOUT, FlowRunner
+from ivr.runner import HOOK_TIMEOUT, TRIP_BUCKETS, FlowRunner
 
 if TYPE_CHECKING:
     from cti.engine import Engine
@@ -62,6 +62,15 @@ class IvrCollector:
         refused.add_metric(["over_limit"], server.refused)
         yield refused
         yield GaugeMetricFamily("hotline_agi_sessions_active", "FastAGI sessions running now", value=server.active)
+        counters = self.ivr.runner.counters
+        trips = HistogramMetricFamily("hotline_agi_round_trip_seconds", "FastAGI round trips of the commands that "
+                                      "play nothing (answer, set variable): engine to Asterisk and back")
+        cumulative, buckets = 0, []
+        for bound, n in zip((*TRIP_BUCKETS, float("inf")), counters.trips, strict=True):
+            cumulative += n
+            buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+        trips.add_metric([], buckets, counters.trip_sum)
+        yield trips
         lookups = CounterMetricFamily("hotline_ivr_ticket_lookups", "Ticket numbers keyed in the IVR (跟踪), by "
                                       "result (failed: the store did not answer in time)", labels=["result"])
         for result in ("found", "not_found", "failed"):

@@ -11,12 +11,14 @@ at once; what must still be recorded (the survey's "no rating") is recorded.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -29,6 +31,9 @@ from ivr.agi import AgiChannel, AgiError, AgiHangup
 log = structlog.get_logger("hotline.ivr")
 
 LOCAL = ZoneInfo("Asia/Shanghai")
+NO_FLOWS = f.Flows({})
+TRIP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+T = TypeVar("T")
 KEYS = "0123456789*#"
 # The longest any single AGI command may take, whatever the flow says: a prompt is seconds
 # long, a key wait is the node's timeout. A command past it ends the flow (to the queue).
@@ -63,11 +68,17 @@ class Counters:
 
     # (flow, end) -> count; end: enqueue | transfer | hangup | hung_up | error
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)
-    round_trips: list[float] = field(default_factory=list)  # seconds per AGI command (bench reads them)
-    keep_round_trips: bool = False
+    # AGI round trips of the commands that play nothing (answer, variables): how long the
+    # engine waits for Asterisk per step, cumulative counts per upper bound (a histogram).
+    trips: list[int] = field(default_factory=lambda: [0] * (len(TRIP_BUCKETS) + 1))
+    trip_sum: float = 0.0
 
     def ended(self, flow: str, how: str) -> None:
         self.sessions[(flow, how)] = self.sessions.get((flow, how), 0) + 1
+
+    def trip(self, seconds: float) -> None:
+        self.trips[bisect.bisect_left(TRIP_BUCKETS, seconds)] += 1
+        self.trip_sum += seconds
 
 
 def sound_file(language: str, name: str) -> str:
@@ -103,7 +114,7 @@ class FlowRunner:
         call_id = chan.args[0] if chan.args and chan.args[0] else chan.headers.get("uniqueid", "")
         name = chan.script
         bound = log.bind(call_id=call_id, flow=name)
-        flows = self.hooks.flows()
+        flows = NO_FLOWS
         restricted = chan.args[1:2] == ("1",)
         ctx = f.Context(
             caller=_digits(chan.headers.get("callerid", "")),
@@ -112,10 +123,11 @@ class FlowRunner:
             is_open=self.hooks.is_open,
             estimated_wait=self.hooks.estimated_wait,
         )
-        if flows.survey is not None and name == flows.survey:
-            self.hooks.survey_started(call_id)
         session: f.Session | None = None
         try:
+            flows = self.hooks.flows()
+            if flows.survey is not None and name == flows.survey:
+                self.hooks.survey_started(call_id)
             session, step = f.start(flows, name, ctx, self.clock())
             while not isinstance(step, f.Finish):
                 result = await self._perform(chan, call_id, step, session, flows, restricted)
@@ -156,6 +168,8 @@ class FlowRunner:
                 self.hooks.rated(call_id, step.score)
                 return f.Done(True)
             case f.RequestCallback():
+                if step.queue is None:  # the dialled number's queue, as the dialplan set it
+                    step = dataclasses.replace(step, queue=await self._trip(chan.get_variable(dp.QUEUE)))
                 return f.Done(await self.hooks.book_callback(call_id, step, restricted))
             case f.Finish():
                 raise TypeError("a Finish is not performed: it ends the flow")
@@ -166,13 +180,12 @@ class FlowRunner:
         left = COMMAND_CAP if due is None else due - self.clock()
         return max(0.5, min(COMMAND_CAP, left))
 
-    async def _timed(self, command: Awaitable[str]) -> str:
+    async def _trip(self, command: Awaitable[T]) -> T:
+        """A command that plays nothing: its round trip is Asterisk's (and the loop's) own."""
         start = self.clock()
-        try:
-            return await command
-        finally:
-            if self.counters.keep_round_trips:
-                self.counters.round_trips.append(self.clock() - start)
+        result = await command
+        self.counters.trip(self.clock() - start)
+        return result
 
     async def _prompt(self, chan: AgiChannel, step: f.Prompt, budget: float) -> str:
         """Play the items; with keys wanted, a key stops the playing and starts the reading."""
@@ -182,7 +195,7 @@ class FlowRunner:
         got = ""
         for item in step.items:
             for name in spoken(item, step.language):
-                got = await self._timed(chan.stream_file(sound_file(step.language, name), escape, timeout=budget))
+                got = await chan.stream_file(sound_file(step.language, name), escape, timeout=budget)
                 if got:
                     break
             if got:
@@ -193,7 +206,7 @@ class FlowRunner:
             return ""
         while len(got) < keys.max_digits:
             wait = keys.timeout if got else keys.first_timeout
-            digit = await self._timed(chan.wait_for_digit(wait, timeout=min(budget, wait + 5)))
+            digit = await chan.wait_for_digit(wait, timeout=min(budget, wait + 5))
             if not digit:
                 break  # a timeout: what was read so far (the model judges it)
             if keys.terminator and digit == keys.terminator:
@@ -203,30 +216,30 @@ class FlowRunner:
 
     async def _answer(self, chan: AgiChannel) -> None:
         if not getattr(chan, "_hotline_answered", False):
-            await chan.answer()
+            await self._trip(chan.answer())
             chan._hotline_answered = True  # type: ignore[attr-defined]
 
     async def _finish(self, chan: AgiChannel, step: f.Finish) -> None:
         """Write the verdict the dialplan reads ([hotline-ivr])."""
         if step.action == "hangup":
-            await chan.set_variable(dp.IVR_VERDICT, "hangup")
+            await self._trip(chan.set_variable(dp.IVR_VERDICT, "hangup"))
             return
         if step.action == "transfer":
             number = _digits(step.number)
             if number:
-                await chan.set_variable(dp.IVR_NUMBER, number)
-                await chan.set_variable(dp.IVR_VERDICT, "transfer")
+                await self._trip(chan.set_variable(dp.IVR_NUMBER, number))
+                await self._trip(chan.set_variable(dp.IVR_VERDICT, "transfer"))
                 return
         if step.queue is not None and step.queue in self.hooks.queues():
-            await chan.set_variable(f"__{dp.QUEUE}", step.queue)
-            await chan.set_variable(dp.OFFERED, step.queue)
-            await chan.set_variable(dp.PATH, step.queue)
+            await self._trip(chan.set_variable(f"__{dp.QUEUE}", step.queue))
+            await self._trip(chan.set_variable(dp.OFFERED, step.queue))
+            await self._trip(chan.set_variable(dp.PATH, step.queue))
         if step.priority is not None:
-            await chan.set_variable(dp.PRIORITY, str(max(0, min(9, step.priority))))
+            await self._trip(chan.set_variable(dp.PRIORITY, str(max(0, min(9, step.priority)))))
         if step.skills:
-            await chan.set_variable(dp.SKILLS, await _merged_skills(chan, step.skills))
-        await chan.set_variable(dp.LANGUAGE, step.language)
-        await chan.set_variable(dp.IVR_VERDICT, "queue")
+            await self._trip(chan.set_variable(dp.SKILLS, await _merged_skills(chan, step.skills)))
+        await self._trip(chan.set_variable(dp.LANGUAGE, step.language))
+        await self._trip(chan.set_variable(dp.IVR_VERDICT, "queue"))
 
     async def _to_queue(self, chan: AgiChannel) -> None:
         """After a failure: the queue, if the channel still listens (else the dialplan's

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from config.loader import DEFAULTS_DIR, load
 from config.settings import Settings
+from cti.asterisk_conf import CONF_DIR
 from metrics import kpi
 from testbed import sipp
 from testbed.audio import check_audio
@@ -100,6 +102,23 @@ def write_config(workdir: Path) -> Path:
     return config
 
 
+def _ivr_seconds(settings: Settings) -> float:
+    """How long a caller who presses no key spends in the shipped intake flow before the
+    queue, plus the job number on answer (0: the number runs no IVR)."""
+    ivr = settings.ivr
+    if ivr is None or settings.queue.number not in ivr.settings.numbers:
+        return 0.0
+    sounds = CONF_DIR / "sounds" / "zh"
+
+    def length(name: str) -> float:
+        with wave.open(str(sounds / f"{name}.wav"), "rb") as w:
+            return w.getnframes() / w.getframerate()
+
+    menu_wait = 3.0  # the intake menu's timeout
+    job_number = length("agent-prefix") + 4 * 0.45 + length("agent-suffix") if ivr.settings.announce_agent else 0
+    return length("welcome") + length("intake-menu") + menu_wait + job_number + 1.0
+
+
 def main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("hotline demo needs root (the Asterisk sandbox is a chroot): run it with sudo", file=sys.stderr)
@@ -158,8 +177,15 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
         sipp.register(agents, contact_port=6090)
         registered = True
         time.sleep(1)
-        say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
-        run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000)
+        ivr = _ivr_seconds(settings)
+        if ivr:
+            say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second): each hears the "
+                f"IVR first (greeting and menu, no key pressed: {ivr:.0f} s), then an agent's job number, then "
+                "talks 3 s")
+        else:
+            say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
+        # The SIPp caller talks from the moment it is answered: with an IVR, that is the greeting.
+        run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000 + int(ivr * 1000))
         while run.running():
             s = run.stats()
             say(f"  calls: {s.created} placed, {s.current} in progress, {s.successful} done, {s.failed} failed")
