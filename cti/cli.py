@@ -21,8 +21,10 @@ EPILOG = """\
 examples:
   hotline run                          run the engine with the embedded defaults
   hotline run --config /etc/hotline    run with an admin's YAML (agents.yaml and queues.yaml required)
-  hotline config check --config DIR    list every error with file:line (exit 2 if any), the files taken
-                                       from the embedded defaults, and warnings (exit 0)
+  hotline config check --config DIR    list every error with file:line (exit 2 if any; the IVR flows of
+                                       ivr.yaml included: undefined targets, unreachable nodes, loops with
+                                       no exit, missing prompts), the files taken from the embedded
+                                       defaults, and warnings (exit 0)
   hotline reload --config DIR          apply changed YAML to the running engine (or: kill -HUP)
   hotline sandbox up                   build (once) and start Asterisk 22 + SIPp in a chroot (root)
   hotline sandbox rx "core show channels"
@@ -242,6 +244,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     folder = _config_dir(args)
     where = folder or f"{DEFAULTS_DIR} (embedded defaults)"
     print(f"configuration OK: {where}: {len(settings.queues)} queue(s), {len(settings.agents)} agent(s)")
+    if settings.ivr is not None:
+        ivr = settings.ivr.settings
+        numbers = ", ".join(f"{n} -> {flow}" for n, flow in sorted(ivr.numbers.items())) or "none"
+        print(f"  IVR ({settings.ivr.file}): {len(settings.ivr.flows.flows)} flow(s); numbers with a flow: {numbers}; "
+              f"survey {'on (' + ivr.survey.flow + ')' if ivr.survey.enabled else 'off'}; "
+              f"job number {'on' if ivr.announce_agent else 'off'}")
     if folder and settings.from_defaults:
         print(f"  not in {folder}, taken from the embedded defaults: {', '.join(settings.from_defaults)}")
     for warning in settings.warnings:
@@ -268,6 +276,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_asterisk_conf(args: argparse.Namespace) -> int:
     from cti.asterisk_conf import install, render, write_private
+    from ivr.prompts import PromptError
 
     settings = _settings(args)
     try:
@@ -281,6 +290,9 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
             for path in install(settings, Path(args.etc), Path(args.sounds)):
                 print(path)
             print("now reload Asterisk: asterisk -rx 'core reload'", file=sys.stderr)
+    except PromptError as exc:
+        print(f"hotline asterisk-conf {args.action}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"hotline asterisk-conf {args.action}: cannot write{where}: {exc.strerror or exc}; "
@@ -361,9 +373,13 @@ def parser() -> argparse.ArgumentParser:
     ren = asub.add_parser("render", help="write the rendered files into --out (mode 0640: they hold secrets)")
     ren.add_argument("--out", required=True)
     with_config(ren)
-    ins = asub.add_parser("install", help="install into an existing Asterisk (then core reload)")
+    ins = asub.add_parser("install", help="install into an existing Asterisk (then core reload): the rendered "
+                          "files, the IVR prompts under <sounds>/hotline/<zh|en>/ with the admin's own recordings "
+                          "(ivr.yaml prompts.override_dir) over the shipped ones, and each agent's job number "
+                          "announcement")
     ins.add_argument("--etc", default="/etc/asterisk", help="Asterisk's config dir (default /etc/asterisk)")
-    ins.add_argument("--sounds", default="/usr/share/asterisk/sounds", help="Asterisk's sounds dir")
+    ins.add_argument("--sounds", default="/usr/share/asterisk/sounds",
+                     help="Asterisk's sounds dir (default /usr/share/asterisk/sounds)")
     with_config(ins)
     for sp in (ren, ins):
         sp.set_defaults(func=cmd_asterisk_conf)
