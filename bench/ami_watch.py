@@ -3,7 +3,8 @@
 Both paths are timed on Asterisk's clock (timestampevents=yes), from the moment the
 caller joins a queue (our UserEvent HotlineJoin, or app_queue's QueueCallerJoin) to
 the first DialBegin towards an agent. It also notes each caller channel's Newchannel (the
-first ring) and the number dialled, for the time from the ring to the queue join.
+first ring) and the number dialled, for the time from the ring to the queue join, and each
+AGI command's start and end (AGIExecStart / AGIExecEnd: Asterisk's own time per command).
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ MANAGER_USER = f"""
 secret = {BENCH_SECRET}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
-read = call,user,agent
+read = call,user,agent,agi
 write =
 """
+
+
+def agi_verb(command: str) -> str:
+    """`SET VARIABLE __HOTLINE_QUEUE main` -> `SET VARIABLE`; `ANSWER` -> `ANSWER`."""
+    words = command.upper().split()
+    return " ".join(words[:2] if words[:1] in (["SET"], ["GET"], ["STREAM"], ["WAIT"]) else words[:1])
 
 
 class AmiWatch:
@@ -35,6 +42,12 @@ class AmiWatch:
         # Per Linkedid: the caller channel's Newchannel (its first ring) and the number it dialled.
         self.rings: dict[str, float] = {}
         self.dialled: dict[str, str] = {}
+        # AGI commands: Asterisk's time per command (ms, by verb), and per Linkedid when its
+        # first command started and its last one ended.
+        self.agi_ms: dict[str, list[float]] = {}
+        self.agi_first: dict[str, float] = {}
+        self.agi_last: dict[str, float] = {}
+        self._agi_open: dict[tuple[str, str], float] = {}
         self._stop = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -65,6 +78,15 @@ class AmiWatch:
                 elif name == "Newchannel" and msg.get("Uniqueid") == linkedid:
                     self.rings.setdefault(linkedid, float(stamp))
                     self.dialled.setdefault(linkedid, str(msg.get("Exten", "")))
+                elif name == "AGIExecStart":
+                    self._agi_open[(str(msg.get("Uniqueid")), str(msg.get("CommandId")))] = float(stamp)
+                    self.agi_first.setdefault(linkedid, float(stamp))
+                elif name == "AGIExecEnd":
+                    started = self._agi_open.pop((str(msg.get("Uniqueid")), str(msg.get("CommandId"))), None)
+                    if started is not None:
+                        self.agi_ms.setdefault(agi_verb(str(msg.get("Command", ""))), []).append(
+                            (float(stamp) - started) * 1000)
+                    self.agi_last[linkedid] = float(stamp)
 
     def latencies_ms(self) -> list[float]:
         return sorted((self.dials[k] - t) * 1000 for k, t in self.joins.items() if k in self.dials)
@@ -85,6 +107,10 @@ class AmiWatch:
         self.gaps.clear()
         self.rings.clear()
         self.dialled.clear()
+        self.agi_ms.clear()
+        self.agi_first.clear()
+        self.agi_last.clear()
+        self._agi_open.clear()
 
     def close(self) -> None:
         self._stop = True

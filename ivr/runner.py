@@ -32,7 +32,7 @@ log = structlog.get_logger("hotline.ivr")
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 NO_FLOWS = f.Flows({})
-TRIP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+TRIP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.1, 0.25, 0.5, 1.0)
 T = TypeVar("T")
 KEYS = "0123456789*#"
 # The longest any single AGI command may take, whatever the flow says: a prompt is seconds
