@@ -326,6 +326,7 @@ class Callbacks:
         self._ops: deque[Op] = deque()  # attempts' starts and ends to store, in order
         self._op_ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self._bookings: set[asyncio.Task[bool]] = set()
         dispatcher.callbacks = self
 
     # -- the IVR's hooks ---------------------------------------------------------------------
@@ -336,6 +337,14 @@ class Callbacks:
         if problem:
             log.warning("callback_refused", call_id=req.call_id[:64], reason=problem)
             return False
+        # Shielded: a caller who gives up waiting (a time-out, a hang-up) cannot cut it between
+        # the stored request and its booking record. Stored is booked, whatever the caller heard.
+        task = asyncio.get_running_loop().create_task(self._store_booking(req))
+        self._bookings.add(task)
+        task.add_done_callback(self._bookings.discard)
+        return await asyncio.shield(task)
+
+    async def _store_booking(self, req: BookingRequest) -> bool:
         now = self.wall()
         arrived = min(req.arrived_wall, now) if req.arrived_wall > 0 else now
         request_id = REQUEST_PREFIX + req.call_id
@@ -357,7 +366,8 @@ class Callbacks:
         if not created:
             log.info("callback_booked_already", call_id=req.call_id, request=request_id, number=caller)
             return True
-        q = self.dispatcher.state.queues[req.queue]
+        state = self.dispatcher.state
+        q = state.queues.get(req.queue) or state.default_queue  # a reload may have removed it meanwhile
         self.dispatcher.record_booking(self._booking_record(req, q, arrived, now))
         self.metrics.callbacks_booked.labels(req.queue).inc()
         log.info("callback_booked", call_id=req.call_id, request=request_id, queue=req.queue, number=caller,
@@ -461,8 +471,11 @@ class Callbacks:
                     self.errors += 1
                     log.warning("callback_scan_failed", error=describe(exc),
                                 hint="the store is away; requests are fed when it answers again")
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                # that lands as the wait completes, and this task would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
+                    async with asyncio.timeout(self.poll):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             writer.cancel()

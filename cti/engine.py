@@ -26,6 +26,7 @@ from config.settings import Settings
 from cti import http, ivr_service
 from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
+from cti.callbacks import Callbacks, CallbackSettings
 from cti.dispatcher import Dispatcher
 from cti.ivr_service import EngineIvr
 from cti.logs import Throttle
@@ -53,6 +54,7 @@ class Engine:
     tickets: TicketPlatform | None = None  # the 工单 platform, when it runs inside the engine
     tickets_port: int = 0
     ivr: EngineIvr | None = None  # the FastAGI listener of the IVR flows, when the dialplan calls it
+    callbacks: Callbacks | None = None  # callbacks booked in the IVR: kept, fed to the ACD, retried
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -73,6 +75,8 @@ class Engine:
                         hint="these engine.yaml sections apply at the next restart of the engine (sip, fallback "
                              "and recordings also need `hotline asterisk-conf install` and an Asterisk reload)")
         self.settings = dataclasses.replace(settings, engine=running)
+        if self.callbacks is not None and settings.ivr is not None:
+            self.callbacks.settings = settings.ivr.settings.callback
         self.dispatcher.submit(QueuesConfigured(settings.core_queues(), settings.calendar.to_core()))
         profiles = settings.profiles()
         self.dispatcher.submit(AgentsConfigured(frozenset(p.agent_id for p in profiles), profiles))
@@ -141,6 +145,9 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         # Its own connection pool on the same store: ticket queries never hold up call records.
         engine.tickets = platform(settings, open_engine(e.store.url))
         dispatcher.on_answered = engine.tickets.answered
+    engine.callbacks = Callbacks(
+        outbox.engine, dispatcher, settings.ivr.settings.callback if settings.ivr is not None else CallbackSettings(),
+        dispatcher.metrics, caller_ids={q.name: q.dialled()[0].number for q in settings.queues if q.dialled()})
     if ivr_service.needed(engine):
         engine.ivr = EngineIvr(engine)
         registry.register(ivr_service.IvrCollector(engine.ivr))
@@ -210,6 +217,8 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
         }
         if engine.account is not None:
             tasks.add(asyncio.create_task(engine.account.run(), name="asterisk-account"))
+        if engine.callbacks is not None:
+            tasks.add(asyncio.create_task(engine.callbacks.run(), name="callbacks"))
         if engine.tickets is not None:
             t = engine.settings.tickets.http
             engine.tickets_port = await _listen(stack, engine.tickets.api.app(), t.listen, t.port, "ticket API")
@@ -232,6 +241,8 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                     await asyncio.wait_for(engine.dispatcher.drain(), 5.0)
                 except TimeoutError:
                     log.warning("inbox_not_drained", hint="events still queued are lost with this process")
+            if engine.callbacks is not None:
+                await engine.callbacks.drain(5.0)
             engine.dispatcher.cancel_timers()
             engine.dispatcher.settle_provisional(everything=True)
             if not await engine.outbox.drain(5.0):

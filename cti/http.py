@@ -212,8 +212,7 @@ def _with_requests(rows: list[dict[str, Any]], requests: list[dict[str, Any]]) -
     by_call = {r["call_id"]: r for r in requests}
     out = [{**row, "request": by_call.pop(row["call_id"], None)} for row in rows]
     for request in by_call.values():
-        if request["state"] in ("pending", "ringing") or request["booked"] is not None:
-            out.append({"call_id": request["call_id"], "queue": request["queue"], "caller_num": request["number"],
-                        "caller_name": "", "restricted": request["restricted"], "requested": request["booked"],
-                        "request": request})
+        out.append({"call_id": request["call_id"], "queue": request["queue"], "caller_num": request["number"],
+                    "caller_name": "", "restricted": request["restricted"], "requested": request["booked"],
+                    "request": request})
     return out

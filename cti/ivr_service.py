@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from acd.calendar import is_open
 from acd.estimate import estimated_wait
 from acd.events import SurveyRated, SurveyStarted
+from cti.callbacks import BookingRequest
 from ivr import flow as f
 from ivr.agi import FastAgiServer
 from ivr.runner import HOOK_TIMEOUT, TRIP_BUCKETS, FlowRunner
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hotline.ivr")
 
 NO_FLOWS = f.Flows({})
-
-BookCallback = Callable[[str, f.RequestCallback, bool], Awaitable[bool]]
 
 
 def needed(engine: Engine) -> bool:
@@ -88,8 +87,6 @@ class EngineIvr:
         self.server = FastAgiServer(self.runner)
         self.port = 0
         self.lookups: dict[str, int] = {}  # result -> count
-        # Set by the engine when callbacks are booked through it (cti/callbacks.py).
-        self.booker: BookCallback | None = None
 
     async def start(self) -> int:
         a = self.engine.settings.engine.agi
@@ -153,11 +150,20 @@ class EngineIvr:
         state, due = found
         return f.TicketFound(state=state, due=due)
 
-    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool) -> bool:
-        if self.booker is None:
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool,
+                            arrived_wall: float) -> bool:
+        callbacks = self.engine.callbacks
+        if callbacks is None:
             return False
+        queues = [q.name for q in self.engine.settings.queues]
+        booking = BookingRequest(
+            call_id=call_id, number=request.number,
+            queue=request.queue if request.queue in queues else queues[0],
+            priority=request.priority or 0, skills=request.skills, language=request.language,
+            arrived_wall=arrived_wall, caller_restricted=caller_restricted)
         try:
-            return await asyncio.wait_for(self.booker(call_id, request, caller_restricted), HOOK_TIMEOUT)
+            # book() keeps a request it has stored even if this wait gives up: it is called back.
+            return await asyncio.wait_for(callbacks.book(booking), HOOK_TIMEOUT)
         except Exception as exc:
             log.warning("ivr_callback_not_booked", call_id=call_id, error=f"{type(exc).__name__}: {exc}",
                         hint="the caller was kept in the queue instead")

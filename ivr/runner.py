@@ -59,7 +59,8 @@ class Hooks(Protocol):
 
     async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound | f.Done: ...
 
-    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool) -> bool: ...
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool,
+                            arrived_wall: float) -> bool: ...
 
 
 @dataclass
@@ -104,13 +105,17 @@ class FlowRunner:
     """The FastAGI handler: `agi://host:port/<flow>` with the call's Linkedid as argument 1."""
 
     def __init__(self, hooks: Hooks, clock: Callable[[], float] = time.monotonic,
-                 local_now: Callable[[], datetime] = lambda: datetime.now(LOCAL).replace(tzinfo=None)) -> None:
+                 local_now: Callable[[], datetime] = lambda: datetime.now(LOCAL).replace(tzinfo=None),
+                 wall: Callable[[], float] = time.time) -> None:
         self.hooks = hooks
         self.clock = clock
+        self.wall = wall
         self.local_now = local_now
         self.counters = Counters()
 
     async def __call__(self, chan: AgiChannel) -> None:
+        # The citizen's place in line, should they book a callback: when their call reached us.
+        arrived_wall = self.wall()
         call_id = chan.args[0] if chan.args and chan.args[0] else chan.headers.get("uniqueid", "")
         name = chan.script
         bound = log.bind(call_id=call_id, flow=name)
@@ -130,7 +135,7 @@ class FlowRunner:
                 self.hooks.survey_started(call_id)
             session, step = f.start(flows, name, ctx, self.clock())
             while not isinstance(step, f.Finish):
-                result = await self._perform(chan, call_id, step, session, flows, restricted)
+                result = await self._perform(chan, call_id, step, session, flows, restricted, arrived_wall)
                 step = f.resume(flows, session, result, ctx, self.clock())
             if step.error:
                 bound.warning("ivr_flow_error", error=step.error, node=session.node,
@@ -158,7 +163,7 @@ class FlowRunner:
     # -- the steps ----------------------------------------------------------------------
 
     async def _perform(self, chan: AgiChannel, call_id: str, step: f.Step, session: f.Session, flows: f.Flows,
-                       restricted: bool) -> f.Result:
+                       restricted: bool, arrived_wall: float) -> f.Result:
         match step:
             case f.Prompt():
                 return f.Digits(await self._prompt(chan, step, self._budget(flows, session)))
@@ -170,7 +175,7 @@ class FlowRunner:
             case f.RequestCallback():
                 if step.queue is None:  # the dialled number's queue, as the dialplan set it
                     step = dataclasses.replace(step, queue=await self._trip(chan.get_variable(dp.QUEUE)))
-                return f.Done(await self.hooks.book_callback(call_id, step, restricted))
+                return f.Done(await self.hooks.book_callback(call_id, step, restricted, arrived_wall))
             case f.Finish():
                 raise TypeError("a Finish is not performed: it ends the flow")
 

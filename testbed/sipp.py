@@ -448,18 +448,19 @@ def agent_uas(
     trace_msg: bool = False,
     host: str = AGENT_IP,
     talk_ms: int | None = None,
+    speak_after_ms: int | None = None,
 ) -> SippRun:
     """Start an agent softphone UAS on host:port (127.0.0.1 and the port the agent
     registered as its Contact; or the carrier's address, to answer forwarded calls) with
     -rtp_echo. It serves calls until stop(). The media port is chosen above Asterisk's
-    RTP range unless given. talk_ms: for agent_hangup.xml, how long the agent talks
-    before it hangs up."""
+    RTP range unless given. talk_ms, speak_after_ms: for agent_hangup.xml, how long the
+    agent talks before it hangs up, and when it starts to speak."""
     if not _udp_free(host, port):
         raise SippError(f"UDP {host}:{port} is taken; is another agent UAS still running?")
     run = SippRun(
         scenario,
         [*endpoint(host, port, media), "-rtp_echo", "-aa",
-         *scenario_params(scenario, {"answer_ms": answer_ms, "talk_ms": talk_ms})],
+         *scenario_params(scenario, {"answer_ms": answer_ms, "talk_ms": talk_ms, "speak_after_ms": speak_after_ms})],
         root=root,
         trace_msg=trace_msg,
     )

@@ -14,16 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from config.loader import load
 from testbed import sipp
+from testbed.audio import check_audio
 from testbed.configs import free_tcp_port, write_config
 from testbed.ivr_caller import ivr_caller
 from testbed.sandbox import Sandbox
-from tests.integration.harness import RunningEngine, password
+from tests.integration.harness import RECORDINGS, RunningEngine, password
 
 SOUNDS = Path(__file__).resolve().parents[2] / "asterisk-conf" / "sounds" / "zh"
 IVR_ON = {"numbers": {"12345": "intake"}, "survey": {"enabled": True}, "announce_agent": True}
+TRUNK_PORT = 5070  # the carrier's side (callbacks dial the citizen through it): a SIPp UAS on 127.0.0.2
 
 
 def seconds(name: str) -> float:
@@ -47,17 +50,42 @@ def agent(agent_id: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def agi_port(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_tcp_port()
-    sandbox.reinstall(load(write_config(tmp_path_factory.mktemp("ivr-dialplan"), agi_port=port, ivr=IVR_ON)))
+    folder = with_trunk_port(write_config(tmp_path_factory.mktemp("ivr-dialplan"), agi_port=port, ivr=IVR_ON))
+    sandbox.reinstall(load(folder))
     yield port
     sandbox.reinstall(load(write_config(tmp_path_factory.mktemp("session-dialplan"))))
 
 
+def with_trunk_port(folder: Path) -> Path:
+    engine_yaml = yaml.safe_load((folder / "engine.yaml").read_text(encoding="utf-8"))
+    engine_yaml["sip"] = {"trunk_port": TRUNK_PORT}
+    (folder / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
+    return folder
+
+
+def running(folder: Path) -> RunningEngine:
+    engine = RunningEngine.from_dir(with_trunk_port(folder))
+    engine.wait_ready()
+    return engine
+
+
 @pytest.fixture
 def ivr_engine(clean: Sandbox, agi_port: int, tmp_path: Path) -> Iterator[RunningEngine]:
-    running = RunningEngine.from_dir(write_config(tmp_path / "config", agi_port=agi_port, ivr=IVR_ON))
-    running.wait_ready()
-    yield running
-    running.close()
+    engine = running(write_config(tmp_path / "config", agi_port=agi_port, ivr=IVR_ON))
+    yield engine
+    engine.close()
+
+
+# Callbacks are offered whenever nobody serves the queue (an infinite estimated wait), tried
+# twice in all, 30 s apart (the shortest interval allowed), the citizen's phone ringing 5 s.
+CALLBACKS = {**IVR_ON, "callback": {"offer_after": 1, "retries": 1, "retry_interval": 30, "ring_timeout": 5}}
+
+
+@pytest.fixture
+def callback_engine(clean: Sandbox, agi_port: int, tmp_path: Path) -> Iterator[RunningEngine]:
+    engine = running(write_config(tmp_path / "config", agi_port=agi_port, ivr=CALLBACKS))
+    yield engine
+    engine.close()
 
 
 def one_agent(engine: RunningEngine, agent_id: str, port: int, **uas: object) -> sipp.SippRun:
@@ -237,3 +265,79 @@ def test_the_server_keeps_serving_while_one_flow_raises_and_that_caller_still_re
     assert metrics["hotline_ivr_sessions_total{end=error,flow=intake}"] == 1
     assert metrics["hotline_ivr_sessions_total{end=enqueue,flow=intake}"] == 1
     uas.stop()
+
+
+OFFER_AT = QUEUE_BY + 1.0  # the callback offer plays once the menu has timed out
+
+
+def booked_requests(engine: RunningEngine) -> list[dict[str, object]]:
+    status, body = engine.http("GET", "/callbacks?hours=1")
+    assert status == 200, body
+    return [row["request"] for row in body if row.get("request")]
+
+
+def test_a_callback_keeps_the_callers_place_rings_a_free_agent_first_then_the_citizen_and_is_recorded(
+        callback_engine: RunningEngine) -> None:
+    # Nobody serves the queue: the caller is offered a callback, takes it on their own number.
+    caller = ivr_caller([("pause", ms(OFFER_AT)), ("keys", "1"), ("pause", ms(seconds("callback-own-number") - 1)),
+                         ("keys", "1")], stay_ms=30_000, caller=("回拨我", "13800000031"))
+    caller.check(OFFER_AT + 60)
+    (booking,) = callback_engine.records(wait_for=1)
+    assert (booking.outcome, booking.caller_num) == ("callback", "13800000031")  # offered, not answered
+    (request,) = booked_requests(callback_engine)
+    assert request["state"] == "pending"
+
+    # The citizen hears the greeting before they are put through; then speaks 3 s and hangs up.
+    talk = seconds("callback-greeting") + 3
+    citizen = sipp.agent_uas(TRUNK_PORT, scenario="agent_hangup.xml", talk_ms=3000,
+                             speak_after_ms=ms(seconds("callback-greeting") + 0.5), host=sipp.CARRIER_IP)
+    agent_phone = sipp.agent_uas(6210)
+    sipp.register([agent("1001")], contact_port=6210)  # an agent logs in: the callback's turn, at once
+    callback_engine.wait_for(lambda e: not booked_requests_now(e), seconds("callback-agent-intro") + talk + 30,
+                             "the callback to finish")
+    (request,) = booked_requests(callback_engine)
+    assert (request["state"], request["outcome"], request["attempts"]) == ("done", "connected", 1)
+    assert settle_stats(citizen) == 1  # the citizen's phone was called once, and answered
+    time.sleep(1)  # MixMonitor writes the WAV header when it closes the file, just after the hang-up
+    recordings = list(RECORDINGS.rglob(f"cb-{booking.call_id}-*.wav"))
+    assert recordings and check_audio(recordings[0]).has_audio
+    assert callback_engine.call(lambda: callback_engine.e.dispatcher.state.agents["1001"].calls_taken) == 1
+    citizen.stop()
+    agent_phone.stop()
+
+
+def test_a_callback_to_a_number_that_does_not_answer_is_retried_once_then_closed_as_failed(
+        callback_engine: RunningEngine) -> None:
+    keyed = "02988880000"
+    caller = ivr_caller([("pause", ms(OFFER_AT)), ("keys", "1"), ("pause", ms(seconds("callback-own-number") - 1)),
+                         ("keys", "2"), ("pause", ms(seconds("callback-enter-number") + 0.5)), ("keys", keyed + "#")],
+                        stay_ms=30_000, caller=("别的号码", "13800000032"))
+    caller.check(OFFER_AT + 70)
+    citizen = sipp.agent_uas(TRUNK_PORT, scenario="agent_noanswer.xml", host=sipp.CARRIER_IP)
+    agent_phone = sipp.agent_uas(6211)
+    sipp.register([agent("1001")], contact_port=6211)
+    callback_engine.wait_for(lambda e: not booked_requests_now(e), 2 * (seconds("callback-agent-intro") + 5) + 30 + 30,
+                             "the callback to be given up")
+    (request,) = booked_requests(callback_engine)
+    assert (request["state"], request["attempts"]) == ("failed", 2)  # the first call and one retry: no more
+    assert request["number"] == keyed
+    assert settle_stats(citizen, attr="created") == 2
+    assert callback_engine.call(callback_engine.e.dispatcher.state.agents["1001"].available)
+    citizen.stop()
+    agent_phone.stop()
+
+
+def booked_requests_now(engine: object) -> bool:
+    """Whether a callback is still open (pending or ringing), from the engine's own store."""
+    from cti.callbacks import count_open
+
+    return count_open(engine.outbox.engine) > 0  # type: ignore[attr-defined]
+
+
+def settle_stats(run: sipp.SippRun, attr: str = "successful", timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    value = int(getattr(run.stats(), attr))
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        value = int(getattr(run.stats(), attr))
+    return value

@@ -227,6 +227,16 @@ async def test_a_booking_writes_one_record_offered_and_not_answered(rig: Rig) ->
     assert rig.metrics.ended.labels("main", "callback")._value.get() == 1
 
 
+async def test_a_booking_the_caller_stops_waiting_for_is_stored_whole(rig: Rig) -> None:
+    """The IVR gives up on the hook (its time-out, the caller hung up): the request and its
+    record are still stored together, never one without the other."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await rig.callbacks.book(booking(rig.wall))
+    await until(lambda: rig.row() is not None and len(rig.sink.records) == 1, what="the request and its record")
+    assert rig.metrics.callbacks_booked.labels("main")._value.get() == 1
+
+
 @pytest.mark.parametrize("number", ["", "12", "1380000000x", "138;System(id)", "1" * 21, "+8613800000000"])
 async def test_a_number_that_is_not_plain_digits_is_refused_before_it_reaches_the_dialplan(
         number: str, sqlite_db: Engine) -> None:
