@@ -9,7 +9,7 @@ offered a little early costs less than one withheld from a caller who then waits
 
 from __future__ import annotations
 
-from acd.agents import Presence
+from acd.agents import Activity, Presence
 from acd.state import State
 
 # Before any call was answered there is no handle time to go by: a 12345 call's typical
@@ -30,7 +30,9 @@ def estimated_wait(state: State, queue: str, now: float) -> float:
     ahead = len(state.lines.get(queue, ()))
     if ahead == 0 and any(a.available(now) for a in serving):
         return 0.0
-    calls = sum(a.calls_taken for a in serving)
-    talk = sum(a.talk_total for a in serving) / calls if calls else DEFAULT_TALK
+    # talk_total grows when a call ends, calls_taken when it is answered: count finished calls only,
+    # or a morning's first calls (all still going) would make the wait look short.
+    finished = sum(a.calls_taken - (1 if a.activity is Activity.ON_CALL else 0) for a in serving)
+    talk = sum(a.talk_total for a in serving) / finished if finished > 0 else DEFAULT_TALK
     handle = talk + q.wrapup
     return (ahead + 1) * handle / len(serving)

@@ -140,6 +140,8 @@ def _reconcile(state: State, call: Call, snap: SnapshotCall, now: float, wall: f
                 admit_again(state, call, now, wall, out)
         case Where.SURVEY:
             _after_talk(state, call, snap, now, wall, out)
+        case Where.DONE if call.state is CallState.AFTER_TALK:
+            pass  # hanging up after the survey: nothing left to do but the record
         case Where.CONNECT | Where.FALLBACK | Where.DONE if bridged or snap.answered_by:
             agent_id = bridged[0] if bridged else snap.answered_by or ""
             _connected(state, call, agent_id, snap, now, wall, out)
@@ -210,14 +212,21 @@ def _after_talk(state: State, call: Call, snap: SnapshotCall, now: float, wall: 
     the agent (if we had them on this call) off it."""
     if call.state is CallState.AFTER_TALK:
         return
-    if call.state is not CallState.CONNECTED:
-        _connected(state, call, snap.answered_by or call.agent_id or "", snap, now, wall, out)
+    release(state, call, now, out, keep=call.agent_id)
+    was = call.state
+    if call.answered is None:
+        call.answered = now - (snap.answered_ago if snap.answered_ago is not None else 0.0)
+    call.agent_id = snap.answered_by or call.agent_id
     ago = snap.talk_ended_ago if snap.talk_ended_ago is not None else 0.0
     call.talk_ended = now - ago
+    # Only an agent still seated on this very call leaves it: the same agent may be talking
+    # to the next caller already.
     agent = state.agents.get(call.agent_id) if call.agent_id else None
     if agent is not None and agent.call_id == call.call_id:
         _agent_off_call(state, agent, now, out)
     _force(state, call, CallState.AFTER_TALK, now)
+    if was is not CallState.CONNECTED:
+        answered(state, call, now, out)
 
 
 def _ringing(state: State, call: Call, ringing: frozenset[str], now: float, out: list[Command]) -> None:

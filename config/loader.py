@@ -284,9 +284,11 @@ def load(config_dir: Path | None = None) -> Settings:
 IVR_FILE = "ivr.yaml"
 
 
-def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str]) -> IvrConfig:
-    """ivr.yaml (or the embedded default flows), checked against the queues and the prompts
-    Asterisk will have: the shipped ones and the admin's own recordings."""
+def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str]) -> IvrConfig | None:
+    """ivr.yaml, checked against the queues and the prompts Asterisk will have: the shipped
+    ones and the admin's own recordings. The embedded defaults run the shipped flows; a config
+    folder without ivr.yaml has no IVR at all (no flows, no survey, no job number), as before
+    there was one: an upgrade never starts answering and billing callers on its own."""
     # Here, not at the top: ivr.flows_yaml reads its YAML through this module.
     from ivr.check import check  # noqa: PLC0415
     from ivr.config import IvrConfig  # noqa: PLC0415
@@ -294,13 +296,13 @@ def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str
     from ivr.prompts import PromptError, available  # noqa: PLC0415
 
     path, default = _source(config_dir, IVR_FILE)
-    if default:
-        from_defaults.append(IVR_FILE)
+    if default and config_dir is not None:
+        return None
     flows, ivr_settings = load_flows(_read(path), str(path))
     override = ivr_settings.prompts.override_dir
     try:
         prompts = available(override if override is not None and override.is_dir() else None)
-    except PromptError as exc:
+    except (PromptError, OSError) as exc:
         raise ConfigError([Problem(str(path), 0, f"prompts.override_dir: {exc}")]) from None
     problems = as_problems(check(flows, prompts, queues), str(path))
     if problems:

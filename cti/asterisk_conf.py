@@ -202,7 +202,7 @@ JOB_NUMBER = f'hotline/${{IF($["${{{dp.LANGUAGE}}}" = "en"]?en:zh)}}/agent-${{CU
 
 
 def _announce(settings: Settings) -> bool:
-    return settings.ivr is None or settings.ivr.settings.announce_agent
+    return settings.ivr is not None and settings.ivr.settings.announce_agent
 
 
 def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_users: str = "") -> list[Path]:

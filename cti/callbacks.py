@@ -97,13 +97,13 @@ class BookingRequest:
     language: str = "zh"  # zh | en
     arrived_wall: float = 0.0  # epoch seconds when the citizen's call arrived: their place in line
     caller_restricted: bool = False  # the caller withheld their number: it is masked wherever shown
+    caller: str = ""  # the number the booking call came from (its record's caller; `number` may be another)
 
 
 class CallbackPolicy(Protocol):
     """settings.ivr.callback (ivr/flows_yaml.py CallbackSection) or `CallbackSettings`."""
 
     @property
-    def offer_after(self) -> float: ...
     @property
     def retries(self) -> int: ...
     @property
@@ -114,7 +114,6 @@ class CallbackPolicy(Protocol):
 
 @dataclass(frozen=True)
 class CallbackSettings:
-    offer_after: float = 120.0  # seconds of estimated wait before the IVR offers a callback
     retries: int = 3  # calls to the citizen after the first, if unanswered
     retry_interval: float = 300.0  # seconds between them
     ring_timeout: float = 30.0  # seconds the citizen's phone rings each time
@@ -318,6 +317,7 @@ class Callbacks:
         self.poll = poll
         self.retry_max = retry_max
         self.wall = wall
+        self.withdrawn: set[str] = set()  # booking calls the IVR stopped waiting for (see withdraw)
         self.fed: dict[str, str] = {}  # request id -> the call id fed to the core (waiting, ringing or talking)
         self.requests: dict[str, Request] = {}  # those requests as stored: what their Originate carries
         self.ended: dict[str, None] = {}  # attempts' call ids whose end is stored (oldest first)
@@ -363,6 +363,14 @@ class Callbacks:
                       hint="the store did not take the request: the caller is told it was not booked")
             return False
         caller = mask_number(req.number, req.caller_restricted)
+        if req.call_id in self.withdrawn:
+            # The IVR stopped waiting for this booking and put the caller in the queue: the
+            # caller's own record will tell what happened; the request must not be called back.
+            self.withdrawn.discard(req.call_id)
+            await asyncio.to_thread(cancel_request, self.db, request_id, self.wall())
+            log.warning("callback_withdrawn", call_id=req.call_id, request=request_id,
+                        hint="stored after the IVR had given up waiting; cancelled, the caller was queued instead")
+            return False
         if not created:
             log.info("callback_booked_already", call_id=req.call_id, request=request_id, number=caller)
             return True
@@ -374,6 +382,12 @@ class Callbacks:
                  waited=round(now - arrived, 3))
         self._wake.set()
         return True
+
+    def withdraw(self, call_id: str) -> None:
+        """The IVR gave up waiting for this call's booking (the store was slow) and queued the
+        caller: a booking still in flight is cancelled when it lands, with no booking record."""
+        if any(not t.done() for t in self._bookings):
+            self.withdrawn.add(call_id)
 
     async def cancel(self, request_id: str) -> bool:
         """Cancel a request that is pending or ringing; False if there is none such. A callback
@@ -399,6 +413,10 @@ class Callbacks:
             return "the booking call id is not a Linkedid"
         if not NUMBER.fullmatch(req.number):
             return "the number must be 3 to 20 digits"
+        if req.number.startswith("00") or len(req.number) < 7:
+            # Only numbers a citizen has (a local, trunk or mobile number): never an international
+            # call or a short service number at the hotline's expense, keyed by anyone.
+            return "only a domestic number of 7 or more digits is called back (no 00..., no short numbers)"
         if req.queue not in self.dispatcher.state.queues:
             return f"no queue {req.queue[:32]!r}"
         if req.language not in LANGUAGES:
@@ -413,7 +431,7 @@ class Callbacks:
     def _booking_record(req: BookingRequest, q: QueueSettings, arrived: float, now: float) -> CallRecord:
         """The booking call as a call record: offered in the queue it asked for, not answered."""
         return CallRecord(
-            call_id=req.call_id, queue=req.queue, caller_num=req.number, caller_name="", arrived=arrived,
+            call_id=req.call_id, queue=req.queue, caller_num=req.caller, caller_name="", arrived=arrived,
             answered=None, ended=now, agent_id=None, outcome=Outcome.CALLBACK, wait_seconds=round(now - arrived, 3),
             talk_seconds=0.0, recording=None, restricted=req.caller_restricted, offered_queue=req.queue,
             path=(req.queue,), priority=req.priority, service_level=q.service_level, short_abandon=q.short_abandon)

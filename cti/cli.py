@@ -244,7 +244,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     folder = _config_dir(args)
     where = folder or f"{DEFAULTS_DIR} (embedded defaults)"
     print(f"configuration OK: {where}: {len(settings.queues)} queue(s), {len(settings.agents)} agent(s)")
-    if settings.ivr is not None:
+    if settings.ivr is None:
+        print("  IVR: none (no ivr.yaml in the folder: no flows, no survey, no job number; start from a copy of "
+              f"{DEFAULTS_DIR / 'ivr.yaml'})")
+    else:
         ivr = settings.ivr.settings
         numbers = ", ".join(f"{n} -> {flow}" for n, flow in sorted(ivr.numbers.items())) or "none"
         print(f"  IVR ({settings.ivr.file}): {len(settings.ivr.flows.flows)} flow(s); numbers with a flow: {numbers}; "

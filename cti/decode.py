@@ -360,7 +360,9 @@ def snapshot(rows: Iterable[AmiMessage], wall: float) -> ChannelsSnapshot:
     for ch in rows:
         agent = dialplan.agent_of_channel(ch.get("Channel", ""))
         if agent is not None:
-            legs.setdefault(ch.get("Linkedid", ""), []).append(AgentLeg(agent, bool(ch.get("BridgeID"))))
+            # Up is answered even before it is bridged: the job number plays to both sides first.
+            answered = bool(ch.get("BridgeID")) or str(ch.get("ChannelState", "")) == "6"
+            legs.setdefault(ch.get("Linkedid", ""), []).append(AgentLeg(agent, answered))
     callers = []
     for ch in rows:
         linkedid = ch.get("Linkedid", "")

@@ -435,8 +435,8 @@ class Dispatcher:
         honest count (offered, not answered), through the same outbox as every record. A call
         recorded already (booked twice) is not written or counted again. (A caller waiting in
         a queue has a record of their own to come: booking is offered before the queue.)"""
-        if rec.call_id in self._recent:
-            return
+        if rec.call_id in self._recent or rec.call_id in self.state.calls:
+            return  # recorded already, or in a queue after all: its own record is to come
         self._write(rec)
         self.metrics.reconstructed_call(rec)
 

@@ -234,6 +234,10 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                           hint="the engine stops so that its supervisor restarts it")
         finally:
             log.info("stopping")
+            if engine.ivr is not None:
+                # Flows in progress end first: their ratings and bookings reach the dispatcher
+                # and the callbacks before those drain.
+                await engine.ivr.close()
             await engine.ami.close()
             dispatcher_task = next(t for t in tasks if t.get_name() == "dispatcher")
             if not dispatcher_task.done():

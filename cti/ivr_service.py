@@ -12,6 +12,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable
+from datetime import date
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("hotline.ivr")
 
 NO_FLOWS = f.Flows({})
+LOOKUP_SLOTS = 4
 
 
 def needed(engine: Engine) -> bool:
@@ -87,6 +89,9 @@ class EngineIvr:
         self.server = FastAgiServer(self.runner)
         self.port = 0
         self.lookups: dict[str, int] = {}  # result -> count
+        # Look-ups in flight at once: a slow store must not take every thread of the loop's
+        # default pool (reload, the account reader and the drafts sweep use it too).
+        self.lookup_slots = asyncio.Semaphore(LOOKUP_SLOTS)
 
     async def start(self) -> int:
         a = self.engine.settings.engine.agi
@@ -139,8 +144,14 @@ class EngineIvr:
         platform = self.engine.tickets
         if platform is None:
             return None
+        if self.lookup_slots.locked():
+            log.warning("ivr_ticket_lookup_busy", hint="as many look-ups as allowed are waiting for the store; "
+                        "the caller is put through to an agent")
+            return None
+        # The slot is held until the thread is done, even when this wait gives up on it.
+        task = asyncio.ensure_future(self._progress(platform.service.progress, number))
         try:
-            found = await asyncio.wait_for(asyncio.to_thread(platform.service.progress, number), HOOK_TIMEOUT)
+            found = await asyncio.wait_for(asyncio.shield(task), HOOK_TIMEOUT)
         except Exception as exc:  # the store is down or slow: an agent, never "not found" nor silence
             log.warning("ivr_ticket_lookup_failed", error=f"{type(exc).__name__}: {exc}",
                         hint="the ticket store did not answer in time; the caller was put through to an agent")
@@ -150,7 +161,12 @@ class EngineIvr:
         state, due = found
         return f.TicketFound(state=state, due=due)
 
-    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool,
+    async def _progress(self, progress: Callable[[str], tuple[str, date | None] | None],
+                        number: str) -> tuple[str, date | None] | None:
+        async with self.lookup_slots:
+            return await asyncio.to_thread(progress, number)
+
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller: str, caller_restricted: bool,
                             arrived_wall: float) -> bool:
         callbacks = self.engine.callbacks
         if callbacks is None:
@@ -160,10 +176,15 @@ class EngineIvr:
             call_id=call_id, number=request.number,
             queue=request.queue if request.queue in queues else queues[0],
             priority=request.priority or 0, skills=request.skills, language=request.language,
-            arrived_wall=arrived_wall, caller_restricted=caller_restricted)
+            arrived_wall=arrived_wall, caller_restricted=caller_restricted, caller=caller)
         try:
-            # book() keeps a request it has stored even if this wait gives up: it is called back.
             return await asyncio.wait_for(callbacks.book(booking), HOOK_TIMEOUT)
+        except TimeoutError:
+            # The caller is about to be queued: a booking that lands after all is cancelled.
+            callbacks.withdraw(call_id)
+            log.warning("ivr_callback_not_booked", call_id=call_id, error="the store did not answer in time",
+                        hint="the caller was kept in the queue instead")
+            return False
         except Exception as exc:
             log.warning("ivr_callback_not_booked", call_id=call_id, error=f"{type(exc).__name__}: {exc}",
                         hint="the caller was kept in the queue instead")

@@ -512,8 +512,9 @@ class _Go:
 _Out = Step | _Go
 
 
-def start(flows: Flows, name: str, ctx: Context, now: float) -> tuple[Session, Step]:
-    session = Session(flow=name)
+def start(flows: Flows, name: str, ctx: Context, now: float, language: Language = "zh") -> tuple[Session, Step]:
+    """Begin `name`, in `language` (the survey continues in the language the caller chose)."""
+    session = Session(flow=name, language=language)
     flow = flows.flows.get(name)
     if flow is None:
         return session, _fail(session, f"no flow named {name!r}")

@@ -65,7 +65,6 @@ class SurveySection(_Strict):
 
 
 class CallbackSection(_Strict):
-    offer_after: float = Field(120, gt=0, le=86400)  # seconds of estimated wait before a callback is offered
     retries: int = Field(3, ge=0, le=10)  # calls to the citizen after the first, if unanswered
     retry_interval: float = Field(300, ge=30, le=86400)  # seconds between them
     ring_timeout: float = Field(30, ge=5, le=300)  # seconds the citizen's phone rings each time

@@ -26,7 +26,7 @@ import structlog
 from cti import dialplan as dp
 from ivr import flow as f
 from ivr import speech
-from ivr.agi import AgiChannel, AgiError, AgiHangup
+from ivr.agi import AgiChannel, AgiError, AgiHangup, AgiTimeout
 
 log = structlog.get_logger("hotline.ivr")
 
@@ -59,7 +59,7 @@ class Hooks(Protocol):
 
     async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound | f.Done: ...
 
-    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool,
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller: str, caller_restricted: bool,
                             arrived_wall: float) -> bool: ...
 
 
@@ -121,6 +121,8 @@ class FlowRunner:
         bound = log.bind(call_id=call_id, flow=name)
         flows = NO_FLOWS
         restricted = chan.args[1:2] == ("1",)
+        # Argument 3: the language the caller chose earlier (the survey after the talk).
+        language: f.Language = "en" if chan.args[2:3] == ("en",) else "zh"
         ctx = f.Context(
             caller=_digits(chan.headers.get("callerid", "")),
             restricted=restricted,
@@ -133,15 +135,16 @@ class FlowRunner:
             flows = self.hooks.flows()
             if flows.survey is not None and name == flows.survey:
                 self.hooks.survey_started(call_id)
-            session, step = f.start(flows, name, ctx, self.clock())
+            session, step = f.start(flows, name, ctx, self.clock(), language)
             while not isinstance(step, f.Finish):
-                result = await self._perform(chan, call_id, step, session, flows, restricted, arrived_wall)
+                result = await self._perform(chan, call_id, step, session, flows, ctx.caller, restricted,
+                                             arrived_wall)
                 step = f.resume(flows, session, result, ctx, self.clock())
             if step.error:
                 bound.warning("ivr_flow_error", error=step.error, node=session.node,
                               hint="the caller went to the queue; check the flow with `hotline config check`")
             await self._finish(chan, step)
-            self.counters.ended(name, step.action)
+            self.counters.ended(name, "error" if step.error else step.action)
         except AgiHangup:
             # The caller hung up mid-flow: record what is owed (the survey's "no rating").
             if session is not None:
@@ -163,10 +166,10 @@ class FlowRunner:
     # -- the steps ----------------------------------------------------------------------
 
     async def _perform(self, chan: AgiChannel, call_id: str, step: f.Step, session: f.Session, flows: f.Flows,
-                       restricted: bool, arrived_wall: float) -> f.Result:
+                       caller: str, restricted: bool, arrived_wall: float) -> f.Result:
         match step:
             case f.Prompt():
-                return f.Digits(await self._prompt(chan, step, self._budget(flows, session)))
+                return f.Digits(await self._prompt(chan, step, self._deadline(flows, session)))
             case f.Lookup():
                 return await self.hooks.lookup_ticket(step.number)
             case f.Rate():
@@ -175,15 +178,14 @@ class FlowRunner:
             case f.RequestCallback():
                 if step.queue is None:  # the dialled number's queue, as the dialplan set it
                     step = dataclasses.replace(step, queue=await self._trip(chan.get_variable(dp.QUEUE)))
-                return f.Done(await self.hooks.book_callback(call_id, step, restricted, arrived_wall))
+                return f.Done(await self.hooks.book_callback(call_id, step, caller, restricted, arrived_wall))
             case f.Finish():
                 raise TypeError("a Finish is not performed: it ends the flow")
 
-    def _budget(self, flows: f.Flows, session: f.Session) -> float:
-        """Seconds the current node may still take (every node has a limit)."""
+    def _deadline(self, flows: f.Flows, session: f.Session) -> float:
+        """When the current node's limit runs out (every node has one), on our clock."""
         due = f.deadline(flows, session)
-        left = COMMAND_CAP if due is None else due - self.clock()
-        return max(0.5, min(COMMAND_CAP, left))
+        return self.clock() + COMMAND_CAP if due is None else due
 
     async def _trip(self, command: Awaitable[T]) -> T:
         """A command that plays nothing: its round trip is Asterisk's (and the loop's) own."""
@@ -192,32 +194,46 @@ class FlowRunner:
         self.counters.trip(self.clock() - start)
         return result
 
-    async def _prompt(self, chan: AgiChannel, step: f.Prompt, budget: float) -> str:
-        """Play the items; with keys wanted, a key stops the playing and starts the reading."""
+    async def _prompt(self, chan: AgiChannel, step: f.Prompt, deadline: float) -> str:
+        """Play the items; with keys wanted, a key stops the playing and starts the reading.
+        Past the node's limit (`deadline`) it stops and returns what it has: the model then
+        takes the node's own give-up path, as it would for a caller who pressed nothing."""
         await self._answer(chan)
         keys = step.collect
         escape = KEYS if keys is not None else ""
         got = ""
-        for item in step.items:
-            for name in spoken(item, step.language):
-                got = await chan.stream_file(sound_file(step.language, name), escape, timeout=budget)
+        try:
+            for item in step.items:
+                for name in spoken(item, step.language):
+                    left = self._left(deadline)
+                    if left <= 0:
+                        return got
+                    got = await chan.stream_file(sound_file(step.language, name), escape, timeout=left)
+                    if got:
+                        break
                 if got:
                     break
-            if got:
-                break
-        if keys is None:
-            return ""
-        if got == keys.terminator and keys.terminator:
-            return ""
-        while len(got) < keys.max_digits:
-            wait = keys.timeout if got else keys.first_timeout
-            digit = await chan.wait_for_digit(wait, timeout=min(budget, wait + 5))
-            if not digit:
-                break  # a timeout: what was read so far (the model judges it)
-            if keys.terminator and digit == keys.terminator:
-                break
-            got += digit
+            if keys is None:
+                return ""
+            if got == keys.terminator and keys.terminator:
+                return ""
+            while len(got) < keys.max_digits:
+                wait = min(keys.timeout if got else keys.first_timeout, self._left(deadline))
+                if wait <= 0:
+                    break
+                digit = await chan.wait_for_digit(wait, timeout=wait + 5)
+                if not digit:
+                    break  # a timeout: what was read so far (the model judges it)
+                if keys.terminator and digit == keys.terminator:
+                    break
+                got += digit
+        except AgiTimeout:
+            if self._left(deadline) > 0:
+                raise  # Asterisk itself did not answer in time: a failure, the caller goes to the queue
         return got
+
+    def _left(self, deadline: float) -> float:
+        return min(COMMAND_CAP, deadline - self.clock())
 
     async def _answer(self, chan: AgiChannel) -> None:
         if not getattr(chan, "_hotline_answered", False):

@@ -68,6 +68,11 @@ LINK_CALL = "link_call"  # a history row that is no lifecycle step: a call joine
 SURVEY_LABELS = {1: "非常满意", 2: "满意", 3: "基本满意", 4: "不满意", 5: "非常不满意"}
 
 
+# States in which the departments' work is done: the phone says the state, no deadline.
+FINISHED = frozenset(s.value for s in (State.DIRECT_ANSWERED, State.CALLBACK, State.FOLLOWED_UP, State.CLOSED,
+                                       State.ARCHIVED, State.INVALID, State.DUPLICATE, State.MERGED))
+
+
 def survey_label(surveyed: bool, rating: int | None) -> str:
     """"" when the caller never reached the survey; 未评价 when they gave no rating."""
     if not surveyed:
@@ -180,6 +185,8 @@ class TicketService:
                             .where(TicketRow.number == number)).first()
         if row is None or row.state in (State.NEW.value, State.DRAFT.value):
             return None
+        if row.state in FINISHED:
+            return row.state, None  # done: no deadline to read out
         due = row.due_at or row.handle_due
         if due is None:
             return row.state, None

@@ -78,7 +78,7 @@ def ivr_engine(clean: Sandbox, agi_port: int, tmp_path: Path) -> Iterator[Runnin
 
 # Callbacks are offered whenever nobody serves the queue (an infinite estimated wait), tried
 # twice in all, 30 s apart (the shortest interval allowed), the citizen's phone ringing 5 s.
-CALLBACKS = {**IVR_ON, "callback": {"offer_after": 1, "retries": 1, "retry_interval": 30, "ring_timeout": 5}}
+CALLBACKS = {**IVR_ON, "callback": {"retries": 1, "retry_interval": 30, "ring_timeout": 5}}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from acd.commands import CallRecord
-from acd.events import AgentProfile, CallbackAgentAnswered, CallbackAgentMissed, CallbackDialed
+from acd.events import AgentProfile, CallbackAgentAnswered, CallbackAgentMissed, CallbackDialed, CallerJoined
 from acd.model import Outcome, QueueSettings
 from config.loader import load
 from cti import decode, http
@@ -162,9 +162,11 @@ async def until(predicate, timeout: float = 5.0, what: str = "condition") -> Non
 
 
 def booking(wall: Wall, waited: float = 120.0, number: str = "13800000001", call_id: str = BOOKING,
-            restricted: bool = False) -> BookingRequest:
+            restricted: bool = False, caller: str | None = None) -> BookingRequest:
+    """caller: the number the booking call came from (default: the number to call back)."""
     return BookingRequest(call_id=call_id, number=number, queue="main", priority=0, skills=(), language="zh",
-                          arrived_wall=wall() - waited, caller_restricted=restricted)
+                          arrived_wall=wall() - waited, caller_restricted=restricted,
+                          caller=number if caller is None else caller)
 
 
 def device(agent: str, state: str = "NOT_INUSE") -> Fields:
@@ -508,3 +510,29 @@ def test_a_callback_leg_in_the_snapshot_is_a_call_of_its_own() -> None:
     (snap,) = decode.snapshot(rows, 1764000200.0).callers
     assert (snap.call_id, snap.callback, snap.queue, snap.answered_by) == (call_id, REQUEST, "main", "1001")
     assert snap.legs[0].bridged
+
+
+
+async def test_the_booking_record_names_the_caller_not_the_number_keyed_for_the_callback(rig: Rig) -> None:
+    assert await rig.callbacks.book(booking(rig.wall, number="02988880000", caller="13800000099"))
+    (rec,) = rig.sink.records
+    assert (rec.caller_num, rec.outcome) == ("13800000099", Outcome.CALLBACK)
+
+
+async def test_a_booking_the_ivr_stopped_waiting_for_is_cancelled_and_leaves_no_record(rig: Rig) -> None:
+    """The store was slow, the IVR gave up and queued the caller (whose own record is to come):
+    a booking that lands afterwards is cancelled, with no booking record to count twice."""
+    task = asyncio.ensure_future(rig.callbacks.book(booking(rig.wall)))
+    await asyncio.sleep(0)  # the store is under way
+    rig.callbacks.withdraw(BOOKING)
+    assert await task is False
+    assert rig.sink.records == []
+    row = rig.row()
+    assert row is not None and row.state == "cancelled"
+
+
+async def test_a_booking_record_is_not_written_for_a_caller_who_is_in_a_queue(rig: Rig) -> None:
+    rig.dispatcher.submit(CallerJoined(BOOKING, "PJSIP/carrier-1", "main", caller_num="13800000001"))
+    await until(lambda: BOOKING in rig.dispatcher.state.calls, what="the caller in line")
+    assert await rig.callbacks.book(booking(rig.wall))
+    assert rig.sink.records == []  # the caller's own record comes when their call ends

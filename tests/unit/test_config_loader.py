@@ -32,12 +32,13 @@ def test_the_embedded_defaults_load() -> None:
     assert len(settings.agents) == 5
 
 
-def test_engine_calendar_tickets_and_ivr_yaml_may_be_left_out_and_take_the_defaults(tmp_path: Path) -> None:
+def test_engine_calendar_and_tickets_yaml_take_the_defaults_and_no_ivr_yaml_means_no_ivr(tmp_path: Path) -> None:
     write(tmp_path, "agents.yaml", AGENTS)
     settings = load(tmp_path)
     assert [a.id for a in settings.agents] == ["2001"]
     assert settings.engine.ami.port == 5038
-    assert settings.from_defaults == ("engine.yaml", "calendar.yaml", "tickets.yaml", "ivr.yaml")
+    assert settings.from_defaults == ("engine.yaml", "calendar.yaml", "tickets.yaml")
+    assert settings.ivr is None  # no ivr.yaml in the folder: no IVR, survey or job number
 
 
 def test_a_wrong_value_names_file_line_and_field(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ class Hooks:
     async def lookup_ticket(self, number: str) -> f.TicketFound | f.TicketNotFound | f.Done:
         return self.tickets.get(number, f.TicketNotFound())
 
-    async def book_callback(self, call_id: str, request: f.RequestCallback, caller_restricted: bool,
+    async def book_callback(self, call_id: str, request: f.RequestCallback, caller: str, caller_restricted: bool,
                             arrived_wall: float) -> bool:
         self.booked.append((call_id, request))
         return True

@@ -88,8 +88,8 @@ def test_the_shipped_settings(shipped: tuple[Flows, IvrSettings]) -> None:
     assert settings.numbers == {"12345": "intake"}
     assert (settings.survey.flow, settings.survey.enabled, flows.survey) == ("survey", True, "survey")
     assert settings.prompts.override_dir == Path("/var/lib/hotline/prompts")
-    assert (settings.callback.offer_after, settings.callback.retries, settings.callback.retry_interval,
-            settings.callback.ring_timeout) == (120, 3, 300, 30)
+    assert (settings.callback.retries, settings.callback.retry_interval,
+            settings.callback.ring_timeout) == (3, 300, 30)
     assert set(flows.flows) == {"intake", "progress", "survey"}
     assert settings.announce_agent is True
 
