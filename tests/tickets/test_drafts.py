@@ -44,3 +44,19 @@ def test_calls_from_before_the_platform_existed_get_no_draft(db: Engine) -> None
     stored(db, "missed-before-a-crash", T0.timestamp() + 60)
     later = DraftMaker(service(db), clock=lambda: T0 + timedelta(hours=1))  # restarted after a crash
     assert later.sweep() == 1
+
+
+def test_the_sweep_puts_each_calls_survey_rating_on_its_ticket_once(db: Engine) -> None:
+    who = seed(db)
+    svc = service(db)
+    DraftMaker(svc, clock=lambda: T0 - timedelta(days=1)).sweep()
+    maker = DraftMaker(svc, clock=lambda: T0)
+    stored(db, "rated", T0.timestamp() - 600, surveyed=True, rating=2)
+    stored(db, "no-key", T0.timestamp() - 500, surveyed=True, rating=None)
+    stored(db, "not-surveyed", T0.timestamp() - 400)
+    maker.sweep()  # opens the drafts, links the calls
+    maker.sweep()  # copies the ratings of calls already linked
+    drafts = svc.search(who["boss"], Filters(state="draft"), T0)["items"]
+    calls = {c["call_id"]: (c["surveyed"], c["rating"], c["rating_label"])
+             for d in drafts for c in svc.get(who["boss"], d["id"], T0)["calls"]}
+    assert calls == {"rated": (True, 2, "满意"), "no-key": (True, None, "未评价"), "not-surveyed": (False, None, "")}

@@ -335,3 +335,16 @@ def test_unfinished_drafts_are_listed_for_supervisors_after_the_wrap_up(world: t
     assert [d["state"] for d in listed] == ["draft"] and len(listed) == 1
     with pytest.raises(Forbidden):
         svc.unfinished_drafts(who["agent1"], T0)
+
+
+def test_progress_by_phone_says_state_and_due_date_only_and_finds_no_draft(db: Engine) -> None:
+    who = seed(db)
+    svc = service(db)
+    ticket = svc.create(who["agent1"], FORM, T0)
+    svc.act(who["agent1"], ticket["number"], Action.DISPATCH, {"department": "housing"}, T0)
+    state, due = svc.progress(ticket["number"])  # type: ignore[misc]
+    assert state == "dispatched" and due is not None and due >= T0.date()
+    draft = svc.open_draft(call_id="c-draft", caller_num="13800000001", caller_name="", restricted=False,
+                           agent_id="1001", recording=None, now=T0)
+    assert draft["number"] and svc.progress(draft["number"]) is None
+    assert svc.progress("20000101000000") is None and svc.progress("abc") is None

@@ -8,9 +8,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
-
-import pytest
 
 from config.loader import DEFAULTS_DIR
 from ivr import flow as f
@@ -69,7 +66,7 @@ class Call:
 
 
 async def run_call(hooks: Hooks, script: str, keys: Callable[[str], str], *, hang_up_after: int = 10_000,
-                   args: str = "1795720000.1") -> Call:
+                   args: str = "1795720000.1", digit_wait: float = 0.0) -> Call:
     """One FastAGI session: `keys(command)` says which key the caller presses during a
     STREAM FILE or WAIT FOR DIGIT ("" for none); the caller hangs up after that many commands."""
     server = FastAgiServer(FlowRunner(hooks, local_now=lambda: datetime(2026, 11, 26, 10, 0)))
@@ -93,6 +90,8 @@ async def run_call(hooks: Hooks, script: str, keys: Callable[[str], str], *, han
                 await writer.drain()
                 reply = "511 Command Not Permitted on a dead channel or intercepted\n"
             elif command.startswith(("STREAM FILE", "WAIT FOR DIGIT")):
+                if command.startswith("WAIT FOR DIGIT"):
+                    await asyncio.sleep(digit_wait)  # Asterisk waits for a key that does not come
                 key = keys(command)
                 reply = f"200 result={ord(key) if key else 0} endpos=8000\n"
             elif command.startswith("SET VARIABLE"):
@@ -203,7 +202,20 @@ async def test_a_long_wait_offers_a_callback_on_the_callers_own_number() -> None
     assert call.variables["HOTLINE_IVR"] == "hangup"
 
 
-@pytest.mark.parametrize("variable", ["HOTLINE_IVR", "__HOTLINE_QUEUE"])
-async def test_verdict_values_never_carry_a_newline_or_quote(variable: str, tmp_path: Path) -> None:
-    call = await run_call(Hooks(), "intake", press({}))
-    assert "\n" not in call.variables[variable] and '"' not in call.variables[variable]
+LIMITED = """
+survey: {enabled: false}
+flows:
+  short:
+    start: menu
+    nodes:
+      menu: {type: menu, prompts: [intake-menu], timeout: 5, limit: 1, tries: 3, options: {1: queue}, on_fail: bye}
+      queue: {type: enqueue}
+      bye: {type: hangup, prompts: [goodbye]}
+"""
+
+
+async def test_a_node_whose_limit_runs_out_while_asterisk_waits_takes_its_own_give_up_path() -> None:
+    flows, _ = load_flows(LIMITED, "ivr.yaml")
+    call = await run_call(Hooks(flows_=flows), "short", press({}), digit_wait=1.5)
+    assert call.variables["HOTLINE_IVR"] == "hangup"  # on_fail, not the error path's queue
+    assert any('"hotline/zh/goodbye"' in c for c in call.commands)
