@@ -272,7 +272,7 @@ def load(config_dir: Path | None = None) -> Settings:
                                                           f"{holds}: chmod o-rwx {path}")))
     ivr = None
     try:
-        ivr = _load_ivr(config_dir, known, from_defaults)
+        ivr = _load_ivr(config_dir, known, {n.number for q in queues.queues for n in q.dialled()}, from_defaults)
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -284,7 +284,18 @@ def load(config_dir: Path | None = None) -> Settings:
 IVR_FILE = "ivr.yaml"
 
 
-def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str]) -> IvrConfig | None:
+def _ivr_line(path: Path, number: str) -> int:
+    """The line of `"<number>":` in ivr.yaml (0 when it cannot be found)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    return next((i for i, text in enumerate(lines, 1) if text.strip().startswith((f'"{number}"', f"{number}:",
+                                                                                   f"'{number}'"))), 0)
+
+
+def _load_ivr(config_dir: Path | None, queues: set[str], dialled: set[str],
+              from_defaults: list[str]) -> IvrConfig | None:
     """ivr.yaml, checked against the queues and the prompts Asterisk will have: the shipped
     ones and the admin's own recordings. The embedded defaults run the shipped flows; a config
     folder without ivr.yaml has no IVR at all (no flows, no survey, no job number), as before
@@ -305,6 +316,11 @@ def _load_ivr(config_dir: Path | None, queues: set[str], from_defaults: list[str
     except (PromptError, OSError) as exc:
         raise ConfigError([Problem(str(path), 0, f"prompts.override_dir: {exc}")]) from None
     problems = as_problems(check(flows, prompts, queues), str(path))
+    for number in ivr_settings.numbers:
+        if number not in dialled:
+            problems.append(Problem(str(path), _ivr_line(path, number),
+                                    f"numbers: {number} is not a number any queue answers (queues.yaml: "
+                                    f"{', '.join(sorted(dialled)) or 'none'}); correct it or add it to a queue"))
     if problems:
         raise ConfigError(problems)
     return IvrConfig(flows=flows, settings=ivr_settings, file=str(path))

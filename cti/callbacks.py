@@ -153,6 +153,7 @@ class Request:
     talk_seconds: float
     created: float
     updated: float
+    agent_hangups: int = 0  # attempts an agent ended before the citizen could answer
 
 
 def _request(row: CallbackRow) -> Request:
@@ -162,7 +163,8 @@ def _request(row: CallbackRow) -> Request:
         language=row.language, arrived=_epoch(row.arrived), state=row.state, attempts=row.attempts,
         next_attempt=None if row.next_attempt is None else _epoch(row.next_attempt), outcome=row.outcome,
         agent_id=row.agent_id, last_call_id=row.last_call_id, recording=row.recording,
-        talk_seconds=row.talk_seconds, created=_epoch(row.created), updated=_epoch(row.updated))
+        talk_seconds=row.talk_seconds, created=_epoch(row.created), updated=_epoch(row.updated),
+        agent_hangups=row.agent_hangups or 0)
 
 
 def insert_request(engine: Engine, values: dict[str, Any]) -> bool:
@@ -245,10 +247,15 @@ def finish_attempt(engine: Engine, request_id: str, call_id: str, status: str, a
             return None
         if row.last_call_id == call_id and row.state == PENDING:
             return None  # this attempt's end is stored already
+        outcome = OUTCOMES.get(status, "failed")
+        # The agent hung up before the citizen's phone could be answered: the citizen did nothing
+        # wrong, so it uses up none of their retries; back in line at once, at their place.
+        agent_side = outcome == "agent_hung_up"
         if row.last_call_id != call_id:
             row.attempts += 1
             row.last_call_id = call_id
-        outcome = OUTCOMES.get(status, "failed")
+        if agent_side:
+            row.agent_hangups += 1
         row.outcome = outcome
         row.agent_id = agent_id or row.agent_id
         row.talk_seconds = talk
@@ -256,7 +263,9 @@ def finish_attempt(engine: Engine, request_id: str, call_id: str, status: str, a
         row.updated = _ts(now)
         if status == ANSWER:
             row.state, row.next_attempt = DONE, None
-        elif row.attempts <= retries:
+        elif agent_side:
+            row.state, row.next_attempt = PENDING, _ts(now)
+        elif row.attempts - row.agent_hangups <= retries:
             row.state, row.next_attempt = PENDING, _ts(now) + timedelta(seconds=retry_interval)
         else:
             row.state, row.next_attempt = FAILED, None
@@ -351,7 +360,8 @@ class Callbacks:
         values = {
             "id": request_id, "origin_call_id": req.call_id, "number": req.number, "restricted": req.caller_restricted,
             "queue": req.queue, "priority": req.priority, "skills": json.dumps([list(s) for s in req.skills]),
-            "language": req.language, "arrived": _ts(arrived), "state": PENDING, "attempts": 0, "next_attempt": None,
+            "language": req.language, "arrived": _ts(arrived), "state": PENDING, "attempts": 0, "agent_hangups": 0,
+            "next_attempt": None,
             "outcome": "", "agent_id": None, "last_call_id": None, "recording": None, "talk_seconds": 0.0,
             "created": _ts(now), "updated": _ts(now),
         }

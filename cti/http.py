@@ -11,7 +11,8 @@
 
 Routes: GET /agents, POST /agents/{id}/{login|logout|pause|unpause|end_wrapup},
 POST /reload, GET /callbacks?hours=24 (calls that ended in a callback, with the request's
-state, attempts, next attempt and outcome), GET /quarantine, POST /quarantine/{call_id}/retry.
+state, attempts, next attempt and outcome), POST /callbacks/{request_id}/cancel, GET /quarantine,
+POST /quarantine/{call_id}/retry.
 """
 
 from __future__ import annotations
@@ -171,6 +172,13 @@ def control_app(engine: Engine) -> web.Application:
             return problem(409, str(exc))
         return web.json_response({"ok": True, "call_id": call_id, "requeued": True})
 
+    async def cancel_callback(request: web.Request) -> web.Response:
+        """A supervisor stops a callback (a wrongly keyed number, the citizen called again)."""
+        request_id = request.match_info["request_id"]
+        if engine.callbacks is None or not await engine.callbacks.cancel(request_id):
+            return problem(404, f"no pending or ringing callback {request_id[:80]!r}")
+        return web.json_response({"ok": True, "request_id": request_id, "state": "cancelled"})
+
     async def reload(request: web.Request) -> web.Response:
         if request.body_exists:  # Content-Length or chunked
             return problem(400, "reload takes no body: it re-reads the configuration folder")
@@ -183,6 +191,7 @@ def control_app(engine: Engine) -> web.Application:
     app.router.add_post("/agents/{agent}/{action}", control)
     app.router.add_post("/reload", reload)
     app.router.add_get("/callbacks", callbacks)
+    app.router.add_post("/callbacks/{request_id}/cancel", cancel_callback)
     app.router.add_get("/quarantine", quarantine)
     app.router.add_post("/quarantine/{call_id}/retry", retry)
     return app

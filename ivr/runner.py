@@ -144,17 +144,17 @@ class FlowRunner:
                 bound.warning("ivr_flow_error", error=step.error, node=session.node,
                               hint="the caller went to the queue; check the flow with `hotline config check`")
             await self._finish(chan, step)
-            self.counters.ended(name, "error" if step.error else step.action)
+            self.counters.ended(_label(name, flows), "error" if step.error else step.action)
         except AgiHangup:
             # The caller hung up mid-flow: record what is owed (the survey's "no rating").
             if session is not None:
                 for effect in f.hangup(flows, session, self.clock()):
                     if isinstance(effect, f.Rate):
                         self.hooks.rated(call_id, effect.score)
-            self.counters.ended(name, "hung_up")
+            self.counters.ended(_label(name, flows), "hung_up")
             bound.info("ivr_hung_up", node=session.node if session else "")
         except Exception as exc:  # a flow must never leave the caller in silence
-            self.counters.ended(name, "error")
+            self.counters.ended(_label(name, flows), "error")
             bound.error("ivr_failed", error=f"{type(exc).__name__}: {exc}", node=session.node if session else "",
                         hint="the caller goes to the queue")
             if session is not None and isinstance(exc, AgiError):
@@ -278,6 +278,12 @@ async def _merged_skills(chan: AgiChannel, skills: tuple[tuple[str, int], ...]) 
             current[name] = int(level)
     current.update(dict(skills))
     return "+".join(f"{k}={v}" for k, v in sorted(current.items()))
+
+
+def _label(name: str, flows: f.Flows) -> str:
+    """The flow's name for /metrics; any other name the AGI client sent is "unknown" (a label
+    per arbitrary string would grow without bound)."""
+    return name if name in flows.flows else "unknown"
 
 
 def _digits(text: str) -> str:

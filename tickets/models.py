@@ -302,6 +302,8 @@ class CallbackRow(Base):
     arrived: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(16))  # pending | ringing | done | failed | cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Of those, attempts an agent ended before the citizen could answer: not the citizen's retries.
+    agent_hangups: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str] = mapped_column(String(16), default="")  # connected | no_answer | busy | failed | ...
     agent_id: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -457,10 +457,17 @@ async def test_the_callback_list_shows_each_request_with_its_state_and_masks_a_w
             insert_record(sqlite_db, rec)
         engine = HotlineEngine(load(None), r.dispatcher, None, SimpleNamespace(engine=sqlite_db, spool=tmp_path),  # type: ignore[arg-type]
                                None, TOKEN)  # type: ignore[arg-type]
+        engine.callbacks = r.callbacks
         async with TestClient(TestServer(http.control_app(engine))) as client:
             resp = await client.get("/callbacks", headers={"Authorization": f"Bearer {TOKEN}"})
             assert resp.status == 200
             listed = {row["call_id"]: row for row in await resp.json()}
+            # Cancelling needs the token, like every write; then the request is cancelled, once.
+            path = "/callbacks/cb-1764000000.9/cancel"
+            assert (await client.post(path)).status == 401
+            resp = await client.post(path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
+            assert (await client.post(path, headers={"Authorization": f"Bearer {TOKEN}"})).status == 404
     finally:
         await r.stop()
     withheld, shown = listed["1764000000.8"], listed["1764000000.9"]
@@ -536,3 +543,18 @@ async def test_a_booking_record_is_not_written_for_a_caller_who_is_in_a_queue(ri
     await until(lambda: BOOKING in rig.dispatcher.state.calls, what="the caller in line")
     assert await rig.callbacks.book(booking(rig.wall))
     assert rig.sink.records == []  # the caller's own record comes when their call ends
+
+
+@pytest.mark.parametrize("status", ["CANCEL", ""])
+async def test_an_agent_who_hangs_up_before_the_citizen_answers_costs_the_citizen_no_attempt(
+        rig: Rig, status: str) -> None:
+    """The agent hung up during the intro, or while the citizen's phone rang: not the citizen's
+    doing, so no retry of theirs is used up and they are back in line at once."""
+    assert await rig.callbacks.book(booking(rig.wall))
+    rig.fake.push(device("1001"))
+    first = (await first_originate(rig))["ChannelId"]
+    await talk(rig, first, status)
+    row = rig.row()
+    assert row is not None and (row.state, row.outcome, row.attempts, row.agent_hangups) == (
+        PENDING, "agent_hung_up", 1, 1)
+    assert row.next_attempt is not None and row.next_attempt <= rig.wall() + 1

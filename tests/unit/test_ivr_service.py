@@ -87,3 +87,13 @@ async def test_a_rating_reaches_the_dispatcher_as_an_event_in_order(tmp_path: Pa
     engine.ivr.rated("c1", 3)
     await asyncio.sleep(0)
     assert seen == [SurveyStarted("c1"), SurveyRated("c1", 3)]
+
+
+def test_a_number_in_ivr_yaml_that_no_queue_answers_is_refused_with_its_line(tmp_path: Path) -> None:
+    from config.loader import ConfigError
+
+    folder = write_config(tmp_path / "config", ivr={"numbers": {"12345": "intake", "99999": "intake"}})
+    with pytest.raises(ConfigError) as refused:
+        load(folder)
+    (problem,) = refused.value.problems
+    assert problem.file == str(folder / "ivr.yaml") and problem.line > 0 and "99999" in problem.message

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("arrived", sa.DateTime(timezone=True), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("agent_hangups", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("next_attempt", sa.DateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("agent_id", sa.String(16), nullable=True),
