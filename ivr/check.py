@@ -280,6 +280,28 @@ def _loops(flows: Flows) -> list[Issue]:
         if _is_loop(component, graph) and not any(w in can_end for w in component):
             report(component, "nodes {names} loop with no way out to an enqueue, transfer or hangup node: the "
                               "caller would be stuck; give one of them a path to an end")
+    # A caller who presses nothing: the paths taken without a key (a menu's timeout or failure,
+    # a collect's failure, a survey with no rating, a declined callback, and every node that
+    # waits for nothing). A loop of those that cannot reach an end holds a silent caller until
+    # the loop guard: a menu whose on_timeout is itself, say.
+    silent = _silent_edges(flows, graph)
+    silent_end = set(ends)
+    back_silent: dict[Where, list[Where]] = {w: [] for w in silent}
+    for v, nexts in silent.items():
+        for w in nexts:
+            back_silent.setdefault(w, []).append(v)
+    todo = list(ends)
+    while todo:
+        for v in back_silent.get(todo.pop(), []):
+            if v not in silent_end:
+                silent_end.add(v)
+                todo.append(v)
+    for component in _components(silent):
+        if (_is_loop(component, silent) and any(w in can_end for w in component)
+                and not any(w in silent_end for w in component)):
+            report(component, "a caller who presses nothing goes round {names} for ever (no timeout or failure "
+                              "path leads to an end): give the loop an on_timeout or on_fail that ends, "
+                              "e.g. the queue")
     # Without the nodes that wait for keys, what still loops would spin on its own.
     still = {v: [w for w in nexts if not isinstance(node(w), INPUT_NODES)]
              for v, nexts in graph.items() if not isinstance(node(v), INPUT_NODES)}
@@ -288,6 +310,27 @@ def _loops(flows: Flows) -> list[Issue]:
             report(component, "nodes {names} loop without a menu, collect, survey or callback node to wait "
                               "for the caller: the flow would go round until the loop guard sends the caller "
                               "to the queue; put an input node in the loop or break it")
+    return out
+
+
+def _silent_edges(flows: Flows, graph: Mapping[Where, list[Where]]) -> dict[Where, list[Where]]:
+    """The edges a caller who presses no key can take."""
+    out: dict[Where, list[Where]] = {}
+    for w, nexts in graph.items():
+        node = flows.flows[w[0]].nodes[w[1]]
+        match node:
+            case Menu():
+                quiet = {node.on_timeout} if node.on_timeout else {node.on_fail}
+            case Collect() | SayTicket():
+                quiet = {node.on_fail}
+            case Callback():
+                quiet = {node.declined}
+            case Survey():
+                quiet = {node.next}
+            case _:
+                out[w] = list(nexts)
+                continue
+        out[w] = [(w[0], t) for t in quiet if (w[0], t) in graph]
     return out
 
 

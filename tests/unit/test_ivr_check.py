@@ -414,3 +414,35 @@ def test_issues_come_in_line_order_and_read_as_problems_of_the_file() -> None:
     assert problems[0] == Problem("/etc/hotline/ivr.yaml", line_of(text, "b:"), "flows.main.nodes.b: "
                                   + found[0].message)
     assert str(problems[1]).startswith(f"/etc/hotline/ivr.yaml:{line_of(text, 'c:')}: flows.main.nodes.c: never")
+
+
+def test_a_menu_whose_timeout_comes_back_to_itself_holds_a_silent_caller_for_ever() -> None:
+    found, text = issues("""
+        main:
+          start: m
+          nodes:
+            m:
+              type: menu
+              prompts: [welcome]
+              options: {1: q}
+              on_timeout: m
+              on_fail: q
+            q: {type: enqueue}
+    """)
+    issue = only(found)
+    assert issue.line == line_of(text, "m:") and "presses nothing" in issue.message
+
+
+def test_a_menu_that_retries_on_timeout_and_then_ends_is_fine() -> None:
+    found, _ = issues("""
+        main:
+          start: m
+          nodes:
+            m:
+              type: menu
+              prompts: [welcome]
+              options: {1: q, 2: m}
+              on_fail: q
+            q: {type: enqueue}
+    """)
+    assert found == []
