@@ -34,6 +34,7 @@ from cti.asterisk_conf import CONF_DIR
 from metrics import kpi
 from testbed import sipp
 from testbed.audio import check_audio
+from testbed.ivr_caller import ivr_caller
 from testbed.sandbox import Sandbox, SandboxError
 from tickets.models import TicketRow
 from tickets.store import read_records
@@ -102,12 +103,12 @@ def write_config(workdir: Path) -> Path:
     return config
 
 
-def _ivr_seconds(settings: Settings) -> float:
+def _ivr_seconds(settings: Settings) -> tuple[float, float]:
     """How long a caller who presses no key spends in the shipped intake flow before the
-    queue, plus the job number on answer (0: the number runs no IVR)."""
+    queue (0: the number runs no IVR), and how long the job number plays on answer."""
     ivr = settings.ivr
     if ivr is None or settings.queue.number not in ivr.settings.numbers:
-        return 0.0
+        return 0.0, 0.0
     sounds = CONF_DIR / "sounds" / "zh"
 
     def length(name: str) -> float:
@@ -116,7 +117,7 @@ def _ivr_seconds(settings: Settings) -> float:
 
     menu_wait = 3.0  # the intake menu's timeout
     job_number = length("agent-prefix") + 4 * 0.45 + length("agent-suffix") if ivr.settings.announce_agent else 0
-    return length("welcome") + length("intake-menu") + menu_wait + job_number + 1.0
+    return length("welcome") + length("intake-menu") + menu_wait + 1.0, job_number
 
 
 def main(args: argparse.Namespace) -> int:
@@ -173,19 +174,32 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
             time.sleep(0.2)
         before = _counters(_get(f"{base}/metrics")[1])
         say(f"engine connected to AMI; registering {len(agents)} simulated agents (SIPp softphones)")
-        uas = sipp.agent_uas(6090, answer_ms=500)
+        ivr, job_number = _ivr_seconds(settings)
+        if ivr:
+            # The agents speak after the job number, talk 4 s and hang up first: the caller stays
+            # for the satisfaction survey.
+            uas = sipp.agent_uas(6090, scenario="agent_hangup.xml", answer_ms=500, talk_ms=4000,
+                                 speak_after_ms=int(max(0.0, job_number - 2) * 1000))
+        else:
+            uas = sipp.agent_uas(6090, answer_ms=500)
         sipp.register(agents, contact_port=6090)
         registered = True
         time.sleep(1)
-        ivr = _ivr_seconds(settings)
         if ivr:
-            say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second): each hears the "
-                f"IVR first (greeting and menu, no key pressed: {ivr:.0f} s), then an agent's job number, then "
-                "talks 3 s")
+            say(f"placing {args.calls} simulated calls to {settings.queue.number}: each hears the "
+                f"IVR first (greeting and menu, no key pressed: {ivr:.0f} s), waits, hears the agent's job number, "
+                "talks, and when the agent hangs up rates the service 2 (满意) in the survey")
+            # Key 2 every 3 s once past the menu: ignored while waiting, the rating once the survey asks.
+            steps: list[tuple[str, int | str]] = [("pause", int(ivr * 1000))]
+            steps += [("keys", "2"), ("pause", 3000)] * 40
+            names = [(f"测试来电{i + 1}", f"1390000{i + 1:04d}") for i in range(args.calls)]
+            # A pace the agents keep up with (each call holds an agent for the job number, the
+            # talk and the wrap-up), so that the figures show service, not a queue.
+            rate = min(2.0, 0.8 * len(agents) / (job_number + 4 + settings.queue.wrapup))
+            run = ivr_caller(steps, stay_ms=30_000, calls=names, rate=rate)
         else:
             say(f"placing {args.calls} simulated calls to {settings.queue.number} (2 per second, 3 s conversations)")
-        # The SIPp caller talks from the moment it is answered: with an IVR, that is the greeting.
-        run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000 + int(ivr * 1000))
+            run = sipp.callers(args.calls, rate=2, names=None, talk_ms=3000)
         while run.running():
             s = run.stats()
             say(f"  calls: {s.created} placed, {s.current} in progress, {s.successful} done, {s.failed} failed")
@@ -236,6 +250,12 @@ def _calls(args: argparse.Namespace, settings: Settings, config: Path, workdir: 
           f"{e.recordings.dir}")
     if recordings:
         print(f"                              e.g. {recordings[0]}")
+    surveyed = [r for r in rows if r.surveyed]
+    if surveyed:
+        rated = [r for r in surveyed if r.rating is not None]
+        print(f"  满意度 survey               {len(surveyed)} callers asked, {len(rated)} rated "
+              f"(response rate {kpi.percent(len(rated) / len(surveyed))}), "
+              f"{sum(1 for r in rated if r.rating in (1, 2))} 满意 or better")
     answered_ids = {r.call_id for r in rows if r.outcome == "answered"}
     drafts = _drafts(e.store.url, answered_ids)
     print(f"  工单草稿 draft tickets      {len(drafts)} opened, one per answered call, for the agent who answered "

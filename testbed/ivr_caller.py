@@ -5,10 +5,12 @@ not per-call values), so each script of waits and keys becomes a scenario of its
 
     [("pause", 1500), ("keys", "2"), ("pause", 800), ("keys", "2026112600001#")]
 
-The keys go as RFC 2833 telephone-events: SIPp 3.8's play_dtmf sends them with payload
-type 96 whatever the SDP says, so the offer names 96 as telephone-event. The call ends
-from either side: the caller waits up to `stay_ms` for the hotline's BYE (the flow hung
-up, or the survey ended) and answers it; if none comes it sends its own BYE.
+The hotline's BYE is answered wherever it comes (a global optional recv), so a script may
+go on pressing keys while the call could end. The keys go as RFC 2833 telephone-events:
+SIPp 3.8's play_dtmf sends them with payload type 96 whatever the SDP says, so the offer
+names 96 as telephone-event. The call ends from either side: after the script the caller
+waits up to `stay_ms` for the hotline's BYE (the flow hung up, the survey ended) and
+answers it; if none comes it sends its own BYE.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ HEAD = """<?xml version="1.0" encoding="UTF-8"?>
   <recv response="100" optional="true" timeout="{wait_ms}"/>
   <recv response="180" optional="true" timeout="{wait_ms}"/>
   <recv response="183" optional="true" timeout="{wait_ms}"/>
+  <!-- The hotline may hang up at any point after the answer (the flow's goodbye, the end of
+       the survey), even while this caller pauses between keys: a global optional recv that
+       SIPp matches at any later point (it must stand before a mandatory recv: here). -->
+  <recv request="BYE" optional="global" next="bye"/>
   <recv response="200" rrs="true" timeout="{wait_ms}"/>
   <send>
     <![CDATA[
@@ -80,6 +86,7 @@ HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 TAIL = """  <recv request="BYE" timeout="{stay_ms}" ontimeout="self"/>
+  <label id="bye"/>
   <send next="done">
     <![CDATA[
 
@@ -135,9 +142,11 @@ def scenario(steps: Sequence[Step], stay_ms: int, wait_ms: int = 60_000) -> str:
 
 def ivr_caller(steps: Sequence[Step], *, stay_ms: int = 30_000, caller: tuple[str, str] = ("测试来电", "13900000001"),
                number: str = "12345", media: int | None = None, root: Path | None = None,
-               trace_msg: bool = False) -> SippRun:
-    """One citizen's call to `number` that follows `steps`, then stays up to stay_ms for the
-    hotline's BYE (else hangs up). Returns the running SippRun (wait()/check())."""
+               trace_msg: bool = False, calls: Sequence[tuple[str, str]] = (), rate: float = 1.0) -> SippRun:
+    """A citizen's call to `number` that follows `steps`, then stays up to stay_ms for the
+    hotline's BYE (else hangs up); with `calls` ((name, number) each), one such call per entry
+    at `rate` calls/s. Returns the running SippRun (wait()/check())."""
     text = scenario(steps, stay_ms)
-    args = [*sipp.endpoint(CARRIER_IP, media=media), "-m", "1", "-s", number]
-    return SippRun("caller.xml", args, inf_rows=[caller], root=root, trace_msg=trace_msg, text=text)
+    rows = list(calls) or [caller]
+    args = [*sipp.endpoint(CARRIER_IP, media=media), "-m", str(len(rows)), "-r", f"{rate:g}", "-s", number]
+    return SippRun("caller.xml", args, inf_rows=rows, root=root, trace_msg=trace_msg, text=text)
