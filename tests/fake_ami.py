@@ -59,7 +59,14 @@ class FakeAmi:
         self.drop()
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            # A client that connected just before (a reconnect) may have its handler start only
+            # now: its connection is dropped when it starts (see _client), and wait_closed (which
+            # waits for every connection) is bounded all the same.
+            await asyncio.sleep(0)
+            self.drop()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
 
     def drop(self) -> None:
         for w in self._writers:
@@ -94,7 +101,16 @@ class FakeAmi:
         return success()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is not None and not self._server.is_serving():
+            writer.transport.abort()  # accepted as the fake was closing: never served, never left open
+            return
         self._writers.append(writer)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            writer.transport.abort()  # the client went away (EOF): close our side too (no CLOSE-WAIT)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"Asterisk Call Manager/11.0.0\r\n")
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while True:
