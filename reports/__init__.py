@@ -1,0 +1,1 @@
+"""Period reports, hot topics and the contract assessment, computed from the store through metrics/kpi.py."""
