@@ -2,7 +2,10 @@
 # Debian packages hotline's Makefile needs on a fresh machine (as root): python3 with venv
 # (Debian splits venv/ensurepip into python3-venv), debootstrap for the Asterisk sandbox and,
 # with --tests, Prometheus (its binaries: the scrape test and promtool for the alert rules) and
-# espeak-ng and sox (the voice prompts' build test; the prompts themselves are committed).
+# espeak-ng and sox (the voice prompts' build test; the prompts themselves are committed),
+# and Chromium, Noto CJK fonts and poppler-utils (the reports: Chromium prints the HTML report
+# to PDF and the tests look at the pictures, pdftoppm rasterises the PDF; without a CJK font
+# every Chinese character would print as a box).
 # Installs only what is missing, and no recommended packages: Prometheus recommends
 # node-exporter, a daemon that would listen on every interface for a demo that needs neither.
 set -euo pipefail
@@ -14,6 +17,9 @@ if [ "${1:-}" = "--tests" ]; then
   # espeak-ng and sox: the prompt tests render a prompt as `make prompts` does
   command -v espeak-ng >/dev/null || missing+=(espeak-ng)
   command -v sox >/dev/null || missing+=(sox)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+  [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "[packages] installing ${missing[*]}" >&2
