@@ -409,6 +409,9 @@ def parser() -> argparse.ArgumentParser:
     add_commands(sub, with_config)
     add_ticket_commands(sub, with_config)
     add_transfer_commands(sub, with_config)
+    from planner.cli import register as add_plan_command  # `hotline plan`
+
+    add_plan_command(sub)
     return p
 
 
