@@ -410,7 +410,9 @@ def parser() -> argparse.ArgumentParser:
     add_ticket_commands(sub, with_config)
     add_transfer_commands(sub, with_config)
     from planner.cli import register as add_plan_command  # `hotline plan`
+    from reports.cli import register as add_report_command  # `hotline report ...`
 
+    add_report_command(sub)
     add_plan_command(sub)
     return p
 

@@ -26,14 +26,20 @@ and-kpis.md §3, §5, §6; choices written out in README "Counting"):
   (offered - short abandons): offered-based, the strictest form. The answered-based
   form (Asterisk's SL) is `sl_of_answered` for comparison only.
 - Rates are ratios of sums over the period, never averages of daily rates.
+
+The SQL form of the same rules (`sql_counts`, at the end) is built beside them and proven
+equal to `totals` (tests/unit/test_kpi_sql.py): building a SQLAlchemy expression is no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, FromClause, and_, case, func, literal_column, not_
 
 from acd.model import Outcome
 
@@ -167,3 +173,81 @@ def percent(rate: float | None) -> str:
         return "—"
     value = (Decimal(repr(rate)) * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return f"{value}%"
+
+
+# ---- The same rules in SQL ----------------------------------------------------------------------
+# A year of calls (1.5M records) is aggregated by the database, not looped over in Python. Each
+# condition below is the SQL twin of the rule above it names, written beside it so that a change
+# to one is seen next to the other; tests/unit/test_kpi_sql.py proves on SQLite and PostgreSQL,
+# over random records (boundaries included), that `sql_counts` sums to what `totals` counts.
+# Literals are inlined (not bound): PostgreSQL must see a GROUP BY expression identical to the
+# selected one, and two bound parameters of the same value are not identical to it.
+
+
+def sql_offered_queue(t: FromClause) -> ColumnElement[str]:
+    """`offered_queue`: the record's offered queue, or its queue when that is empty."""
+    return func.coalesce(func.nullif(t.c.offered_queue, literal_column("''")), t.c.queue)
+
+
+def _is(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+    return column == literal_column(f"'{value}'")  # Outcome values are plain identifiers: nothing to escape
+
+
+def sql_is_offered(t: FromClause) -> ColumnElement[bool]:
+    """`is_offered`."""
+    return t.c.outcome != literal_column(f"'{Outcome.CLOSED.value}'")
+
+
+def sql_is_answered(t: FromClause) -> ColumnElement[bool]:
+    """`is_answered`."""
+    return _is(t.c.outcome, Outcome.ANSWERED.value)
+
+
+def sql_is_abandoned(t: FromClause) -> ColumnElement[bool]:
+    """`Classified.abandoned`."""
+    return _is(t.c.outcome, Outcome.ABANDONED.value)
+
+
+def sql_is_short_abandon(t: FromClause, threshold: float | None = None) -> ColumnElement[bool]:
+    """`is_short_abandon`, with the record's own threshold, or `threshold` for every call."""
+    if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"short-abandon threshold must be a finite number of seconds >= 0, not {threshold!r}")
+    limit: ColumnElement[Any] = t.c.short_abandon if threshold is None else literal_column(repr(float(threshold)))
+    return and_(sql_is_abandoned(t), t.c.wait_seconds < limit)
+
+
+def sql_within_service_level(t: FromClause) -> ColumnElement[bool]:
+    """`is_answered` and `within_service_level`, with the record's own level."""
+    return and_(sql_is_answered(t), t.c.wait_seconds <= t.c.service_level)
+
+
+def sql_conditions(t: FromClause, short_abandon: float | None = None) -> dict[str, ColumnElement[bool]]:
+    """What one row counts for, by `Totals` field: the SQL form of `classify`."""
+    return {
+        "offered": sql_is_offered(t),
+        "answered": sql_is_answered(t),
+        "answered_within_sl": sql_within_service_level(t),
+        "abandoned": sql_is_abandoned(t),
+        "short_abandoned": sql_is_short_abandon(t, short_abandon),
+        "closed": not_(sql_is_offered(t)),
+    }
+
+
+def sql_count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows meet `condition` (0, not NULL, over no rows)."""
+    return func.coalesce(func.sum(case((condition, literal_column("1")), else_=literal_column("0"))),
+                         literal_column("0"))
+
+
+def sql_counts(t: FromClause, short_abandon: float | None = None) -> dict[str, ColumnElement[int]]:
+    """The `Totals` fields as SQL sums over call-record rows of table `t` (labelled by field name).
+    `short_abandon` replaces every record's own threshold (a report's override)."""
+    return {name: sql_count(cond).label(name) for name, cond in sql_conditions(t, short_abandon).items()}
+
+
+def totals_from_row(row: Mapping[Any, Any]) -> Totals:
+    """The `Totals` of a result row that selected `sql_counts`."""
+    return Totals(*(int(row[name] or 0) for name in TOTALS_FIELDS))
+
+
+TOTALS_FIELDS = ("offered", "answered", "answered_within_sl", "abandoned", "short_abandoned", "closed")

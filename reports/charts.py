@@ -90,8 +90,7 @@ def _target_line(lo: float, hi: float, target: float, label: str) -> list[str]:
     y = TOP + plot_h - plot_h * (target - lo) / (hi - lo)
     return [f'<line class="target" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
             f'stroke="{RED}" stroke-width="2" stroke-dasharray="6 3"/>',
-            f'<text x="{WIDTH - RIGHT}" y="{y - 4:.1f}" font-size="11" fill="{RED}" '
-            f'text-anchor="end">{escape(label)}</text>']
+            f'<text x="{LEFT + 4}" y="{y - 4:.1f}" font-size="11" fill="{RED}">{escape(label)}</text>']
 
 
 def bars(title: str, labels: Sequence[str], series: Sequence[Series], *, percent: bool = False,

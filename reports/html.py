@@ -20,7 +20,7 @@ CSS = """
 body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", sans-serif;
        color: #1d2733; margin: 0 auto; max-width: 1000px; padding: 16px; font-size: 13px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 17px; border-bottom: 2px solid #2f6fb0; padding-bottom: 4px; margin-top: 26px; }
+h2 { font-size: 17px; border-bottom: 2px solid #33414f; padding-bottom: 4px; margin-top: 26px; }
 .meta { color: #5b6775; margin-bottom: 12px; }
 .cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 8px; }
 .card { border: 1px solid #d6dde4; border-radius: 6px; padding: 8px 10px; break-inside: avoid; }

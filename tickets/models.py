@@ -317,3 +317,21 @@ class CallbackRow(Base):
         Index("ix_callback_requests_due", "state", "next_attempt"),
         Index("ix_callback_requests_created", "created"),
     )
+
+
+class ReportVersionRow(Base):
+    """One frozen version of a period's report (migration 0009): its JSON exactly as hashed.
+    A restatement is a new row with the next version; triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "report_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(64))  # reports.periods.Period.key: "month:2026-11"
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per period
+    frozen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    frozen_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("period", "version", name="uq_report_versions_period_version"),)
