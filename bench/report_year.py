@@ -319,12 +319,26 @@ def tickets(n: int, seed: int, now: datetime, depts: dict[str, int]) -> Iterator
             daily[day] = daily.get(day, 0) + 1
             row = (tid, f"{day}{daily[day]:05d}", t.state, "phone" if phone else "web", "市民",
                    f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}", False, cat if t.state != "draft" else "",
-                   urgency, district if t.state != "draft" else "", "", "", f"{matter}，希望尽快处理" if
+                   urgency, district if t.state != "draft" else "", "", "", content(rng, district, matter) if
                    t.state != "draft" else "", str(1001 + rng.randrange(60)), f["department_id"], f["returns"],
                    f["extensions"], f["redos"], 0, f["late"], f["due_at"], f["accept_due"], f["handle_due"],
                    f["reply"], f["followup"], f["rating"], created, f["registered_at"], f["dispatched_at"],
                    f["accepted_at"], f["replied_at"], f["closed_at"], t.at, max(1, len(t.events)))
             yield row, t.events
+
+
+PLACES = ["人民路", "渭阳路", "文林路", "玉泉路", "世纪大道", "乐育路", "统一路", "中华路"]
+ESTATES = ["幸福", "阳光", "锦绣", "和平", "紫薇", "兴盛", "东方", "翠苑"]
+DETAILS = ["已持续一周左右", "已多次联系相关单位但未得到解决", "对方称正在排查但至今没有结果", "家中有老人和小孩",
+           "周边居民意见很大", "影响正常生活和休息", "此前已反映过一次", "附近商户也有同样情况"]
+
+
+def content(rng: random.Random, district: str, matter: str) -> str:
+    """A ticket's text of a realistic length (80-130 characters, as agents type them): the
+    matter with a place and a few details, so that hot topics segment what they would."""
+    place = f"{district}{rng.choice(PLACES)}{rng.choice(ESTATES)}小区{rng.randint(1, 30)}号楼"
+    details = "，".join(rng.sample(DETAILS, 3))
+    return f"市民来电反映：{place}{matter}，{details}。希望相关部门尽快核实处理，并将处理结果及时回复市民。"
 
 
 # ---- loading -----------------------------------------------------------------------------------
