@@ -112,6 +112,7 @@ class MetricsSection(_Strict):
 
     listen: IPAddress = "127.0.0.1"
     port: int = Field(9108, ge=0, le=65535)
+    month_to_date_interval: float = Field(30, ge=1, le=300)  # seconds between store reads of hotline_month_*
 
 
 class AgiSection(_Strict):

@@ -31,7 +31,9 @@ from cti.dispatcher import Dispatcher
 from cti.ivr_service import EngineIvr
 from cti.logs import Throttle
 from cti.metrics_http import MetricsServer
+from cti.month_to_date import MonthToDate
 from metrics.exporter import LiveCollector, Metrics
+from tickets.overdue import OverdueTickets
 from tickets.platform import TicketPlatform, platform
 from tickets.store import Failure, Outbox, classify, describe, migrate, open_engine, recent_answers
 
@@ -55,6 +57,8 @@ class Engine:
     tickets_port: int = 0
     ivr: EngineIvr | None = None  # the FastAGI listener of the IVR flows, when the dialplan calls it
     callbacks: Callbacks | None = None  # callbacks booked in the IVR: kept, fed to the ACD, retried
+    month: MonthToDate | None = None  # this month's figures from the store (hotline_month_*)
+    overdue: OverdueTickets | None = None  # hotline_tickets_overdue, read from the store
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -95,7 +99,7 @@ class Engine:
         o, a = self.outbox, self.account
         return {"pending": o.pending(), "quarantined": o.in_quarantine(), "write_errors": o.errors,
                 "spool_errors": o.spool_errors, "account_read_errors": a.read_errors if a else 0,
-                "account_bad_rows": a.bad_rows if a else 0}
+                "account_bad_rows": a.bad_rows if a else 0, "written_records": o.written + o.duplicates}
 
 
 def build(settings: Settings, config_dir: Path | None = None) -> Engine:
@@ -152,6 +156,12 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         engine.ivr = EngineIvr(engine)
         registry.register(ivr_service.IvrCollector(engine.ivr))
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
+    reader = open_engine(e.store.url)  # a pool of its own: the figures' queries never hold up call records
+    engine.month = MonthToDate(reader, lambda: [q.name for q in engine.settings.queues],
+                               e.metrics.month_to_date_interval)
+    engine.overdue = OverdueTickets(reader)
+    registry.register(engine.month)
+    registry.register(engine.overdue)
     return engine
 
 
@@ -219,6 +229,9 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             tasks.add(asyncio.create_task(engine.account.run(), name="asterisk-account"))
         if engine.callbacks is not None:
             tasks.add(asyncio.create_task(engine.callbacks.run(), name="callbacks"))
+        for name, part in (("month-to-date", engine.month), ("tickets-overdue", engine.overdue)):
+            if part is not None:
+                tasks.add(asyncio.create_task(part.run(), name=name))
         if engine.tickets is not None:
             t = engine.settings.tickets.http
             engine.tickets_port = await _listen(stack, engine.tickets.api.app(), t.listen, t.port, "ticket API")

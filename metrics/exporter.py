@@ -225,6 +225,7 @@ class LiveCollector(Collector):
             gauge.add_metric([], store.get(key, 0))
             yield gauge
         for key, help_text in (
+            ("written_records", "Call records stored (inserted, or found already there)"),
             ("write_errors", "Failed store writes (retried, or quarantined when refused for good)"),
             ("spool_errors", "Records that could not be spooled to disk at once (kept in memory, retried)"),
             ("account_read_errors", "Failed reads of Asterisk's account (CEL): calls the engine did not see "

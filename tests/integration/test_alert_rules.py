@@ -42,6 +42,15 @@ HEALTHY = [
     series("hotline_calls_short_abandoned_total", "0x70", queue="main"),
     series("hotline_queue_longest_wait_seconds", "25x70", queue="main"),
     series("hotline_queue_service_level_seconds", "20x70", queue="main"),
+    # A busy hour: callers wait while every working agent is on a call (none available).
+    series("hotline_queue_waiting_callers", "2x70", queue="main"),
+    series("hotline_agents", "0x70", state="available"),
+    series("hotline_agents", "5x70", state="on_call"),
+    series("hotline_agents", "1x70", state="wrap_up"),
+    series("hotline_agents", "2x70", state="paused"),
+    series("hotline_store_written_records_total", "0+10x70"),
+    series("hotline_tickets_overdue", "3 4 3 5 4x66"),
+    series("hotline_month_refreshed_timestamp_seconds", "0+60x70"),  # refreshed every minute
 ]
 
 # alert -> (the series that replace the healthy ones of the same name, minute to look, labels)
@@ -61,6 +70,20 @@ FAULTS: dict[str, tuple[list[dict[str, str]], int, dict[str, str]]] = {
     "HotlineCallersWaitBeyondServiceLevel": (
         [series("hotline_queue_longest_wait_seconds", "25 25 90x68", queue="main")], 6,
         {**TARGET, "queue": "main"}),
+    # 90 of every 100 offered calls answered since the start; 100 eligible calls by minute 10.
+    "HotlineAnswerRate24hBelowTarget": ([series("hotline_calls_answered_total", "0+9x70", queue="main")], 30, {}),
+    # Everyone pauses or logs out at minute 2 while a caller waits.
+    "HotlineCallersWaitingNoAgent": ([series("hotline_agents", "5 5 0x68", state="on_call"),
+                                      series("hotline_agents", "1 1 0x68", state="wrap_up"),
+                                      series("hotline_agents", "2 2 8x68", state="paused")], 5,
+                                     {**TARGET, "queue": "main"}),
+    # The writer stops storing at minute 5; calls keep coming.
+    "HotlineNoRecordsStored": ([series("hotline_store_written_records_total", "0+10x5 50x65")], 22, {}),
+    # One more ticket overdue every minute from minute 5 (the fault runs past the healthy hour).
+    "HotlineTicketsOverdueRising": ([series("hotline_tickets_overdue", "3x5 3+1x125")], 80, TARGET),
+    # The store stops answering the month's query at minute 10.
+    "HotlineMonthFiguresStale": ([series("hotline_month_refreshed_timestamp_seconds", "0+60x10 600x60")], 30,
+                                 TARGET),
 }
 
 
@@ -129,6 +152,37 @@ def test_a_quiet_night_with_few_calls_does_not_page_for_the_answer_rate(tmp_path
     night = with_fault([series("hotline_calls_ended_total", "0x10 1x20 2x40", queue="main", outcome="answered"),
                         series("hotline_calls_ended_total", "0x50 1x20", queue="main", outcome="abandoned")])
     checks = [{"eval_time": "65m", "alertname": "HotlineAnswerRateBelowTarget", "exp_alerts": []}]
+    proc = run_tests(tmp_path, [{"interval": "1m", "input_series": night, "alert_rule_test": checks}])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_day_of_few_calls_does_not_page_for_the_24h_answer_rate(tmp_path: Path) -> None:
+    # 3 calls in the day, 2 answered: 67%, but under the 100 eligible calls the rule asks for.
+    # (the third call comes at minute 53: the rate is 67% for 20 minutes, past the rule's `for`)
+    quiet = with_fault([series("hotline_calls_offered_total", "0x10 1x20 2x20 3x30", queue="main"),
+                        series("hotline_calls_answered_total", "0x10 1x20 2x50", queue="main"),
+                        series("hotline_store_written_records_total", "0x10 1x20 2x20 3x30")])
+    checks = [{"eval_time": f"{minute}m", "alertname": "HotlineAnswerRate24hBelowTarget", "exp_alerts": []}
+              for minute in (30, 73)]
+    proc = run_tests(tmp_path, [{"interval": "1m", "input_series": quiet, "alert_rule_test": checks}])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_short_abandons_do_not_count_against_the_24h_answer_rate(tmp_path: Path) -> None:
+    # Of every 10 calls: 9 answered, 1 hung up within the short-abandon threshold: 9 / (10 - 1) = 100%.
+    spec = with_fault([series("hotline_calls_answered_total", "0+9x70", queue="main"),
+                       series("hotline_calls_short_abandoned_total", "0+1x70", queue="main")])
+    checks = [{"eval_time": "65m", "alertname": "HotlineAnswerRate24hBelowTarget", "exp_alerts": []}]
+    proc = run_tests(tmp_path, [{"interval": "1m", "input_series": spec, "alert_rule_test": checks}])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_quiet_night_without_calls_or_records_raises_no_record_alert(tmp_path: Path) -> None:
+    night = with_fault([series("hotline_calls_offered_total", "50x70", queue="main"),
+                        series("hotline_calls_answered_total", "50x70", queue="main"),
+                        series("hotline_store_written_records_total", "50x70")])
+    checks = [{"eval_time": f"{minute}m", "alertname": "HotlineNoRecordsStored", "exp_alerts": []}
+              for minute in (20, 65)]
     proc = run_tests(tmp_path, [{"interval": "1m", "input_series": night, "alert_rule_test": checks}])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

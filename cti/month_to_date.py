@@ -1,0 +1,158 @@
+"""The current month's call figures for Prometheus, re-derived from the store.
+
+The contract's first duty is the *monthly* answer rate, by the call's arrival time in
+Asia/Shanghai (README "Counting"). PromQL cannot take a range that starts at a month
+boundary (`increase(x[30d])` slides, and a counter restarts with the engine), so the engine
+asks the store instead: every `metrics.month_to_date_interval` seconds (engine.yaml, default
+30) a worker thread runs `reports.calls.totals_by_queue` over [the 1st of this Shanghai month
+00:00, the 1st of the next) and the result is exported as
+
+- `hotline_month_calls{queue,kind}`: kind offered, answered, answered_within_sl,
+  short_abandoned, abandoned (every configured queue, 0 before its first call);
+- `hotline_month_info{month="2026-11"}` 1: the month those figures are of;
+- `hotline_month_refreshed_timestamp_seconds`: when the store last answered;
+- `hotline_month_refresh_errors_total`: refreshes the store did not answer.
+
+Restart-safe by construction: nothing is counted in this process. The figures are the
+store's answer about the records of calls that arrived this month, the same rows and the
+same `kpi.Totals` the month report computes from, so a restarted engine, a second engine on
+the same store and the report all read the same numbers; nothing is lost or counted twice
+when the engine stops. Until the first refresh after a start the series are absent (never 0):
+a graph shows a gap, not a drop. A call counts once its record is stored (it ended, and the
+writer stored it): the figures lag the live counters by the calls in progress.
+
+A store that does not answer: the last figures stay (their `month` and refresh time say how
+old they are), each failed refresh is counted, and the outage is logged once when it starts
+and once when it ends. A query still running when the next refresh falls due is waited for,
+never started a second time: a hung database costs one thread, not one per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from metrics import kpi
+from tickets.store import describe, in_daemon_thread
+
+log = structlog.get_logger("hotline.month_to_date")
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+KINDS = ("offered", "answered", "answered_within_sl", "short_abandoned", "abandoned")
+QUERY_TIMEOUT = 20.0  # seconds one refresh may take before it counts as failed (it is still awaited)
+
+TotalsByQueue = Callable[[Engine, datetime, datetime], dict[str, kpi.Totals]]
+
+
+def month_window(now: datetime) -> tuple[str, datetime, datetime]:
+    """("2026-11", start, end) of the Shanghai month holding `now`, the bounds in UTC, end excluded."""
+    local = now.astimezone(SHANGHAI)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)  # Shanghai keeps no daylight saving time
+    return f"{start:%Y-%m}", start.astimezone(UTC), end.astimezone(UTC)
+
+
+def store_totals(db: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+    from reports.calls import totals_by_queue  # noqa: PLC0415 - reports/ pulls in openpyxl and rjieba
+
+    return totals_by_queue(db, start, end)
+
+
+@dataclass(frozen=True)
+class Figures:
+    month: str
+    totals: dict[str, kpi.Totals]
+    refreshed: float  # Unix time the store answered
+
+
+class MonthToDate(Collector):
+    def __init__(
+        self,
+        db: Engine,
+        queues: Callable[[], Iterable[str]],
+        interval: float = 30.0,
+        totals: TotalsByQueue = store_totals,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.queues = queues  # the configured queues: each shows from the month's first second
+        self.interval = interval
+        self.totals = totals
+        self.clock = clock
+        self.figures: Figures | None = None
+        self.errors = 0
+        self._failing = False
+        self._query: asyncio.Future[dict[str, kpi.Totals]] | None = None
+        self._query_month = ""
+
+    async def refresh(self) -> bool:
+        """Ask the store once; True when it answered and the figures are new."""
+        if self._query is None:
+            self._query_month, start, end = month_window(datetime.fromtimestamp(self.clock(), UTC))
+            self._query = in_daemon_thread(self.totals, self.db, start, end)
+        query = self._query
+        await asyncio.wait({query}, timeout=QUERY_TIMEOUT)  # never cancels the thread's future
+        if not query.done():
+            self._failed(f"no answer from the store within {QUERY_TIMEOUT:g} s")
+            return False
+        self._query = None
+        try:
+            by_queue = query.result()
+        except Exception as exc:
+            self._failed(describe(exc))
+            return False
+        totals = {name: kpi.Totals() for name in self.queues()}
+        totals.update(by_queue)
+        self.figures = Figures(self._query_month, totals, self.clock())
+        if self._failing:
+            self._failing = False
+            log.info("month_to_date_refresh_recovered", failed_refreshes=self.errors, month=self._query_month)
+        return True
+
+    def _failed(self, error: str) -> None:
+        self.errors += 1
+        if not self._failing:  # once per outage, not once per interval
+            self._failing = True
+            log.warning("month_to_date_refresh_failed", error=error,
+                        kept_month=self.figures.month if self.figures else None,
+                        hint="the month-to-date figures keep their last values until the store answers")
+
+    async def run(self) -> None:
+        """Refresh now and every `interval` seconds, until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # a bug here must not stop the engine: counted and logged like an outage
+                self._failed(f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self.interval)
+
+    def collect(self) -> Iterable[Metric]:
+        errors = CounterMetricFamily("hotline_month_refresh_errors",
+                                     "Refreshes of the month-to-date figures the store did not answer")
+        errors.add_metric([], self.errors)
+        yield errors
+        figures = self.figures
+        if figures is None:
+            return
+        calls = GaugeMetricFamily(
+            "hotline_month_calls", "This Shanghai month's calls by arrival, from the store (kpi.Totals per "
+            "offered queue; restart-safe)", labels=["queue", "kind"])
+        for queue, t in sorted(figures.totals.items()):
+            for kind in KINDS:
+                calls.add_metric([queue, kind], getattr(t, kind))
+        info = GaugeMetricFamily("hotline_month_info", "The month (Asia/Shanghai) hotline_month_calls is of",
+                                 labels=["month"])
+        info.add_metric([figures.month], 1)
+        refreshed = GaugeMetricFamily("hotline_month_refreshed_timestamp_seconds",
+                                      "When the store last answered for hotline_month_calls (Unix time)")
+        refreshed.add_metric([], figures.refreshed)
+        yield from (calls, info, refreshed)

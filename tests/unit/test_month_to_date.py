@@ -1,0 +1,193 @@
+"""The month-to-date figures (cti/month_to_date.py): the Shanghai month's window, the gauges
+per queue and kind, restart safety (they come from the store, so a new process exports the
+same), and a store that does not answer (the last figures stay, the failure is counted and
+logged once per outage)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
+from structlog.testing import capture_logs
+
+from acd.model import Outcome
+from cti import month_to_date
+from cti.month_to_date import MonthToDate, month_window
+from metrics import kpi
+from tests.unit.store_helpers import record
+from tickets.db import insert_record, migrate, open_engine
+
+NOV_1_SHANGHAI = datetime(2026, 10, 31, 16, 0, tzinfo=UTC).timestamp()  # 2026-11-01 00:00 +08:00
+
+
+def samples(*collectors: object) -> dict[str, float]:
+    registry = CollectorRegistry()
+    for c in collectors:
+        registry.register(c)  # type: ignore[arg-type]
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+@pytest.mark.parametrize(("now", "month", "start", "end"), [
+    (datetime(2026, 10, 31, 16, 0, tzinfo=UTC), "2026-11", datetime(2026, 10, 31, 16, tzinfo=UTC),
+     datetime(2026, 11, 30, 16, tzinfo=UTC)),
+    (datetime(2026, 10, 31, 15, 59, 59, tzinfo=UTC), "2026-10", datetime(2026, 9, 30, 16, tzinfo=UTC),
+     datetime(2026, 10, 31, 16, tzinfo=UTC)),
+    (datetime(2026, 12, 31, 17, 0, tzinfo=UTC), "2027-01", datetime(2026, 12, 31, 16, tzinfo=UTC),
+     datetime(2027, 1, 31, 16, tzinfo=UTC)),
+    (datetime(2028, 2, 10, tzinfo=UTC), "2028-02", datetime(2028, 1, 31, 16, tzinfo=UTC),
+     datetime(2028, 2, 29, 16, tzinfo=UTC)),
+])
+def test_the_month_is_shanghais_calendar_month_by_arrival(now: datetime, month: str, start: datetime,
+                                                          end: datetime) -> None:
+    assert month_window(now) == (month, start, end)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Engine:
+    engine = open_engine(f"sqlite:///{tmp_path / 'hotline.db'}")
+    migrate(engine)
+    return engine
+
+
+def store_calls(db: Engine) -> None:
+    """October's last call, then November's: answered in 3 s and in 40 s, a short and a long abandon in main,
+    one answered in tax (offered there, answered in main after an overflow)."""
+    t = NOV_1_SHANGHAI
+    calls = [
+        record("oct", arrived=t - 1, answered=t + 2, ended=t + 60, offered_queue="main", path=("main",),
+               service_level=15.0, short_abandon=5.0, wait_seconds=3.0),
+        record("a", arrived=t + 10, answered=t + 13, ended=t + 60, offered_queue="main", path=("main",),
+               service_level=15.0, short_abandon=5.0, wait_seconds=3.0),
+        record("b", arrived=t + 20, answered=t + 60, ended=t + 90, offered_queue="main", path=("main",),
+               service_level=15.0, short_abandon=5.0, wait_seconds=40.0),
+        record("c", arrived=t + 30, answered=None, ended=t + 32, agent_id=None, outcome=Outcome.ABANDONED,
+               offered_queue="main", path=("main",), service_level=15.0, short_abandon=5.0, wait_seconds=2.0,
+               talk_seconds=0.0, recording=None),
+        record("d", arrived=t + 40, answered=None, ended=t + 100, agent_id=None, outcome=Outcome.ABANDONED,
+               offered_queue="main", path=("main",), service_level=15.0, short_abandon=5.0, wait_seconds=60.0,
+               talk_seconds=0.0, recording=None),
+        record("e", arrived=t + 50, answered=t + 55, ended=t + 70, offered_queue="tax", queue="main",
+               path=("tax", "main"), service_level=10.0, short_abandon=5.0, wait_seconds=5.0),
+    ]
+    for rec in calls:
+        insert_record(db, rec)
+
+
+def mtd(db: Engine, now: float, queues: tuple[str, ...] = ("main", "tax", "night")) -> MonthToDate:
+    return MonthToDate(db, lambda: queues, clock=lambda: now)  # the store's own totals_by_queue
+
+
+async def test_the_gauges_are_the_kpi_totals_of_this_months_stored_calls_per_offered_queue(db: Engine) -> None:
+    store_calls(db)
+    m = mtd(db, NOV_1_SHANGHAI + 3600)
+    assert await m.refresh()
+    got = samples(m)
+    assert got["hotline_month_info{month=2026-11}"] == 1
+    assert got["hotline_month_refreshed_timestamp_seconds{}"] == NOV_1_SHANGHAI + 3600
+
+    def figures(queue: str) -> dict[str, float]:
+        return {kind: got[f"hotline_month_calls{{kind={kind},queue={queue}}}"] for kind in month_to_date.KINDS}
+
+    # October's call is left out; the overflowed call counts in tax, where it was offered.
+    assert figures("main") == {"offered": 4, "answered": 2, "answered_within_sl": 1, "short_abandoned": 1,
+                               "abandoned": 2}
+    assert figures("tax") == {"offered": 1, "answered": 1, "answered_within_sl": 1, "short_abandoned": 0,
+                              "abandoned": 0}
+    assert figures("night") == dict.fromkeys(month_to_date.KINDS, 0)  # configured, no call yet
+
+
+async def test_a_new_process_on_the_same_store_exports_the_same_figures(db: Engine) -> None:
+    """Restart safety: nothing is counted in memory, so a restarted engine starts where the store is."""
+    store_calls(db)
+    before = mtd(db, NOV_1_SHANGHAI + 3600)
+    await before.refresh()
+    after = mtd(db, NOV_1_SHANGHAI + 3700)  # "restarted" a little later: no call since
+    await after.refresh()
+    month = {k: v for k, v in samples(before).items() if not k.startswith("hotline_month_refreshed")}
+    assert month == {k: v for k, v in samples(after).items() if not k.startswith("hotline_month_refreshed")}
+    assert month["hotline_month_calls{kind=offered,queue=main}"] == 4
+
+
+def test_no_figures_are_exported_before_the_store_first_answers(db: Engine) -> None:
+    assert samples(mtd(db, NOV_1_SHANGHAI)) == {"hotline_month_refresh_errors_total{}": 0}
+
+
+async def test_a_store_that_fails_keeps_the_last_figures_counts_each_failure_and_logs_once_per_outage(
+    db: Engine,
+) -> None:
+    store_calls(db)
+    down = False
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        if down:
+            raise ConnectionRefusedError("connection refused")
+        return month_to_date.store_totals(engine, start, end)
+
+    m = MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: NOV_1_SHANGHAI + 3600)
+    assert await m.refresh()
+    kept = samples(m)
+    down = True
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert not await m.refresh()
+        got = samples(m)
+        down = False
+        assert await m.refresh()
+    assert got["hotline_month_refresh_errors_total{}"] == 3
+    assert {k: v for k, v in got.items() if k.startswith("hotline_month_calls")} == \
+        {k: v for k, v in kept.items() if k.startswith("hotline_month_calls")}
+    assert [line["event"] for line in logs] == ["month_to_date_refresh_failed", "month_to_date_refresh_recovered"]
+    assert "connection refused" in logs[0]["error"]
+
+
+async def test_a_store_that_hangs_is_waited_for_not_asked_again(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(month_to_date, "QUERY_TIMEOUT", 0.05)
+    release = threading.Event()
+    asked = 0
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        nonlocal asked
+        asked += 1
+        release.wait(5)
+        return {"main": kpi.Totals(offered=7)}
+
+    m = MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: NOV_1_SHANGHAI)
+    assert not await m.refresh()
+    assert not await m.refresh()
+    release.set()
+    assert await m.refresh()
+    assert asked == 1
+    assert m.errors == 2
+    assert samples(m)["hotline_month_calls{kind=offered,queue=main}"] == 7
+
+
+async def test_the_refresh_task_survives_a_bug_in_the_query_and_goes_on(db: Engine) -> None:
+    calls = 0
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("a bug")
+        return {}
+
+    m = MonthToDate(db, lambda: ["main"], interval=0.01, totals=totals, clock=lambda: NOV_1_SHANGHAI)
+    task = asyncio.create_task(m.run())
+    try:
+        while m.figures is None:
+            await asyncio.sleep(0.01)
+        assert not task.done()  # the failed refresh did not end the task (the engine would stop)
+    finally:
+        task.cancel()
+    assert m.errors == 1
