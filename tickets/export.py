@@ -48,7 +48,7 @@ FORMAT = "hotline-export"
 FORMAT_VERSION = 1
 # Parents before the rows that point at them: the order of the import's inserts.
 TABLE_NAMES = ("call_records", "departments", "users", "kb_articles", "ticket_counters", "tickets", "ticket_calls",
-               "ticket_events", "push_outbox")
+               "ticket_events", "push_outbox", "report_versions")
 TABLES: tuple[Table, ...] = tuple(Base.metadata.tables[name] for name in TABLE_NAMES)
 WITHHELD = {"users": ("password_hash",)}
 NOT_EXPORTED = {

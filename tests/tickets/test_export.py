@@ -22,6 +22,7 @@ from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
 from cti.cli import main
+from reports import periods, report, versions
 from testbed.configs import write_config
 from tests.pg import pg_database
 from tests.tickets.helpers import FORM, PASSWORD, T0, seed, service
@@ -90,6 +91,12 @@ def populate(db: Engine) -> None:
     answered = svc.create(who["agent2"], {**FORM, "category": "咨询", "caller_num": ""}, now + timedelta(days=1))
     svc.act(who["agent2"], answered["number"], Action.ANSWER_DIRECTLY,
             {"reply": "请联系供热公司", "article_id": article_id}, now + timedelta(days=1))
+    # A frozen month report and its restatement: the published figures belong to the authority too.
+    month = periods.month(T0.year, T0.month)
+    later = month.end_utc + timedelta(days=2)
+    for reason in ("月度发布", "更正：补录 1 通"):
+        versions.freeze(db, report.build(db, month, report.ReportOptions(topics=False), later), by="admin",
+                        reason=reason, now=later)
 
 
 def jsonl(folder: Path, table: str) -> list[dict[str, Any]]:
