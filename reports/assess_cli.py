@@ -102,32 +102,15 @@ def scheme_path(args: argparse.Namespace) -> tuple[Path, bool]:
 
 @contextmanager
 def _engine(args: argparse.Namespace) -> Iterator[Engine]:
-    """`--store URL`, or the store of the configuration; migrated first."""
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError, OperationalError
+    """The report's own store opening (`--store URL` or the configuration's; a missing SQLite file
+    is refused, not created: a typo must not score an empty store and pay on it)."""
+    from reports import cli as report_cli
 
-    from tickets.admin_cli import configured_engine
-    from tickets.db import migrate, open_engine
-
-    if args.store is None:
-        with configured_engine(args, Refused) as db:
+    try:
+        with report_cli._engine(args) as db:
             yield db
-        return
-    try:
-        db = open_engine(args.store)
-    except ArgumentError:
-        raise Refused("--store 不是有效的数据库地址 (not a database URL): e.g. postgresql+psycopg://user@host/db "
-                      "or sqlite:////var/lib/hotline/hotline.db") from None
-    try:
-        try:
-            migrate(db)
-        except OperationalError as exc:
-            where = make_url(args.store).render_as_string(hide_password=True)
-            raise Refused(f"cannot open the store {where} ({' '.join(str(exc.orig).split())}); is the database "
-                          "running?") from None
-        yield db
-    finally:
-        db.dispose()
+    except report_cli.Refused as exc:
+        raise Refused(str(exc)) from None
 
 
 def store_figures(args: argparse.Namespace, period_text: str) -> tuple[Mapping[str, Figure], str]:
@@ -149,7 +132,10 @@ def store_figures(args: argparse.Namespace, period_text: str) -> tuple[Mapping[s
                                                f"由 {frozen.frozen_by} 冻结）")
         now = datetime.now(UTC)
         source = "按库中数据实时计算（--live）" if args.live else "按库中数据实时计算（本期报表未冻结）"
-        return build(db, period, ReportOptions(compare=False), now).figures(), f"{source}，{local_time(now)}"
+        if now < period.end_utc:
+            source += "；统计期尚未结束，得分为截至目前的中期结果，不能作为付款依据 (the period has not ended)"
+        options = ReportOptions(compare=False, topics=False)
+        return build(db, period, options, now).figures(), f"{source}，{local_time(now)}"
 
 
 def cmd_assess(args: argparse.Namespace, figures_for: FiguresFor | None = None) -> int:

@@ -2,7 +2,8 @@
 
 The PDF is the browser's own print of the page, so it shows what the screen shows; no second
 layout engine. Chromium runs with a throwaway profile folder (removed afterwards: it would
-otherwise keep a profile under ~/.config) and no network use beyond the local file. As root,
+otherwise keep a profile under ~/.config; $HOME and $XDG_* point there too) and no network use
+beyond the local file. As root,
 Chromium refuses to start without --no-sandbox; the page is our own report (no script, no
 remote content), so the sandbox is given up only then.
 """
@@ -44,8 +45,12 @@ def _run(html: Path, *args: str) -> None:
         if os.geteuid() == 0:
             cmd.append("--no-sandbox")
         cmd.append(html.resolve().as_uri())
+        # Chromium also writes crash-report settings and a dconf cache under $HOME and $XDG_*:
+        # point them into the throwaway folder, so that nothing of the run is left anywhere.
+        env = {**os.environ, "HOME": profile, "XDG_CONFIG_HOME": f"{profile}/config",
+               "XDG_CACHE_HOME": f"{profile}/cache", "XDG_DATA_HOME": f"{profile}/data"}
         try:
-            done = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, check=False)
+            done = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, check=False, env=env)
         except subprocess.TimeoutExpired as exc:
             raise BrowserError(f"Chromium 在 {TIMEOUT:.0f} 秒内未完成 / Chromium did not finish: {html}") from exc
     if done.returncode != 0:

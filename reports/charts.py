@@ -53,9 +53,13 @@ def _scale(values: Sequence[float | None], percent: bool, target: float | None) 
         return floor, 1.0
     top = max(present, default=0.0)
     if top <= 0:
-        return 0.0, 1.0
-    magnitude = 10 ** math.floor(math.log10(top))
-    return 0.0, math.ceil(top / magnitude) * magnitude
+        return 0.0, 4.0
+    # Four gridline steps of 1, 2, 2.5 or 5 × 10^k, whole numbers (counts have no fractions).
+    raw = top / 4
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    steps = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)
+    step = next(m * magnitude for m in steps if m * magnitude >= raw)
+    return 0.0, 4 * max(1, step)
 
 
 def _frame(title: str, lo: float, hi: float, percent: bool, body: list[str], legend: Sequence[Series],

@@ -6,7 +6,7 @@
     hotline report quarter 2026Q4 | year 2026 | range 2026-11-03..2026-11-17   (same options)
     hotline report freeze 2026-11 --by NAME --reason TEXT
     hotline report versions 2026-11
-    hotline report assess 2025 [--scheme FILE] [--manual KEY=VALUE:WHO] [--json]
+    hotline report assess 2025 [--scheme FILE] [--manual KEY=VALUE:WHO] [--json] [--live] [--store URL]
 
 A frozen period is shown as frozen (its latest version, the others listed) unless `--live`;
 a filtered report (a special analysis) or one with `--short-abandon` is always computed live.
@@ -120,6 +120,23 @@ def _period(text: str, kind: str | None = None) -> Period:
         raise Refused(str(exc)) from None
 
 
+def _known_departments(db: Engine, codes: tuple[str, ...]) -> None:
+    """A code nobody has would give an all-zero special analysis that looks like a real one."""
+    if not codes:
+        return
+    from sqlalchemy import select
+
+    from tickets.models import DepartmentRow
+
+    with db.connect() as conn:
+        known = set(conn.scalars(select(DepartmentRow.code)))
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        listed = "、".join(sorted(known)) or "（尚无承办单位）"
+        raise Refused(f"没有代码为 {'、'.join(unknown)} 的承办单位 (no such department); 已有：{listed} "
+                      "(hotline dept list)")
+
+
 def _frozen_line(shown: Version, every: list[Version]) -> str:
     from reports.report import local_time
 
@@ -196,7 +213,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         period = _period(args.period, args.action)
         options = _options(args)
         live = args.live or options.special or options.short_abandon is not None or options.satisfied_calls != (1, 2)
+        if args.version is not None and live:
+            raise Refused("--version 显示冻结时的报表原样，不能与筛选条件、--short-abandon、--basic-satisfied "
+                          "或 --live 同用 (a frozen version is shown as frozen: drop the filters or --version)")
         with _engine(args) as db:
+            _known_departments(db, options.departments)
             every = [] if live and args.version is None else versions(db, period.key)
             if args.version is not None:
                 chosen = [v for v in every if v.version == args.version]
@@ -223,6 +244,10 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         from reports.versions import FreezeRefused, freeze, versions
 
         period = _period(args.period)
+        if args.short_abandon is not None:
+            raise Refused("冻结的是本期正式报表：速挂按各通话记录当时所在队列的阈值统计，不能用 --short-abandon 改写 "
+                          "(the official report uses each record's own threshold; change it in queues.yaml for "
+                          "later calls)")
         now = datetime.now(UTC)
         with _engine(args) as db:
             report = build(db, period, _options(args), now, progress=_progress(command))
@@ -292,7 +317,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "report", help="period reports (月报/季报/年报) of calls and tickets; CSV, XLSX, JSON; frozen versions",
         description="The call and ticket figures of a period, in Beijing time, each with its numerator, "
         "denominator and a note naming every exclusion (metrics/kpi.py defines the call KPIs once; README "
-        "'Counting'). A frozen period shows its latest frozen version unless --live. Progress on stderr.")
+        "'Counting'). A frozen period shows its latest frozen version unless --live; a filter (--queue, "
+        "--department, --category, --district), --short-abandon or --basic-satisfied makes a special analysis, "
+        "always computed from the store. Progress on stderr; exit 2 when the report cannot be made as asked.")
     rsub = r.add_subparsers(dest="action", required=True, metavar="ACTION")
     for kind, (metavar, example) in PERIOD_FORMS.items():
         p = rsub.add_parser(kind, help=f"the report of a {kind}, e.g. {example}")

@@ -27,7 +27,7 @@ h2 { font-size: 17px; border-bottom: 2px solid #33414f; padding-bottom: 4px; mar
 .card .label { color: #5b6775; font-size: 12px; }
 .card .value { font-size: 20px; font-weight: bold; margin: 2px 0; }
 .card .note { color: #5b6775; font-size: 11px; line-height: 1.35; }
-.card.pass .value { color: #2e9d5b; } .card.fail .value { color: #d23c3c; }
+.card.pass .value { color: #1f7a45; } .card.fail .value { color: #a01c1c; }  /* not the charts' colours */
 .chart { display: block; margin: 12px 0; max-width: 100%; height: auto; break-inside: avoid; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0 14px; font-size: 12px; }
 th, td { border: 1px solid #d6dde4; padding: 3px 6px; text-align: right; }

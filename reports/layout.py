@@ -8,6 +8,7 @@ the first thing a reader looks for.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from reports import browser, charts, html
 from reports.charts import BLUE, GREEN, GREY, ORANGE, Series
 from reports.figures import Figure
+from reports.output import private_file
 from reports.report import Cell, Kind, Snapshot, Table, local_time
 
 TARGET = 0.95
@@ -167,18 +169,21 @@ def page(snap: Snapshot, *, target: float = TARGET, version: str = "") -> html.P
 
 
 def write_html(snap: Snapshot, path: Path, *, target: float = TARGET, version: str = "") -> None:
-    text = html.render(page(snap, target=target, version=version))
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o640)
+    """Written 0640 through a temporary file renamed into place, like every report file."""
+    with private_file(path, binary=True) as out:
+        out.write(html.render(page(snap, target=target, version=version)).encode("utf-8"))
 
 
 def write_pdf(snap: Snapshot, path: Path, *, target: float = TARGET, version: str = "") -> None:
     """The HTML printed by headless Chromium; the HTML is written beside the PDF's name first
     (a temporary sibling, removed after), since Chromium prints a file, not a string."""
     source = path.with_name(f".{path.name}.html")
+    printed = path.with_name(f".{path.name}.printing")
     try:
         write_html(snap, source, target=target, version=version)
-        browser.print_pdf(source, path)
-        path.chmod(0o640)
+        browser.print_pdf(source, printed)
+        os.chmod(printed, 0o640)
+        os.replace(printed, path)
     finally:
         source.unlink(missing_ok=True)
+        printed.unlink(missing_ok=True)

@@ -62,6 +62,15 @@ def text(value: Cell, kind: Kind) -> str:
     return str(value)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: str) -> str:
+    """A name from the data (a district, a department, a queue) that a spreadsheet would run as a
+    formula (=HYPERLINK(...), +cmd|...) gets a leading apostrophe: shown as text, never run."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def figure_kind(f: Figure) -> Kind:
     return f.unit
 
@@ -96,7 +105,7 @@ def figure_rows(snap: Snapshot) -> list[tuple[Figure, Figure | None]]:
 
 
 @contextlib.contextmanager
-def _private_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
+def private_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
     """Write `path` (0640) through a temporary file in the same folder, renamed when complete."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
@@ -124,7 +133,7 @@ def write_csv(snap: Snapshot, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, mode=DIR_MODE)
     written = []
     path = folder / f"{stem(snap)}_figures.csv"
-    with _private_file(path) as out:
+    with private_file(path) as out:
         w = csv.writer(out)
         w.writerow(FIGURE_HEADER)
         for f, before in figure_rows(snap):
@@ -133,11 +142,12 @@ def write_csv(snap: Snapshot, folder: Path) -> list[Path]:
     written.append(path)
     for table in snap.tables.values():
         path = folder / f"{stem(snap)}_{table.name}.csv"
-        with _private_file(path) as out:
+        with private_file(path) as out:
             w = csv.writer(out)
             w.writerow(table.header)
             for row in table.rows:
-                w.writerow([text(v, k) for v, k in zip(row, table.kinds, strict=True)])
+                w.writerow([inert(text(v, k)) if k == "text" else text(v, k)
+                            for v, k in zip(row, table.kinds, strict=True)])
         written.append(path)
     return written
 
@@ -160,7 +170,7 @@ def _xlsx_value(value: Cell, kind: Kind) -> Cell:
         return NONE
     if kind == "rate" and isinstance(value, int | float):
         return rounded_rate(float(value))
-    return value
+    return inert(value) if isinstance(value, str) else value
 
 
 def write_xlsx(snap: Snapshot, path: Path) -> Path:
@@ -207,7 +217,7 @@ def write_xlsx(snap: Snapshot, path: Path) -> Path:
         sheet.freeze_panes = "B2"
     buffer = io.BytesIO()
     wb.save(buffer)
-    with _private_file(path, binary=True) as out:
+    with private_file(path, binary=True) as out:
         out.write(buffer.getvalue())
     return path
 

@@ -136,9 +136,16 @@ def year(y: int) -> Period:
     return Period("year", date(y, 1, 1), date(y, 12, 31))
 
 
+MAX_RANGE_DAYS = 3 * 366  # a report keeps a bucket per hour of its period: ten thousand years would not fit
+
+
 def days(first: date, last: date) -> Period:
     if last < first:
         raise ValueError(f"起始日期 {first} 晚于结束日期 {last} (the range ends before it starts). {ACCEPTED}")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        length = (last - first).days + 1
+        raise ValueError(f"统计期最长 {MAX_RANGE_DAYS} 天（{first}..{last} 共 {length} 天）；"
+                         f"更长的时段请按年分别出报表 (at most {MAX_RANGE_DAYS} days: report year by year). {ACCEPTED}")
     return Period("range", first, last)
 
 

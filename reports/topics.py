@@ -157,6 +157,11 @@ class Segmenter:
             tag = self._tags.get(piece, tagged)
             if tag not in KEEP_TAGS or len(piece) < MIN_WORD_CHARS:
                 continue
+            # Digits and Latin tokens that are not plain words are what personal data is made of
+            # (ID numbers 61040219900101123X, plates 陕A12345, e-mail addresses, phone numbers):
+            # a published list must never carry a repeat caller's.
+            if any(ch.isdigit() for ch in piece) or (tag == "eng" and not piece.isalpha()):
+                continue
             word = piece.upper() if tag == "eng" else piece  # App, APP and app are one word
             if word not in self.stopwords:
                 out.add(word)

@@ -13,11 +13,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
+from reports.ticket_stats import NOT_VALID
 from reports.topics import Segmenter, TicketText, Topics, topics
 from tickets.lifecycle import State
 from tickets.models import TicketRow
 
 EXCLUDED = (State.INVALID.value, State.DUPLICATE.value, State.MERGED.value)
+# An invalid or duplicate ticket moves on to 归档 (archived) with its category set to 无效/重复:
+# the category keeps it out after the state has moved on.
 FETCH = 2_000  # rows the database hands over at a time
 
 
@@ -46,7 +49,7 @@ def load_texts(db: Engine, start_utc: datetime, end_utc: datetime,
     t = TicketRow.__table__.c
     query = (select(t.category, t.district, t.street, t.content)
              .where(t.registered_at >= _utc(start_utc, "start_utc"), t.registered_at < _utc(end_utc, "end_utc"),
-                    t.state.not_in(EXCLUDED))
+                    t.state.not_in(EXCLUDED), t.category.not_in(NOT_VALID))
              .execution_options(yield_per=FETCH))
     for column, wanted in ((t.category, f.categories), (t.district, f.districts), (t.channel, f.channels),
                            (t.department_id, f.department_ids)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -84,7 +85,8 @@ _FIELDS = {f.name for f in fields(CallRecord)}
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Python's json reads NaN and Infinity; a NaN wait would make every report of its period fail.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(data: dict[str, Any]) -> None:

@@ -83,7 +83,10 @@ def render(snap: Snapshot, folder: Path) -> tuple[Counter[str], Counter[str], st
     return colour_counts(folder / "screen.png"), colour_counts(folder / "page-1.png"), text.decode()
 
 
-def test_the_month_report_draws_its_charts_on_screen_and_in_the_pdf(chromium: str, tmp_path: Path) -> None:
+def test_the_month_report_draws_its_charts_on_screen_and_in_the_pdf(chromium: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"  # Chromium keeps crash settings and caches under $HOME unless told otherwise
+    monkeypatch.setenv("HOME", str(home))
     with store("sqlite", tmp_path) as db:
         month(db)
         snap = snapshot(db)
@@ -96,8 +99,9 @@ def test_the_month_report_draws_its_charts_on_screen_and_in_the_pdf(chromium: st
     assert page["green"] > 1000 and page["blue"] > 200 and page["red"] > 50, page
     # The text is real text in a CJK font (a missing font prints boxes and no such words).
     assert "运行报告" in text and "接通率" in text and "2026年11月" in text
-    assert not list(tmp_path.glob(".*.html")), "the PDF's temporary HTML is removed"
-    assert (tmp_path / "report.pdf").stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*")), "the PDF's temporary files are removed"
+    assert {(tmp_path / f).stat().st_mode & 0o777 for f in ("report.pdf", "report.html")} == {0o640}
+    assert not home.exists(), "Chromium wrote under $HOME"
 
 
 def test_a_month_with_no_calls_draws_no_bars_and_says_so(chromium: str, tmp_path: Path) -> None:

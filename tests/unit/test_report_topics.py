@@ -155,6 +155,15 @@ def test_latin_words_are_one_word_whatever_their_case() -> None:
     assert {"APP"} <= default_segmenter().words("App闪退，ａｐｐ也登录不了，APP")
 
 
+def test_id_numbers_plates_phone_numbers_and_mail_addresses_never_become_hot_words() -> None:
+    texts = ["身份证号61040219900101123X补办，车牌陕A12345被贴条，邮箱abc123@qq.com，电话13800000001",
+             "身份证61040219900101123X补办进度，陕A12345违章，abc123@qq.com未收到回复，13800000001",
+             "61040219900101123X的社保卡，陕A12345，abc123@qq.com，13800000001"]
+    words = terms(topics([TicketText(content=t) for t in texts], [], top=100, min_count=1).words)
+    assert words and not [w for w in words if any(ch.isdigit() for ch in w) or "@" in w or "." in w], words
+    assert "补办" in words  # the rest of the text still counts
+
+
 def test_a_userdict_line_with_too_many_fields_is_refused_with_its_line() -> None:
     with pytest.raises(ValueError, match="line 2"):
         parse_userdict("秦务员 nz\n秦务员 5 nz extra\n")
@@ -197,6 +206,8 @@ def test_the_store_reads_the_period_by_registration_without_invalid_duplicate_me
         ("duplicate", first, "重复", "秦都区", "暖气不热"),
         ("merged", first, "求助", "秦都区", "暖气不热"),
         ("draft", None, "", "", "还没登记"),
+        ("archived", first, "无效", "秦都区", "骚扰电话"),  # invalid, then 归档: still not a request
+        ("archived", first, "重复", "秦都区", "暖气不热"),
     ])
     assert [t.content for t in load_texts(db, *NOV)] == ["暖气不热", "暖气漏水"]
     assert [t.content for t in load_texts(db, *OCT)] == ["十月的噪音"]

@@ -25,7 +25,7 @@ from tickets.db import (
     row_to_record,
 )
 from tickets.models import Base
-from tickets.spool import record_from_json, record_to_json
+from tickets.spool import BadSpoolFile, record_from_json, record_to_json
 
 
 @pytest.fixture
@@ -50,6 +50,14 @@ def test_a_spool_file_round_trips_every_field_with_the_path_as_a_tuple() -> None
     back = record_from_json(record_to_json(rec))
     assert back == rec
     assert isinstance(back.path, tuple)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_spool_file_with_a_wait_that_is_not_a_number_is_refused_by_field(value: str) -> None:
+    text = record_to_json(record("1764122400.9")).replace('"wait_seconds": 3.25', f'"wait_seconds": {value}')
+    assert value in text
+    with pytest.raises(BadSpoolFile, match="wait_seconds"):
+        record_from_json(text)
 
 
 def test_a_record_from_before_offered_queues_counts_in_its_own_queue(db: Engine) -> None:

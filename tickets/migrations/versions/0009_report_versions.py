@@ -2,7 +2,8 @@
 
 A report is frozen as its JSON with the SHA-256 of those bytes. Freezing the same period
 again (a restatement) adds version n+1 beside the old ones: triggers refuse UPDATE and
-DELETE on both SQLite and PostgreSQL, as for the ticket history.
+DELETE on both SQLite and PostgreSQL, as for the ticket history; on PostgreSQL TRUNCATE too,
+of this table and of the ticket history (0003 left TRUNCATE of ticket_events open).
 
 Revision ID: 0009
 Revises: 0008
@@ -29,6 +30,11 @@ APPEND_ONLY = {
         "$$ BEGIN RAISE EXCEPTION 'a frozen report is never rewritten: freeze a new version'; END $$",
         "CREATE TRIGGER report_versions_append_only BEFORE UPDATE OR DELETE ON report_versions "
         "FOR EACH ROW EXECUTE FUNCTION report_versions_append_only()",
+        # TRUNCATE fires no row trigger: without these, one statement would empty both histories.
+        "CREATE TRIGGER report_versions_no_truncate BEFORE TRUNCATE ON report_versions "
+        "FOR EACH STATEMENT EXECUTE FUNCTION report_versions_append_only()",
+        "CREATE TRIGGER ticket_events_no_truncate BEFORE TRUNCATE ON ticket_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION ticket_events_append_only()",
     ],
 }
 
@@ -52,6 +58,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS ticket_events_no_truncate ON ticket_events")
+        op.execute("DROP TRIGGER IF EXISTS report_versions_no_truncate ON report_versions")
         op.execute("DROP TRIGGER IF EXISTS report_versions_append_only ON report_versions")
         op.execute("DROP FUNCTION IF EXISTS report_versions_append_only()")
     op.drop_table("report_versions")
