@@ -5,14 +5,11 @@ of the short-abandon threshold, and `reports.calls.totals_by_queue`."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,8 +18,7 @@ from sqlalchemy import Engine, delete, insert, select
 from acd.model import Outcome
 from metrics import kpi
 from reports.calls import totals_by_queue
-from tests.pg import PG_ADMIN, pg_database
-from tickets.db import migrate, open_engine
+from tests.unit import report_helpers
 from tickets.models import CallRecordRow
 
 CALLS = CallRecordRow.__table__
@@ -51,19 +47,8 @@ recs = st.builds(Rec, queue=st.sampled_from(["main", "tax", "sales"]),
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{Path(tmp_path_factory.mktemp('kpi')) / 'kpi.db'}"
-        else:
-            try:
-                psycopg.connect(PG_ADMIN, connect_timeout=3).close()
-            except psycopg.OperationalError:
-                pytest.skip("PostgreSQL is not running at 127.0.0.1:5432")
-            url = stack.enter_context(pg_database())
-        engine = open_engine(url)
-        migrate(engine)
+    with report_helpers.store(request.param, tmp_path_factory.mktemp("kpi")) as engine:
         yield engine
-        engine.dispose()
 
 
 def store_records(db: Engine, records: list[Rec]) -> None:
