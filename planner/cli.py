@@ -18,7 +18,20 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from planner.erlang import ErlangA, ErlangC, Load, Plan, PlanError, Targets, erlang_a, erlang_c, plan
+from planner.erlang import (
+    MAX_AGENTS,
+    MAX_CALLS_PER_HOUR,
+    MIN_PATIENCE,
+    ErlangA,
+    ErlangC,
+    Load,
+    Plan,
+    PlanError,
+    Targets,
+    erlang_a,
+    erlang_c,
+    plan,
+)
 
 # A slot's own AHT is used from this many answered calls up; below it the period's pooled AHT
 # (a mean of a handful of talk times is mostly noise).
@@ -67,7 +80,16 @@ store.url in engine.yaml), per hour of the week in Asia/Shanghai (周一 00-01 .
 """
 
 
-def _number(kind: str, low: float, *, low_ok: bool, integer: bool = False) -> Any:
+def _why(text: str) -> tuple[str, str]:
+    """A reason written "zh / en" as the two parenthesised texts (two empty ones for none)."""
+    zh, _, en = text.partition(" / ")
+    return (f"（{zh}）" if zh else "", f" ({en})" if en else "")
+
+
+def _number(kind: str, low: float, *, low_ok: bool, integer: bool = False, high: float | None = None,
+            why_low: str = "", why_high: str = "") -> Any:
+    """A parser of a number >= (or >) `low` and at most `high`; `why_*` ("zh / en") say why a bound."""
+
     def parse(text: str) -> float | int:
         try:
             value: float | int = int(text) if integer else float(text)
@@ -75,10 +97,18 @@ def _number(kind: str, low: float, *, low_ok: bool, integer: bool = False) -> An
             raise argparse.ArgumentTypeError(f"不是{'整数' if integer else '数字'} / not {kind}: {text!r}") from None
         if not math.isfinite(value) or value < low or (value == low and not low_ok):
             sign = ">=" if low_ok else ">"
-            raise argparse.ArgumentTypeError(f"须 {sign} {low:g} / must be {sign} {low:g}: {text!r}")
+            zh, en = _why(why_low)
+            raise argparse.ArgumentTypeError(f"须 {sign} {low:g}{zh} / must be {sign} {low:g}{en}: {text!r}")
+        if high is not None and value > high:
+            zh, en = _why(why_high)
+            limit = f"{high:,.0f}" if float(high).is_integer() else f"{high:g}"
+            raise argparse.ArgumentTypeError(f"须 <= {limit}{zh} / must be at most {limit}{en}: {text!r}")
         return value
 
     return parse
+
+
+_BEYOND = "远超任何热线的规模，计算将耗时过长 / far beyond any hotline; the computation would take minutes"
 
 
 def _rate(off_ok: bool) -> Any:
@@ -122,14 +152,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        "of the week from the store", description=DESCRIPTION, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     load = p.add_argument_group("the load (one interval)")
-    load.add_argument("--calls-per-hour", type=_number("a number", 0, low_ok=True), metavar="X",
-                      help="offered calls an hour (required unless --from-store)")
+    load.add_argument("--calls-per-hour", type=_number("a number", 0, low_ok=True, high=MAX_CALLS_PER_HOUR,
+                                                       why_high=_BEYOND), metavar="X",
+                      help=f"offered calls an hour, at most {MAX_CALLS_PER_HOUR:,} (required unless --from-store)")
     load.add_argument("--aht", type=_number("a number", 0, low_ok=False), metavar="SECONDS",
                       help="average handle time per answered call: talk + hold + after-call work (required "
                       "unless --from-store; with it, replaces the store's talk-only AHT)")
-    load.add_argument("--patience", type=_number("a number", 0, low_ok=False), metavar="SECONDS",
-                      help="mean time callers wait before hanging up (exponential); absent: Erlang C only, "
-                      "where nobody hangs up (with --from-store: the store's estimate)")
+    load.add_argument("--patience", type=_number("a number", MIN_PATIENCE, low_ok=True, why_low=(
+                          "短于 1 毫秒的耐心没有实际意义 / a patience under a millisecond means nothing")),
+                      metavar="SECONDS",
+                      help=f"mean time callers wait before hanging up (exponential), at least {MIN_PATIENCE:g}; "
+                      "absent: Erlang C only, where nobody hangs up (with --from-store: the store's estimate)")
     t = p.add_argument_group("targets")
     t.add_argument("--target-answer-rate", type=_rate(True), default=0.95, metavar="RATE",
                    help="answered / offered, e.g. 0.95 or 95%%; 'off' for none (default 0.95)")
@@ -144,15 +177,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="share of paid time not on the phones (breaks, training, meetings): roster = agents / "
                    "(1 - shrinkage), rounded up; e.g. 0.3 or 30%% (default 0.30)")
     m = p.add_argument_group("what to compute")
-    m.add_argument("--agents", type=_number("a whole number", 1, low_ok=True, integer=True), metavar="N",
-                   help="evaluate N agents on the phones instead of searching for the smallest N (one load, "
-                   "not with --from-store)")
+    m.add_argument("--agents", type=_number("a whole number", 1, low_ok=True, integer=True, high=MAX_AGENTS,
+                                            why_high=_BEYOND), metavar="N",
+                   help=f"evaluate N agents on the phones (at most {MAX_AGENTS:,}) instead of searching for the "
+                   "smallest N (one load, not with --from-store)")
     m.add_argument("--simulate", action="store_true",
                    help="also simulate the planned (or --agents) N with ciw: Poisson arrivals, exponential talk "
                    "and patience; prints the simulated rates with 95%% confidence intervals (needs --patience; "
                    "~3 s per 100 000 calls; one load, not with --from-store)")
-    m.add_argument("--customers", type=_number("a whole number", 400, low_ok=True, integer=True), metavar="N",
-                   help="with --simulate: offered calls to simulate after the warm-up (default 100000)")
+    m.add_argument("--customers", type=_number("a whole number", 400, low_ok=True, integer=True, high=5_000_000,
+                                               why_high="（约 3 分钟）/ (about 3 minutes)"), metavar="N",
+                   help="with --simulate: offered calls to simulate after the warm-up (default 100000, at most "
+                   "5000000)")
     m.add_argument("--seed", type=_number("a whole number", 0, low_ok=True, integer=True), metavar="N",
                    help="with --simulate: the random seed, a whole number >= 0 (default 1)")
     s = p.add_argument_group("from the store: a plan per hour of the week")

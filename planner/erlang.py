@@ -32,6 +32,16 @@ _CUT = -50.0
 MAX_STATES = 2_000_000
 
 
+# Bounds of what the planner computes: far beyond any city hotline, and small enough that every
+# figure is computed in seconds (erlang_b takes one step per agent, the Erlang A chain one per state).
+MAX_CALLS_PER_HOUR = 1_000_000
+MAX_AGENTS = 100_000
+MAX_ERLANGS = 100_000.0  # offered load A = calls per hour x AHT / 3600
+# A mean patience below a millisecond means nothing for a caller (and underflows the formulas).
+MIN_PATIENCE = 0.001
+_BEYOND_ZH = "远超任何热线的规模，计算将耗时过长"
+_BEYOND_EN = "far beyond any hotline; the computation would take minutes"
+
 _TOO_LONG = ("排队过长无法计算 / the queue is too long to compute: a patience this long is Erlang C (leave "
              "--patience out), or give a realistic --patience")
 
@@ -51,10 +61,21 @@ class Load:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.calls_per_hour) and self.calls_per_hour >= 0):
             raise PlanError(f"来电量必须是 >= 0 的数 / calls per hour must be a number >= 0, got {self.calls_per_hour}")
+        if self.calls_per_hour > MAX_CALLS_PER_HOUR:
+            raise PlanError(f"来电量不能超过 {MAX_CALLS_PER_HOUR:,} 通/小时：{_BEYOND_ZH} / calls per hour must be "
+                            f"at most {MAX_CALLS_PER_HOUR:,} ({_BEYOND_EN}), got {self.calls_per_hour:g}")
         if not (math.isfinite(self.aht) and self.aht > 0):
             raise PlanError(f"平均处理时长必须 > 0 秒 / AHT must be > 0 seconds, got {self.aht}")
         if self.patience is not None and not (math.isfinite(self.patience) and self.patience > 0):
             raise PlanError(f"平均耐心时长必须 > 0 秒 / patience must be > 0 seconds, got {self.patience}")
+        if self.patience is not None and self.patience < MIN_PATIENCE:
+            raise PlanError(f"平均耐心时长不能短于 {MIN_PATIENCE:g} 秒（1 毫秒）：更短的耐心没有实际意义 / "
+                            f"patience must be at least {MIN_PATIENCE:g} s (a millisecond; a shorter one means "
+                            f"nothing for a caller), got {self.patience:g}")
+        if self.erlangs > MAX_ERLANGS:
+            raise PlanError(f"话务量（来电量 × 平均处理时长 / 3600）不能超过 {MAX_ERLANGS:,.0f} Erl：{_BEYOND_ZH} / "
+                            f"the offered load (calls per hour x AHT / 3600) must be at most {MAX_ERLANGS:,.0f} "
+                            f"erlangs ({_BEYOND_EN}), got {self.erlangs:g}; is the AHT in seconds?")
 
     @property
     def erlangs(self) -> float:
@@ -102,17 +123,29 @@ class ErlangA:
 
 def erlang_b(agents: int, erlangs: float) -> float:
     """Blocking probability of M/M/N/N by the stable recursion B_n = A·B_{n-1}/(n + A·B_{n-1})."""
-    if agents < 0 or erlangs < 0:
+    if agents < 0 or not (erlangs >= 0):  # not >=: NaN too
         raise PlanError(f"agents and erlangs must be >= 0, got {agents}, {erlangs}")
+    if agents > MAX_AGENTS:
+        raise PlanError(_too_many_agents(agents))
+    if erlangs > MAX_ERLANGS:
+        raise PlanError(f"话务量不能超过 {MAX_ERLANGS:,.0f} Erl / the offered load must be at most "
+                        f"{MAX_ERLANGS:,.0f} erlangs (far beyond any hotline), got {erlangs:g}")
     b = 1.0
     for n in range(1, agents + 1):
         b = erlangs * b / (n + erlangs * b)
     return b
 
 
+def _too_many_agents(agents: int) -> str:
+    return (f"坐席数不能超过 {MAX_AGENTS:,}：{_BEYOND_ZH} / agents must be at most {MAX_AGENTS:,} ({_BEYOND_EN}), "
+            f"got {agents:,}")
+
+
 def _check_agents(agents: int) -> None:
     if isinstance(agents, bool) or not isinstance(agents, int) or agents < 1:
         raise PlanError(f"坐席数必须是 >= 1 的整数 / agents must be an integer >= 1, got {agents!r}")
+    if agents > MAX_AGENTS:
+        raise PlanError(_too_many_agents(agents))
 
 
 def _check_seconds(name: str, value: float) -> None:
@@ -193,7 +226,9 @@ class _NegBinCdf:
     def upto(self, k: int) -> float:
         while self.k < k:
             self.k += 1
-            self.log_pmf += math.log((self.r + self.k - 1) / self.k) + self.log_1mx
+            # r + (k - 1), not (r + k) - 1: for a tiny r (patience far shorter than the AHT) the
+            # latter rounds to 0 at k = 1.
+            self.log_pmf += math.log((self.r + (self.k - 1)) / self.k) + self.log_1mx
             self.cdf.append(self.cdf[-1] + math.exp(self.log_pmf))
         return min(1.0, self.cdf[k])
 
@@ -320,10 +355,14 @@ def scheduled_agents(agents: int, shrinkage: float) -> int:
 
 def _smallest(meets: Callable[[int], bool], start: int) -> int:
     """The smallest N >= 1 with meets(N), for a meets that is false then true as N grows (the
-    rates of both models rise with N): double from `start` until it holds, then bisect."""
-    lo, hi = 0, max(1, start)  # meets(lo) is taken as false
+    rates of both models rise with N): double from `start` until it holds, then bisect. No N
+    above MAX_AGENTS is tried: a load that needs more is refused."""
+    lo, hi = 0, min(max(1, start), MAX_AGENTS)  # meets(lo) is taken as false
     while not meets(hi):
-        lo, hi = hi, hi * 2
+        if hi >= MAX_AGENTS:
+            raise PlanError(f"达到目标需要超过 {MAX_AGENTS:,} 名坐席，超出本工具的计算范围 / the targets need more "
+                            f"than {MAX_AGENTS:,} agents, beyond what the planner computes")
+        lo, hi = hi, min(hi * 2, MAX_AGENTS)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if meets(mid):

@@ -1,11 +1,12 @@
 """A forecast from the store: for each hour of the week (Asia/Shanghai, Monday 00-01 ... Sunday
 23-24), the offered calls an hour, the AHT and a patience estimate, from `call_records`.
 
-Counted as metrics/kpi.py counts: a call once, in its offered queue (`offered_queue`, or `queue`
-on rows from before offered queues), offered unless it met closed hours; answered by an agent;
-abandoned when the caller hung up before an answer (速挂 included: exponential patience has its
-short hang-ups too). Aggregated by the database (a year is ~1.5M rows), by SQLAlchemy Core, on
-SQLite and PostgreSQL.
+Counted by metrics/kpi.py's own SQL (`kpi.sql_offered_queue`, `kpi.sql_conditions`), the one
+definition the period reports count by: a call once, in its offered queue (`offered_queue`, or
+`queue` on rows from before offered queues), offered unless it met closed hours; answered by an
+agent; abandoned when the caller hung up before an answer (速挂 included: exponential patience has
+its short hang-ups too). Aggregated by the database (a year is ~1.5M rows), by SQLAlchemy Core,
+on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from typing import Any
 from typing import cast as typed
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Float, Integer, Select, Table, and_, case, cast, func, literal_column, or_, select
+from sqlalchemy import Engine, Float, Integer, Select, Table, case, cast, func, literal_column, select
 
-from acd.model import Outcome
+from metrics import kpi
 from planner.erlang import PlanError
 from tickets.models import CallRecordRow
 
 LOCAL = ZoneInfo("Asia/Shanghai")  # UTC+8 all year since 1991: every local day has 24 hours
 WEEKDAYS_ZH = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 CALLS = typed(Table, CallRecordRow.__table__)  # declared as a FromClause; it is the Table
-_ABANDONED = (Outcome.ABANDONED.value, "short_abandon")  # the latter: rows of older engines (tickets.models.outcome_of)
+KPI = kpi.sql_conditions(CALLS)  # what a row counts for, as the reports count it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,9 @@ def _local_day(value: datetime) -> date:
 
 
 def _filtered(query: Select[Any], queue: str | None, since: date | None, until: date | None) -> Select[Any]:
-    conditions = [CALLS.c.outcome != Outcome.CLOSED.value]  # closed hours: never offered
+    conditions = [KPI["offered"]]  # closed hours: never offered
     if queue is not None:
-        legacy = and_(CALLS.c.offered_queue == "", CALLS.c.queue == queue)  # rows from before offered queues
-        conditions.append(or_(CALLS.c.offered_queue == queue, legacy))
+        conditions.append(kpi.sql_offered_queue(CALLS) == queue)
     if since is not None:
         conditions.append(CALLS.c.arrived >= _utc(since))
     if until is not None:
@@ -130,20 +130,20 @@ def forecast(engine: Engine, queue: str | None = None, since: date | None = None
             since = since or _local_day(first)
             until = until or _local_day(last) + timedelta(days=1)
         weekday, hour = _local_weekday_hour(engine.dialect.name)
-        answered = CALLS.c.outcome == Outcome.ANSWERED.value
         rows = select(
             weekday.label("weekday"),
             hour.label("hour"),
-            case((answered, 1), else_=0).label("answered"),
-            case((CALLS.c.outcome.in_(_ABANDONED), 1), else_=0).label("abandoned"),
-            case((answered, CALLS.c.talk_seconds), else_=0.0).label("talk"),
+            case((KPI["offered"], 1), else_=0).label("offered"),
+            case((KPI["answered"], 1), else_=0).label("answered"),
+            case((KPI["abandoned"], 1), else_=0).label("abandoned"),
+            case((KPI["answered"], CALLS.c.talk_seconds), else_=0.0).label("talk"),
             CALLS.c.wait_seconds.label("wait"),
         )
         sub = _filtered(rows, queue, since, until).subquery()
-        grouped = select(sub.c.weekday, sub.c.hour, func.count(), func.sum(sub.c.answered), func.sum(sub.c.abandoned),
-                         cast(func.sum(sub.c.talk), Float), cast(func.sum(sub.c.wait), Float)
+        grouped = select(sub.c.weekday, sub.c.hour, func.sum(sub.c.offered), func.sum(sub.c.answered),
+                         func.sum(sub.c.abandoned), cast(func.sum(sub.c.talk), Float), cast(func.sum(sub.c.wait), Float)
                          ).group_by(sub.c.weekday, sub.c.hour)
-        tallies = {(int(w), int(h)): Tally(int(n), int(a or 0), int(b or 0), float(t or 0), float(s or 0))
+        tallies = {(int(w), int(h)): Tally(int(n or 0), int(a or 0), int(b or 0), float(t or 0), float(s or 0))
                    for w, h, n, a, b, t, s in conn.execute(grouped)}
     days = (until - since).days
     per_weekday = [sum(1 for d in range(days) if (since + timedelta(days=d)).weekday() == w) for w in range(7)]

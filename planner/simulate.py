@@ -15,7 +15,7 @@ from typing import Any
 
 import ciw  # type: ignore[import-untyped]
 
-from planner.erlang import Load, PlanError
+from planner.erlang import MAX_AGENTS, Load, PlanError
 
 # Batch means: the counted calls, in arrival order, cut into BATCHES equal runs. A run of
 # thousands of calls spans many busy periods, so the runs' rates are close to independent and the
@@ -64,6 +64,9 @@ def simulate(load: Load, agents: int, customers: int = 100_000, seed: int = 1, s
         raise PlanError("模拟需要来电量 > 0 / the simulation needs calls per hour > 0")
     if isinstance(agents, bool) or not isinstance(agents, int) or agents < 1:
         raise PlanError(f"坐席数必须是 >= 1 的整数 / agents must be an integer >= 1, got {agents!r}")
+    if agents > MAX_AGENTS:
+        raise PlanError(f"坐席数不能超过 {MAX_AGENTS:,}：远超任何热线的规模 / agents must be at most {MAX_AGENTS:,} "
+                        f"(far beyond any hotline), got {agents:,}")
     if customers < 20 * BATCHES:
         raise PlanError(f"模拟来电数至少 {20 * BATCHES} / simulate at least {20 * BATCHES} customers "
                         f"(a confidence interval needs {BATCHES} batches of 20), got {customers}")

@@ -226,7 +226,9 @@ def below_floor(ind: Indicator, actual: Decimal) -> bool:
 
 
 def _points(value: Decimal) -> Decimal:
-    return value.quantize(POINT, ROUND_HALF_UP)
+    """Points to 0.01, half up; a zero is always 0.00 (a hand-given "-0" would print -0.00)."""
+    points = value.quantize(POINT, ROUND_HALF_UP)
+    return points.copy_abs() if points.is_zero() else points
 
 
 def _rule_text(ind: Indicator) -> str:

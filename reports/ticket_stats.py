@@ -14,16 +14,17 @@ Definitions (reference hotline-domain-and-kpis §6; what the data cannot say is 
 - 办结率 = tickets dispatched in the period that are closed (办结) by the time of the report /
   those dispatched (cohort by the last dispatch).
 - 超期件数 = tickets a department held past its deadline at the period's end (or now, while the
-  period runs): not accepted past the accept deadline, or accepted and not answered past the
-  handling deadline.
+  period runs; none before it has begun): not accepted past the accept deadline, or accepted and
+  not answered past the handling deadline.
 - 回访率, 满意率, 重办率: the cohort of tickets closed in the period. 回访率 = followed up (a
   rating recorded) / closed tickets that went through a department (direct answers need no
   follow-up); 满意率 = satisfied ratings / valid ratings (unreachable citizens excluded and
   counted); 重办率 = closed tickets that were reopened (重办) at least once / closed tickets.
 
 Everything is one aggregate query over `tickets` grouped by (department, category, district),
-plus one count of returns from the history (`ticket_events`): a year of 600,000 tickets is a
-scan and some CASE sums, seconds on PostgreSQL.
+plus one count of returns from the history (`ticket_events`; with a department filter, the
+returns that department made, read from the return event's data): a year of 600,000 tickets is
+a scan and some CASE sums, seconds on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Engine, Integer, and_, cast, false, func, literal, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 
 from metrics import kpi
 from reports.calls import reading
@@ -90,7 +92,7 @@ FIELDS = tuple(f.name for f in fields(TicketAgg))
 class TicketStats:
     period: Period
     now: datetime
-    as_of: datetime  # the period's end, or now while it runs
+    as_of: datetime  # the period's end, or now while it runs (its start before it begins)
     total: TicketAgg
     by_department: dict[str, TicketAgg]
     by_category: dict[str, TicketAgg]
@@ -124,7 +126,9 @@ def _conditions(start: datetime, end: datetime, as_of: datetime, now: datetime,
     dispatched = _in_period(t.c.dispatched_at, start, end)
     closed = _in_period(t.c.closed_at, start, end)
     followup_due = and_(closed, t.c.dispatched_at.is_not(None))
-    if as_of >= now:  # the period runs: `due_at` is the deadline running now, exactly
+    if now < start:  # the period has not begun: nothing can be overdue in it yet
+        overdue: ColumnElement[bool] = false()
+    elif as_of >= now:  # the period runs: `due_at` is the deadline running now, exactly
         overdue = and_(t.c.due_at.is_not(None), t.c.due_at < now)
     else:  # at a past end, from the steps' times and the deadlines on the ticket
         not_accepted = and_(t.c.dispatched_at < as_of, or_null_or_after(t.c.accepted_at, as_of),
@@ -173,6 +177,16 @@ def _filters(departments: Sequence[str], categories: Sequence[str], districts: S
     return where
 
 
+def _returned_by(dialect: str) -> ColumnElement[Any]:
+    """The department a return event took the ticket from: its data is {"department_id": N}
+    (tickets.service, Action.RETURN); the ticket's own department_id is cleared by the return."""
+    if dialect == "sqlite":
+        return func.json_extract(EVENTS.c.data, literal_column("'$.department_id'"))
+    if dialect == "postgresql":
+        return cast(cast(EVENTS.c.data, JSONB)["department_id"].astext, Integer)
+    raise ValueError(f"reports support SQLite and PostgreSQL stores, not {dialect}")
+
+
 def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -200,10 +214,14 @@ def period_stats(db: Engine, period: Period, now: datetime, *, departments: Sequ
         names = {i: name for i, name in conn.execute(select(DepartmentRow.id, DepartmentRow.name))}
         if progress:
             progress(f"工单：统计 {period.label} 的退单 (returns, from the history)")
+        made_by: list[ColumnElement[bool]] = []
+        if departments:  # the returns those departments made (the ticket may have moved on since)
+            ids = select(DepartmentRow.id).where(DepartmentRow.code.in_(list(departments)))
+            made_by.append(_returned_by(db.dialect.name).in_(ids.scalar_subquery()))
         returns = conn.execute(
             select(func.count()).select_from(EVENTS.join(t, EVENTS.c.ticket_id == t.c.id))
             .where(EVENTS.c.action == literal(Action.RETURN.value), _in_period(EVENTS.c.at, start, end),
-                   *_filters((), categories, districts))).scalar_one()
+                   *made_by, *_filters((), categories, districts))).scalar_one()
     total = TicketAgg()
     by_department: dict[str, TicketAgg] = {}
     by_category: dict[str, TicketAgg] = {}
@@ -234,6 +252,11 @@ def figures_of(a: TicketAgg, s: TicketStats) -> dict[str, Figure]:
     running = s.as_of < s.period.end_utc
     at = f"截至 {_local(s.as_of)}（北京时间，统计期尚未结束）" if running else f"截至期末 {_local(s.as_of)}（北京时间）"
     not_due = "时限尚未到的不计入；" if running else ""
+    overdue_note = (f"超期件数：{at}承办单位持有、已过签收时限未签收或已过办理时限（含延期）未办结反馈的工单；"
+                    + ("" if running else "以工单当前记录的时限计（期末后批准的延期或重办会改变时限）"))
+    if s.now < s.period.start_utc:
+        not_due = "统计期尚未开始，尚无到期的时限；"
+        overdue_note = f"超期件数：统计期尚未开始（北京时间 {_local(s.period.start_utc)} 起），尚无超期工单"
     satisfied = "+".join(s.satisfied)
     scope = ""
     if s.filters:
@@ -256,9 +279,7 @@ def figures_of(a: TicketAgg, s: TicketStats) -> dict[str, Figure]:
         "tickets.completion_rate": rate("tickets.completion_rate", a.dispatched_closed, a.dispatched, (
             f"办结率 = 本期转办的工单中截至报告生成时（{_local(s.now)}）已办结的件数 / 本期转办工单数；"
             "按最后一次转办时间归期（退回后重派的工单计入重派所在期）")),
-        "tickets.overdue": Figure("tickets.overdue", a.overdue, note=(
-            f"超期件数：{at}承办单位持有、已过签收时限未签收或已过办理时限（含延期）未办结反馈的工单；"
-            + ("" if running else "以工单当前记录的时限计（期末后批准的延期或重办会改变时限）"))),
+        "tickets.overdue": Figure("tickets.overdue", a.overdue, note=overdue_note),
         "tickets.followup_rate": rate("tickets.followup_rate", a.followed_up, a.followup_due, (
             "回访率 = 本期办结的转办工单中已回访（记录了评价）的件数 / 本期办结的转办工单数；"
             f"未能联系上而办结的 {a.followup_due - a.followed_up:,} 件计入分母；直接答复的工单不要求回访，不计入")),

@@ -109,6 +109,13 @@ def test_meeting_the_target_loses_nothing_and_the_published_rounding_counts() ->
                  "tickets.on_time_rate") == D("19.99")
 
 
+def test_the_published_rounding_is_half_up_not_half_even() -> None:
+    # 94.995% cannot tell them apart (both give 95.00%); 94.985% can: half up 94.99%, half even 94.98%.
+    assert score(on_time(), on_time_figure(18997, 20000), "tickets.on_time_rate") == D("19.99")
+    scored = assess(on_time(), on_time_figure(18997, 20000)).scores[0]
+    assert scored.actual == D("0.9499")
+
+
 def test_points_never_go_below_zero() -> None:
     assert score(on_time(), on_time_figure(5000), "tickets.on_time_rate") == D("0.00")  # 45 pp short
 
@@ -405,6 +412,16 @@ def test_the_command_prints_the_zh_cn_table_and_the_payment(capsys: pytest.Captu
     assert "总分        81.38" in out
     assert "付款系数    0.8138" in out
     assert "应付金额    1,627,600.00 元" in out
+
+
+def test_a_hand_given_minus_zero_is_printed_as_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["assess", "2026-11", "--manual", "org_building=-0:x"], capsys)
+    assert code == 0 and "-0" not in out
+    row = next(line for line in out.splitlines() if line.startswith("组织"))
+    assert row.split()[:5] == ["组织机构建设", "人工评分", "—", "0.00/10", "人工评分：x"]
+    code, out, _ = run(["assess", "2026-11", "--manual", "org_building=-0.00:x", "--json"], capsys)
+    hand = next(i for i in json.loads(out)["indicators"] if i["key"] == "org_building")
+    assert (hand["score"], hand["lost"]) == ("0.00", "10.00")
 
 
 def test_the_command_in_json_gives_exact_decimals(capsys: pytest.CaptureFixture[str]) -> None:

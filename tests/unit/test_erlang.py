@@ -12,6 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from planner.erlang import (
+    MAX_AGENTS,
+    MAX_CALLS_PER_HOUR,
+    MAX_ERLANGS,
     ErlangA,
     Load,
     PlanError,
@@ -178,7 +181,7 @@ def test_a_thousand_agents_at_990_erlangs_is_computed_in_under_50_ms() -> None:
 
 
 def test_a_hundred_thousand_agents_do_not_overflow() -> None:
-    load = Load(99_000 * 3600 / 240, 240, 120)
+    load = Load(99_000 * 3600 / 360, 360, 120)  # 990 000 calls an hour, within MAX_CALLS_PER_HOUR
     a, c = erlang_a(load, 100_000, 15, 5), erlang_c(load, 100_000, 15)
     assert all(math.isfinite(x) for x in (a.p_wait, a.p_abandon, a.service_level, a.asa_answered))
     assert c.service_level is not None and 0.99 < c.service_level <= 1.0
@@ -352,3 +355,71 @@ def test_scheduled_agents_round_up_without_float_noise() -> None:
 def test_bad_inputs_are_refused_with_what_to_give(build: Callable[[], object], says: str) -> None:
     with pytest.raises(PlanError, match=says):
         build()
+
+
+# ---- Bounds: far beyond any hotline, refused at once rather than computed for minutes ----------
+
+
+def test_the_largest_load_and_agent_count_are_computed_and_one_more_is_refused_saying_the_limit() -> None:
+    assert (MAX_CALLS_PER_HOUR, MAX_AGENTS, MAX_ERLANGS) == (1_000_000, 100_000, 100_000)
+    biggest = Load(MAX_CALLS_PER_HOUR, 240, 120)  # 66 667 erlangs
+    start = time.perf_counter()
+    p = plan(biggest, Targets())
+    assert 66_667 < p.erlang_c_agents <= MAX_AGENTS and time.perf_counter() - start < 10
+    assert erlang_c(Load(MAX_CALLS_PER_HOUR, 359), MAX_AGENTS).stable
+    with pytest.raises(PlanError, match=r"^来电量不能超过 1,000,000 通/小时.* must be at most 1,000,000"):
+        Load(MAX_CALLS_PER_HOUR + 1, 240)
+    with pytest.raises(PlanError, match=r"^来电量不能超过"):
+        Load(1e12, 240, 120)
+    with pytest.raises(PlanError, match=r"^话务量.*不能超过 100,000 Erl.*at most 100,000 erlangs"):
+        Load(MAX_CALLS_PER_HOUR, 360.001)  # the load, whatever makes it
+    with pytest.raises(PlanError, match=r"^话务量"):
+        Load(1, 1e9)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: erlang_b(100_000_000, 40.0),  # one step per agent: seconds
+    lambda: erlang_b(MAX_AGENTS + 1, 40.0),
+    lambda: erlang_c(EXAMPLE, MAX_AGENTS + 1),
+    lambda: erlang_a(EXAMPLE, MAX_AGENTS + 1),
+])
+def test_more_agents_than_the_limit_are_refused_at_once(build: Callable[[], object]) -> None:
+    start = time.perf_counter()
+    with pytest.raises(PlanError, match=r"^坐席数不能超过 100,000.* agents must be at most 100,000"):
+        build()
+    assert time.perf_counter() - start < 0.01
+
+
+def test_erlang_b_refuses_a_load_beyond_the_limit_or_not_a_number() -> None:
+    assert 0 < erlang_b(MAX_AGENTS, MAX_ERLANGS) < 1
+    with pytest.raises(PlanError, match="at most 100,000 erlangs"):
+        erlang_b(10, MAX_ERLANGS * 2)
+    with pytest.raises(PlanError, match=">= 0"):
+        erlang_b(10, math.nan)
+
+
+def test_a_load_that_needs_more_agents_than_the_limit_says_so() -> None:
+    with pytest.raises(PlanError, match="the targets need more than 100,000 agents"):
+        plan(Load(MAX_CALLS_PER_HOUR, 360, 120), Targets())  # exactly 100 000 erlangs: Erlang C needs N > A
+    with pytest.raises(PlanError, match="the targets need more than 100,000 agents"):
+        required_erlang_a(Load(MAX_CALLS_PER_HOUR, 360, 120), Targets(answer_rate=0.9999))
+
+
+# ---- A patience far shorter than the AHT --------------------------------------------------------
+
+
+def test_a_patience_under_a_millisecond_is_refused_saying_the_minimum() -> None:
+    with pytest.raises(PlanError, match=r"^平均耐心时长不能短于 0.001 秒.* patience must be at least 0.001 s"):
+        Load(600, 240, 1e-20)
+    with pytest.raises(PlanError, match=r"at least 0\.001 s"):
+        Load(600, 240, 0.000999)
+    a = erlang_a(Load(600, 240, 0.001), 42, 15, 5)  # the shortest patience: everyone who waits hangs up at once
+    assert a.answer_rate == pytest.approx(1 - a.p_wait, abs=1e-4)
+    assert a.p_short_abandon == pytest.approx(a.p_wait, abs=1e-4)
+
+
+def test_a_patience_a_hundred_quintillion_times_shorter_than_the_aht_does_not_break_the_arithmetic() -> None:
+    # a = Nμ/θ = 1e-20: r + k - 1 rounds to 0 at k = 1 (math domain error); r + (k - 1) does not.
+    a = erlang_a(Load(1e-9, 1e17, 0.001), 1, 15, 5)
+    assert all(math.isfinite(x) for x in (a.answer_rate, a.service_level, a.p_short_abandon, a.asa_answered))
+    assert 0 <= a.answer_rate <= 1 and 0 <= a.p_short_abandon <= 1

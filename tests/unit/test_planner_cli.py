@@ -112,12 +112,38 @@ def test_simulate_adds_the_ciw_run_with_its_confidence_interval(capsys: pytest.C
     (["plan", "--from-store", "sqlite:///x.db", "--agents", "3"], "--agents works on one load"),
     (["plan", "--from-store", "sqlite:///x.db", "--since", "2026-13-01"], "a date is YYYY-MM-DD"),
     ([*EXAMPLE, "--simulate", "--customers", "100"], "--customers: 须 >= 400"),
+    # Bounds far beyond any hotline, refused at once instead of computed for minutes.
+    (["plan", "--calls-per-hour", "1e12", "--aht", "240", "--patience", "120"],
+     "--calls-per-hour: 须 <= 1,000,000（远超任何热线的规模，计算将耗时过长） / must be at most 1,000,000 (far beyond"),
+    (["plan", "--calls-per-hour", "1000000.5", "--aht", "240"], "--calls-per-hour: 须 <= 1,000,000"),
+    ([*EXAMPLE, "--agents", "100000000"], "--agents: 须 <= 100,000（远超任何热线的规模"),
+    ([*EXAMPLE, "--agents", "100001"], "must be at most 100,000 (far beyond any hotline"),
+    (["plan", "--calls-per-hour", "600", "--aht", "240", "--patience", "1e-20"],
+     "--patience: 须 >= 0.001（短于 1 毫秒的耐心没有实际意义） / must be >= 0.001 (a patience under a millisecond"),
+    (["plan", "--calls-per-hour", "600", "--aht", "240", "--patience", "0"], "--patience: 须 >= 0.001"),
 ])
 def test_bad_arguments_exit_2_saying_what_to_give(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                   says: str) -> None:
     err = refused(capsys, argv)
     assert says in err
     assert err.startswith("usage: hotline plan")
+
+
+def test_the_largest_load_and_agent_count_are_computed(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "plan", "--calls-per-hour", "1000000", "--aht", "240", "--patience", "120")
+    assert 60_000 < out["agents"] <= out["erlang_c_agents"] <= 100_000  # 66 667 erlangs
+    assert run_json(capsys, *EXAMPLE, "--agents", "100000")["meets_targets"] is True
+    assert run_json(capsys, *EXAMPLE[:-1], "0.001", "--agents", "40")["erlang_a"]["p_wait"] > 0
+
+
+def test_an_offered_load_beyond_the_limit_is_refused_saying_the_limit_and_why(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--calls-per-hour", "1000000", "--aht", "1e9", "--patience", "120"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hotline plan: 话务量（来电量 × 平均处理时长 / 3600）不能超过 100,000 Erl")
+    assert "must be at most 100,000 erlangs (far beyond any hotline" in err
+    assert main(["plan", "--calls-per-hour", "1000000", "--aht", "360", "--patience", "120"]) == 2  # exactly 100 000
+    assert "the targets need more than 100,000 agents" in capsys.readouterr().err
 
 
 def test_every_default_the_help_states_is_the_default_the_parser_uses() -> None:
@@ -210,3 +236,11 @@ def test_from_store_says_when_the_database_cannot_be_reached_and_hides_the_passw
 def test_from_store_with_no_matching_calls_says_what_to_check(capsys: pytest.CaptureFixture[str], store: str) -> None:
     assert main(["plan", "--from-store", store, "--queue", "nowhere"]) == 2
     assert "check --queue, --since and --until" in capsys.readouterr().err
+
+
+def test_a_simulation_of_more_than_five_million_calls_is_refused_before_it_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--calls-per-hour", "600", "--aht", "240", "--patience", "120", "--simulate",
+              "--customers", "5000001"])
+    assert exc.value.code == 2 and "5,000,000" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete, insert
 
 from planner.erlang import PlanError
 from planner.history import CALLS, LOCAL, Forecast, HourOfWeek, Tally, forecast
+from reports.calls import totals_by_queue
 from tests.pg import PG_ADMIN, pg_database
 from tickets.db import migrate, open_engine
 
@@ -50,17 +51,17 @@ ROWS = [
     # Sunday 23-24: 15:30 UTC.
     row(at(15, 23, 30), "answered", wait=5, talk=60),
     # Tuesday 10-11: a row from before offered queues, an overflow that still counts in tax, and
-    # an older engine's "short_abandon".
+    # a short hang-up (an older engine's "short_abandon", as migration 0002 stored it: abandoned).
     row(at(3, 10, 0), "answered", wait=3, talk=90, queue="tax", offered_queue=""),
     row(at(3, 10, 30), "answered", wait=7, talk=30, queue="main", offered_queue="tax"),
-    row(at(10, 10, 45), "short_abandon", wait=2),
+    row(at(10, 10, 45), "abandoned", wait=2),
 ]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+@contextlib.contextmanager
+def _store(kind: str, tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, object]]) -> Iterator[Engine]:
     with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
+        if kind == "sqlite":
             url = f"sqlite:///{Path(tmp_path_factory.mktemp('history')) / 'hotline.db'}"
         else:
             try:
@@ -72,9 +73,15 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         migrate(engine)
         with engine.begin() as conn:
             conn.execute(delete(CALLS))
-            conn.execute(insert(CALLS), ROWS)
+            conn.execute(insert(CALLS), rows)
         yield engine
         engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with _store(request.param, tmp_path_factory, ROWS) as engine:
+        yield engine
 
 
 def slot(f: Forecast, weekday: int, hour: int) -> HourOfWeek:
@@ -139,3 +146,39 @@ def test_hours_without_abandons_or_answers_have_no_patience_or_aht() -> None:
     assert Tally(offered=3, answered=3, talk_seconds=30.0, wait_seconds=12.0).patience is None
     assert Tally(offered=2, abandoned=2, wait_seconds=12.0).aht is None
     assert HourOfWeek(0, 0, 0, Tally()).calls_per_hour == 0.0
+
+
+# Monday 2 November, 09-10: every way a call can end, in tax and through it.
+EVERY_END = [
+    row(at(2, 9, 0), "closed"),  # closed hours: never entered the queue, not offered
+    row(at(2, 9, 5), "overflow", wait=60),  # offered in tax, sent to the overflow message
+    row(at(2, 9, 10), "answered", wait=5, talk=100, queue="main"),  # overflowed to main, answered there
+    row(at(2, 9, 15), "abandoned", wait=20, queue="main"),  # overflowed to main, hung up there
+    row(at(2, 9, 20), "timed_out", wait=90),
+    row(at(2, 9, 25), "callback", wait=40),
+    row(at(2, 9, 30), "forwarded", wait=45),
+    row(at(2, 9, 35), "short_abandon", wait=2),  # a value migration 0002 rewrote: counted as the report does
+    row(at(2, 9, 40), "answered", wait=1, talk=50, queue="main", offered_queue="main"),
+    row(at(2, 9, 45), "closed", queue="main", offered_queue="main"),
+]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def every_end(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with _store(request.param, tmp_path_factory, EVERY_END) as engine:
+        yield engine
+
+
+def test_closed_and_overflowed_calls_are_counted_as_the_report_counts_them(every_end: Engine) -> None:
+    since, until = date(2026, 11, 2), date(2026, 11, 3)
+    report = totals_by_queue(every_end, at(2, 0), at(3, 0))  # the period report's own query
+    tax = forecast(every_end, queue="tax", since=since, until=until).total
+    assert (tax.offered, tax.answered, tax.abandoned) == (report["tax"].offered, report["tax"].answered,
+                                                          report["tax"].abandoned)
+    # The closed call is not offered; the overflows count in tax, where they were offered.
+    assert (tax.offered, tax.answered, tax.abandoned, report["tax"].closed) == (7, 1, 1, 1)
+    everyone = forecast(every_end, since=since, until=until).total
+    assert (everyone.offered, everyone.answered, everyone.abandoned) == (
+        sum(t.offered for t in report.values()), sum(t.answered for t in report.values()),
+        sum(t.abandoned for t in report.values()))
+    assert slot(forecast(every_end, queue="main", since=since, until=until), 0, 9).tally.offered == 1

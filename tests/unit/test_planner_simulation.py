@@ -53,3 +53,5 @@ def test_the_simulation_refuses_a_load_without_patience_or_too_few_customers() -
         simulate(Load(600, 240), 42)
     with pytest.raises(PlanError, match="at least 400"):
         simulate(Load(600, 240, 120), 42, customers=100)
+    with pytest.raises(PlanError, match="agents must be at most 100,000"):
+        simulate(Load(600, 240, 120), 100_000_000, customers=400)

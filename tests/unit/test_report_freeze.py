@@ -99,6 +99,16 @@ def test_a_freeze_needs_a_name_and_a_reason_and_no_filter(db: Engine) -> None:
         versions.freeze(db, build(db, NOV, ReportOptions(), running), by="李科长", reason="发布", now=running)
 
 
+def test_a_period_may_be_frozen_at_the_very_moment_it_ends_and_not_a_microsecond_before(db: Engine) -> None:
+    end = NOV.end_utc  # 1 December 00:00 Beijing: the period [start, end) has ended
+    before = end - timedelta(microseconds=1)
+    with pytest.raises(versions.FreezeRefused, match="尚未结束"):
+        versions.freeze(db, build(db, NOV, ReportOptions(), before), by="李科长", reason="发布", now=before)
+    assert versions.latest(db, "month:2026-11") is None
+    frozen = versions.freeze(db, build(db, NOV, ReportOptions(), end), by="李科长", reason="发布", now=end)
+    assert (frozen.version, frozen.frozen_at) == (1, end)
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="hotline")
     cli.register(parser.add_subparsers(dest="command", required=True))
