@@ -167,6 +167,9 @@ class Call:
     sticky_until: float = 0.0
     served_by_fallback: bool = False
     adopted: bool = False  # found in a resync snapshot rather than seen joining
+    # The live counters have this call's answer: counted by this process, or (an adopted call
+    # answered before `State.counting_since`) by the engine that ran before a restart.
+    answer_counted: bool = False
     # A callback (virtual hold, acd/callbacks.py): the request id. Such a call has no channel
     # of its own (`channel` is ""): it waits in line at the citizen's original arrival; the
     # agent's leg, Originated when its turn comes, is the call, and it calls the citizen.

@@ -86,6 +86,10 @@ class CallAnswered:
     wait: float
     service_level: float  # the offered queue's, in force when the call was offered
     answered_in: str = ""  # the queue the caller was in when answered
+    # False: the live counters have this answer already (the engine before a restart counted
+    # it; a snapshot showed it again). The shell then counts nothing, but still tells the
+    # ticket platform, which opens the call's draft once whatever it is told.
+    counted: bool = True
 
 
 @dataclass(frozen=True)

@@ -143,13 +143,15 @@ def enter_queue(state: State, call: Call, name: str, now: float, wall: float, ou
     state.place(call)
 
 
-def offer(call: Call, q: QueueSettings, out: list[Command]) -> None:
+def offer(call: Call, q: QueueSettings, out: list[Command], already_counted: bool = False) -> None:
     """Offered once, in the first open queue the caller entered: KPIs count the call there,
-    with that queue's service level and short-abandon threshold."""
+    with that queue's service level and short-abandon threshold. `already_counted`: the engine
+    that ran before a restart counted this offer (no CallOffered, so no second count)."""
     call.offered_in = q.name
     call.service_level = q.service_level
     call.short_abandon = q.short_abandon
-    out.append(CallOffered(call.call_id, q.name))
+    if not already_counted:
+        out.append(CallOffered(call.call_id, q.name))
 
 
 def closed(state: State, call: Call, now: float, wall: float, out: list[Command], hops: int = 0) -> None:
@@ -335,14 +337,18 @@ def connect(state: State, call: Call, agent_id: str, now: float, wall: float, ou
 
 
 def answered(state: State, call: Call, now: float, out: list[Command]) -> None:
-    """Count the answer, in the offered queue. A caller answered without having been
-    offered (the dialplan's fallback rang agents for a caller who met closed hours while
-    the engine could not see) is offered at the answer: no queue answers more than it offers."""
+    """Count the answer, in the offered queue, once per call: an answer the counters have
+    already (`answer_counted`: an adopted call answered before this process began counting)
+    is reported uncounted. A caller answered without having been offered (the dialplan's
+    fallback rang agents for a caller who met closed hours while the engine could not see) is
+    offered at the answer: no queue answers more than it offers."""
+    already = call.answer_counted
+    call.answer_counted = True
     if call.offered_in is None:
-        offer(call, state.queues[call.queue], out)
+        offer(call, state.queues[call.queue], out, already_counted=already)
     # The record keeps the wait to the millisecond: the counter judges that same figure.
     out.append(CallAnswered(call.call_id, call.offered_queue, call.agent_id or "", round(call.waited(now), 3),
-                            call.service_level, call.queue))
+                            call.service_level, call.queue, counted=not already))
 
 
 def finish(state: State, call: Call, now: float, wall: float, out: list[Command],

@@ -108,8 +108,16 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     call.skills = rules.needed_skills(q, call.extra_skills)
     call.key = rules.line_key(q, call.arrived, call.priority)
     state.calls[call.call_id] = call
-    if call.offered_in is not None:
+    # Counted once, by the engine that saw it happen: a caller who joined before this process
+    # began counting was offered by the engine before a restart; one who joined since (while
+    # the link was down, or before it first came up) was counted by nobody yet.
+    if call.offered_in is not None and call.arrived_wall >= state.counting_since:
         out.append(CallOffered(call.call_id, call.offered_queue))
+    if snap.answered_by or snap.answered_ago is not None or any(leg.bridged for leg in snap.legs):
+        # Answered already: when the dialplan says, else (no answer time kept) as early as the
+        # join, like the offer.
+        at = wall - snap.answered_ago if snap.answered_ago is not None else call.arrived_wall
+        call.answer_counted = at < state.counting_since
     return call
 
 

@@ -243,6 +243,9 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        # From now on this process counts: callers Asterisk shows that joined (or were
+        # answered) before were counted by the engine that ran then, never again here.
+        self.state.counting_since = self.wall()
         if self.calendar is not None:
             self.apply(QueuesConfigured(tuple(self.state.queues.values()), self.calendar))
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
@@ -381,8 +384,10 @@ class Dispatcher:
                 log.info("call_offered", call_id=cmd.call_id, queue=cmd.queue,
                          caller=mask_number(call.caller_num, call.restricted) if call else "")
             case CallAnswered():
-                self.metrics.answered_call(cmd)
-                log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3))
+                if cmd.counted:
+                    self.metrics.answered_call(cmd)
+                log.info("call_answered", call_id=cmd.call_id, agent_id=cmd.agent_id, wait=round(cmd.wait, 3),
+                         counted_before=not cmd.counted or None)
                 if self.on_answered is not None:
                     try:
                         self.on_answered(cmd, self.state.calls.get(cmd.call_id))

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine as Database
 
 from acd.events import AgentsConfigured, History, QueuesConfigured
 from config.control_token import load_or_create_token
@@ -59,6 +60,7 @@ class Engine:
     callbacks: Callbacks | None = None  # callbacks booked in the IVR: kept, fed to the ACD, retried
     month: MonthToDate | None = None  # this month's figures from the store (hotline_month_*)
     overdue: OverdueTickets | None = None  # hotline_tickets_overdue, read from the store
+    reader: Database | None = None  # the pool those two read on (disposed when serve() ends)
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -160,6 +162,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     engine.month = MonthToDate(reader, lambda: [q.name for q in engine.settings.queues],
                                e.metrics.month_to_date_interval)
     engine.overdue = OverdueTickets(reader)
+    engine.reader = reader
     registry.register(engine.month)
     registry.register(engine.overdue)
     return engine
@@ -270,6 +273,10 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, stopping, return_exceptions=True)
+            if engine.reader is not None:
+                # The figures' connections close with the engine (a read still stuck in its
+                # thread keeps its own until it returns).
+                engine.reader.dispose()
     return status
 
 

@@ -1,16 +1,20 @@
-"""The current month's call figures for Prometheus, re-derived from the store.
+"""The current month's and the last 24 hours' call figures for Prometheus, from the store.
 
 The contract's first duty is the *monthly* answer rate, by the call's arrival time in
 Asia/Shanghai (README "Counting"). PromQL cannot take a range that starts at a month
 boundary (`increase(x[30d])` slides, and a counter restarts with the engine), so the engine
 asks the store instead: every `metrics.month_to_date_interval` seconds (engine.yaml, default
 30) a worker thread runs `reports.calls.totals_by_queue` over [the 1st of this Shanghai month
-00:00, the 1st of the next) and the result is exported as
+00:00, the 1st of the next) and over [now - 24 h, now), and the results are exported as
 
 - `hotline_month_calls{queue,kind}`: kind offered, answered, answered_within_sl,
-  short_abandoned, abandoned (every configured queue, 0 before its first call);
-- `hotline_month_info{month="2026-11"}` 1: the month those figures are of;
-- `hotline_month_refreshed_timestamp_seconds`: when the store last answered;
+  short_abandoned, abandoned (every configured queue, 0 before its first call); only while
+  the figures are of the current Shanghai month: after the 1st's midnight last month's are
+  never shown as this month's, even while the store does not answer;
+- `hotline_month_info{month="2026-11"}` 1: the month those figures are of (same condition);
+- `hotline_rolling_24h_calls{queue,kind}`: the same kinds over the calls that arrived in the
+  24 hours before the refresh (the report's definition, finished calls by arrival time);
+- `hotline_month_refreshed_timestamp_seconds`: when the store last answered (both figures);
 - `hotline_month_refresh_errors_total`: refreshes the store did not answer.
 
 Restart-safe by construction: nothing is counted in this process. The figures are the
@@ -22,18 +26,22 @@ a graph shows a gap, not a drop. A call counts once its record is stored (it end
 writer stored it): the figures lag the live counters by the calls in progress.
 
 A store that does not answer: the last figures stay (their `month` and refresh time say how
-old they are), each failed refresh is counted, and the outage is logged once when it starts
-and once when it ends. A query still running when the next refresh falls due is waited for,
-never started a second time: a hung database costs one thread, not one per interval.
+old they are; the month's only within their month), each failed refresh is counted, and the
+outage is logged once when it starts and once when it ends. A query still running when the
+next refresh falls due is waited for, never started a second time: a hung database costs one
+thread (named "store-read"), not one per interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -42,15 +50,47 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from metrics import kpi
-from tickets.store import describe, in_daemon_thread
+from tickets.store import describe
 
 log = structlog.get_logger("hotline.month_to_date")
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 KINDS = ("offered", "answered", "answered_within_sl", "short_abandoned", "abandoned")
 QUERY_TIMEOUT = 20.0  # seconds one refresh may take before it counts as failed (it is still awaited)
+ROLLING = timedelta(hours=24)
+READER_THREAD = "store-read"  # the threads that read figures from the store (the writer's are "store-write")
 
 TotalsByQueue = Callable[[Engine, datetime, datetime], dict[str, kpi.Totals]]
+T = TypeVar("T")
+
+
+def in_reader_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`fn(*args)` in a daemon thread of its own, named READER_THREAD: a read stuck in recv()
+    never holds up the engine's exit (as tickets.store.in_daemon_thread, which the record
+    writer uses), and a thread dump tells the figures' reads from the writer's."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name=READER_THREAD, daemon=True).start()
+    return future
 
 
 def month_window(now: datetime) -> tuple[str, datetime, datetime]:
@@ -70,8 +110,12 @@ def store_totals(db: Engine, start: datetime, end: datetime) -> dict[str, kpi.To
 @dataclass(frozen=True)
 class Figures:
     month: str
-    totals: dict[str, kpi.Totals]
+    totals: dict[str, kpi.Totals]  # the month's, per offered queue
     refreshed: float  # Unix time the store answered
+    rolling: dict[str, kpi.Totals] = field(default_factory=dict)  # the 24 hours before the query
+
+
+Queried = tuple[dict[str, kpi.Totals], dict[str, kpi.Totals]]  # (the month's, the last 24 hours')
 
 
 class MonthToDate(Collector):
@@ -91,14 +135,18 @@ class MonthToDate(Collector):
         self.figures: Figures | None = None
         self.errors = 0
         self._failing = False
-        self._query: asyncio.Future[dict[str, kpi.Totals]] | None = None
+        self._query: asyncio.Future[Queried] | None = None
         self._query_month = ""
+
+    def _both(self, month_start: datetime, month_end: datetime, now: datetime) -> Queried:
+        return self.totals(self.db, month_start, month_end), self.totals(self.db, now - ROLLING, now)
 
     async def refresh(self) -> bool:
         """Ask the store once; True when it answered and the figures are new."""
         if self._query is None:
-            self._query_month, start, end = month_window(datetime.fromtimestamp(self.clock(), UTC))
-            self._query = in_daemon_thread(self.totals, self.db, start, end)
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            self._query_month, start, end = month_window(now)
+            self._query = in_reader_thread(self._both, start, end, now)
         query = self._query
         await asyncio.wait({query}, timeout=QUERY_TIMEOUT)  # never cancels the thread's future
         if not query.done():
@@ -106,17 +154,20 @@ class MonthToDate(Collector):
             return False
         self._query = None
         try:
-            by_queue = query.result()
+            month, rolling = query.result()
         except Exception as exc:
             self._failed(describe(exc))
             return False
-        totals = {name: kpi.Totals() for name in self.queues()}
-        totals.update(by_queue)
-        self.figures = Figures(self._query_month, totals, self.clock())
+        self.figures = Figures(self._query_month, self._every_queue(month), self.clock(), self._every_queue(rolling))
         if self._failing:
             self._failing = False
             log.info("month_to_date_refresh_recovered", failed_refreshes=self.errors, month=self._query_month)
         return True
+
+    def _every_queue(self, by_queue: dict[str, kpi.Totals]) -> dict[str, kpi.Totals]:
+        totals = {name: kpi.Totals() for name in self.queues()}
+        totals.update(by_queue)
+        return totals
 
     def _failed(self, error: str) -> None:
         self.errors += 1
@@ -143,16 +194,27 @@ class MonthToDate(Collector):
         figures = self.figures
         if figures is None:
             return
-        calls = GaugeMetricFamily(
-            "hotline_month_calls", "This Shanghai month's calls by arrival, from the store (kpi.Totals per "
-            "offered queue; restart-safe)", labels=["queue", "kind"])
-        for queue, t in sorted(figures.totals.items()):
-            for kind in KINDS:
-                calls.add_metric([queue, kind], getattr(t, kind))
-        info = GaugeMetricFamily("hotline_month_info", "The month (Asia/Shanghai) hotline_month_calls is of",
-                                 labels=["month"])
-        info.add_metric([figures.month], 1)
+        if figures.month == month_window(datetime.fromtimestamp(self.clock(), UTC))[0]:
+            # Last month's figures (the store has not answered since midnight on the 1st) are
+            # never shown as this month's: the series are absent until it answers.
+            yield _by_kind("hotline_month_calls", "This Shanghai month's calls by arrival, from the store "
+                           "(kpi.Totals per offered queue; restart-safe)", figures.totals)
+            info = GaugeMetricFamily("hotline_month_info", "The month (Asia/Shanghai) hotline_month_calls is of",
+                                     labels=["month"])
+            info.add_metric([figures.month], 1)
+            yield info
+        yield _by_kind("hotline_rolling_24h_calls", "Calls that arrived in the 24 hours before the last refresh, "
+                       "from the store (kpi.Totals per offered queue; restart-safe)", figures.rolling)
         refreshed = GaugeMetricFamily("hotline_month_refreshed_timestamp_seconds",
-                                      "When the store last answered for hotline_month_calls (Unix time)")
+                                      "When the store last answered for hotline_month_calls and "
+                                      "hotline_rolling_24h_calls (Unix time)")
         refreshed.add_metric([], figures.refreshed)
-        yield from (calls, info, refreshed)
+        yield refreshed
+
+
+def _by_kind(name: str, help_text: str, by_queue: dict[str, kpi.Totals]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=["queue", "kind"])
+    for queue, t in sorted(by_queue.items()):
+        for kind in KINDS:
+            family.add_metric([queue, kind], getattr(t, kind))
+    return family

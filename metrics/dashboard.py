@@ -116,14 +116,14 @@ def panels() -> Iterator[builder.Row | timeseries.Panel | stat.Panel | bargauge.
     yield rate_panel(
         "接通率：近 24 小时与本月累计",
         "接通率 = 接通量 / (呼入量 − 速挂量)，与月报同一口径（metrics/kpi.py）。"
-        "本月累计按来电时间（北京时间）从数据库统计，引擎重启不影响；近 24 小时来自实时计数器。虚线为 95% 考核线。",
+        "本月累计与近 24 小时均按来电时间（北京时间）从数据库统计已结束的来电，引擎重启不影响。虚线为 95% 考核线。",
         queries(("hotline:answer_rate:rolling_24h", "近 24 小时"), ("hotline:answer_rate:month_to_date", "本月累计")))
     yield rate_panel(
         "15秒接通率：近 24 小时与本月累计",
         "15秒接通率 = 在服务水平（默认 15 秒）内接通的来电 / (呼入量 − 速挂量)，按来电所进入的首个队列的服务水平计。",
         queries(("hotline:sl_rate:rolling_24h", "近 24 小时"), ("hotline:sl_rate:month_to_date", "本月累计")))
     yield rate_panel(
-        "各队列接通率（近 24 小时）", "按来电所进入的首个队列统计（溢出不改变归属）。",
+        "各队列接通率（近 24 小时）", "按来电所进入的首个队列统计（溢出不改变归属），数据来自数据库。",
         queries((f"hotline_queue:answer_rate:rolling_24h{{{QUEUE}}}", "{{queue}}")))
     yield rate_panel(
         "各队列接通率（本月累计）", "按来电所进入的首个队列统计，数据来自数据库。",

@@ -5,7 +5,9 @@ offered in, with that queue's thresholds as recorded on the call.
 
 - offered ticks when a caller enters an open queue, answered when an agent answers,
   the rest when the call ends; after every call of a period has ended the counters
-  equal `kpi.by_queue` over the records of the same calls.
+  equal `kpi.by_queue` over the records of the same calls. Each step is counted once, by
+  the process that saw it: a restarted engine does not count again the offers and answers
+  of the calls it adopts that the engine before it counted (`CallAnswered.counted`).
 """
 
 from __future__ import annotations

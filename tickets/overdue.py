@@ -2,7 +2,8 @@
 
 A ticket is overdue the moment its running deadline passes (`due_at < now`, what
 `GET /api/v1/tickets/overdue` lists), with no event to count it by, so the number is read
-from the store: one indexed count every `interval` seconds (60), in a worker thread. The
+from the store: one indexed count every `interval` seconds (60), in a worker thread
+("store-read", as the month's figures). The
 engine runs it on its own store whether the ticket API runs inside it or in `hotline ticket
 serve` workers (which have no metrics listener). A store that does not answer keeps the last
 count, counts the failure, and is logged once per outage.
@@ -21,8 +22,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from cti.month_to_date import in_reader_thread
 from tickets.models import TicketRow
-from tickets.store import describe, in_daemon_thread
+from tickets.store import describe
 
 log = structlog.get_logger("hotline.tickets.overdue")
 
@@ -49,7 +51,7 @@ class OverdueTickets(Collector):
 
     async def refresh(self) -> bool:
         if self._query is None:
-            self._query = in_daemon_thread(self.count, self.db, datetime.fromtimestamp(self.clock(), UTC))
+            self._query = in_reader_thread(self.count, self.db, datetime.fromtimestamp(self.clock(), UTC))
         query = self._query
         await asyncio.wait({query}, timeout=QUERY_TIMEOUT)  # a hung query is waited for, not started again
         if not query.done():

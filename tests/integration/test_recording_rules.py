@@ -1,7 +1,8 @@
 """The shipped recording rules (metrics/rules.yml) compute 接通率 and 15秒接通率 as metrics/kpi.py
 does: `promtool test rules` evaluates them over series written here, and the expected values
 are `kpi.Totals(...).answer_rate` / `.sl_rate` of the same counts, never numbers typed by hand.
-Every rule is then broken on purpose (its value, its division guard) and the tests must fail."""
+Every rule is then broken on purpose (its value, its division guard, counting a queue once per
+target) and the tests must fail."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import fields
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -63,85 +63,69 @@ def run(tmp_path: Path, tests: list[dict[str, Any]], rules: Path = RULES) -> sub
                           check=False)
 
 
-# --- month to date: the engine's store-derived gauges ------------------------------------------
+# --- month to date and rolling 24 h: the engine's store-derived gauges ------------------------
 
+WINDOWS = {"month_to_date": "hotline_month_calls", "rolling_24h": "hotline_rolling_24h_calls"}
 MONTH = {
     "main": kpi.Totals(offered=100, answered=90, answered_within_sl=80, abandoned=8, short_abandoned=4),
-    "tax": kpi.Totals(offered=10, answered=10, answered_within_sl=5),
+    "tax": kpi.Totals(offered=10, answered=9, answered_within_sl=5, abandoned=1),
     "night": kpi.Totals(offered=2, abandoned=2, short_abandoned=2),  # only short abandons: no rate
 }
-KINDS = ("offered", "answered", "answered_within_sl", "short_abandoned", "abandoned")
-
-
-def month_series(month: dict[str, kpi.Totals], targets: tuple[dict[str, str], ...]) -> list[dict[str, str]]:
-    return [series("hotline_month_calls", f"{getattr(t, kind)}x3", target, queue=q, kind=kind)
-            for target in targets for q, t in month.items() for kind in KINDS]
-
-
-def month_tests(month: dict[str, kpi.Totals], targets: tuple[dict[str, str], ...] = (ENGINE,)) -> dict[str, Any]:
-    return {"interval": "1h", "input_series": month_series(month, targets),
-            "promql_expr_test": [*expect("answer_rate:month_to_date", "2h", month),
-                                 *expect("sl_rate:month_to_date", "2h", month)]}
-
-
-# --- rolling 24 h: the engine's counters ------------------------------------------------------
-
-HOURS = 30  # samples every hour for 30 hours; the rules look at the last 24 only
-
-
-def per_hour(first_6h: kpi.Totals, then: kpi.Totals) -> list[kpi.Totals]:
-    """What each hour (1..HOURS) added: a bad morning, then the day the 24-hour window sees."""
-    return [first_6h if hour <= 6 else then for hour in range(1, HOURS + 1)]
-
-
-ROLLING = {
-    "main": per_hour(kpi.Totals(offered=10, answered=5, answered_within_sl=4, short_abandoned=1),
-                     kpi.Totals(offered=10, answered=8, answered_within_sl=6, short_abandoned=1)),
-    "tax": per_hour(kpi.Totals(offered=2, answered=2, answered_within_sl=1),
-                    kpi.Totals(offered=2, answered=2, answered_within_sl=1)),
-    "night": per_hour(kpi.Totals(offered=1, short_abandoned=1), kpi.Totals(offered=1, short_abandoned=1)),
+# The same store read a refresh earlier (a second engine, or the engine before its restart on
+# another port): fewer calls of every kind, and other rates, so that counting a queue twice
+# (`sum by` instead of `max by`) gives another figure than counting it once.
+MONTH_EARLIER = {
+    "main": kpi.Totals(offered=90, answered=84, answered_within_sl=76, abandoned=5, short_abandoned=2),
+    "tax": kpi.Totals(offered=8, answered=7, answered_within_sl=3, abandoned=1),
+    "night": kpi.Totals(offered=1, abandoned=1, short_abandoned=1),
 }
-COUNTERS = {"offered": "hotline_calls_offered_total", "answered": "hotline_calls_answered_total",
-            "answered_within_sl": "hotline_calls_answered_within_service_level_total",
-            "short_abandoned": "hotline_calls_short_abandoned_total"}
+ROLLING = {
+    "main": kpi.Totals(offered=240, answered=190, answered_within_sl=150, abandoned=44, short_abandoned=24),
+    "tax": kpi.Totals(offered=48, answered=46, answered_within_sl=24, abandoned=2),
+    "night": kpi.Totals(offered=24, abandoned=24, short_abandoned=24),
+}
+ROLLING_EARLIER = {
+    "main": kpi.Totals(offered=230, answered=186, answered_within_sl=140, abandoned=40, short_abandoned=20),
+    "tax": kpi.Totals(offered=40, answered=39, answered_within_sl=16, abandoned=1),
+    "night": kpi.Totals(offered=20, abandoned=20, short_abandoned=20),
+}
+KINDS = ("offered", "answered", "answered_within_sl", "short_abandoned", "abandoned")
+Figures = dict[str, kpi.Totals]
 
 
-def counter_series(rolling: dict[str, list[kpi.Totals]], restart_at: int | None = None) -> list[dict[str, str]]:
-    """Each counter's value every hour, from 0; `restart_at`: the engine restarts just before that
-    hour's sample, and every counter starts again from 0 (Prometheus sees a reset)."""
-    out = []
-    for queue, hours in rolling.items():
-        for field, name in COUNTERS.items():
-            values = [0, *accumulate(getattr(t, field) for t in hours)]
-            if restart_at is not None:
-                values = values[:restart_at] + [v - values[restart_at - 1] for v in values[restart_at:]]
-            out.append(series(name, values, queue=queue))
-    return out
+def gauge_series(window: str, figures: Figures, target: dict[str, str] = ENGINE,
+                 values: str = "x3", gap: int = 0) -> list[dict[str, str]]:
+    """The gauges of `window` with these figures; `gap`: that many samples missing first."""
+    missing = "_ " * gap
+    return [series(WINDOWS[window], f"{missing}{getattr(t, kind)}{values}", target, queue=q, kind=kind)
+            for q, t in figures.items() for kind in KINDS]
 
 
-def window(rolling: dict[str, list[kpi.Totals]], last: int = 24) -> dict[str, kpi.Totals]:
-    return {q: sum(hours[-last:], kpi.Totals()) for q, hours in rolling.items()}
+def gauge_tests(window: str, input_series: list[dict[str, str]], expected: Figures,
+                at: str = "2h") -> dict[str, Any]:
+    return {"interval": "1h", "input_series": input_series,
+            "promql_expr_test": [*expect(f"answer_rate:{window}", at, expected),
+                                 *expect(f"sl_rate:{window}", at, expected)]}
 
 
-def rolling_tests(rolling: dict[str, list[kpi.Totals]], restart_at: int | None = None) -> dict[str, Any]:
-    expected = window(rolling)
-    at = f"{HOURS}h"
-    return {"interval": "1h", "input_series": counter_series(rolling, restart_at),
-            "promql_expr_test": [*expect("answer_rate:rolling_24h", at, expected),
-                                 *expect("sl_rate:rolling_24h", at, expected)]}
+def window_tests(window: str, now: Figures, earlier: Figures) -> list[dict[str, Any]]:
+    nothing = {q: kpi.Totals() for q in now}
+    return [
+        gauge_tests(window, gauge_series(window, now), now),
+        # Two targets on one store, one a refresh behind: each queue counted once, at its
+        # newest figures (`max by (queue)`), never summed over the targets.
+        gauge_tests(window, gauge_series(window, now) + gauge_series(window, earlier, RESTARTED), now),
+        # The engine restarts on another port: its old target's last sample is at 1 h, the new
+        # target's first at 2 h (after its first refresh), with what the store says then.
+        gauge_tests(window, gauge_series(window, earlier, values="x1")
+                    + gauge_series(window, now, RESTARTED, values="x2", gap=2), now, at="4h"),
+        gauge_tests(window, gauge_series(window, nothing), nothing),  # no call yet: no rate, not 0% or NaN
+    ]
 
 
 def all_tests() -> list[dict[str, Any]]:
-    nothing = {q: kpi.Totals() for q in MONTH}
-    quiet = {q: [kpi.Totals()] * HOURS for q in ROLLING}
-    return [
-        month_tests(MONTH),
-        month_tests(MONTH, (ENGINE, RESTARTED)),  # two targets on one store: not counted twice
-        month_tests(nothing),  # the 1st at 00:00: no rate anywhere, not 0% and not NaN
-        rolling_tests(ROLLING),
-        rolling_tests(ROLLING, restart_at=20),  # an engine restart inside the window loses nothing
-        rolling_tests(quiet),
-    ]
+    return [*window_tests("month_to_date", MONTH, MONTH_EARLIER),
+            *window_tests("rolling_24h", ROLLING, ROLLING_EARLIER)]
 
 
 def recorded() -> list[dict[str, str]]:
@@ -171,24 +155,32 @@ def test_the_rates_equal_kpi_month_to_date_and_over_the_last_24_hours(tmp_path: 
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_the_24_hour_window_leaves_the_calls_before_it_out() -> None:
-    # The test data means something: the morning's poor hours would change the figure.
-    assert window(ROLLING)["main"].answer_rate != window(ROLLING, last=HOURS)["main"].answer_rate
+@pytest.mark.parametrize(("now", "earlier"), [(MONTH, MONTH_EARLIER), (ROLLING, ROLLING_EARLIER)])
+def test_the_two_targets_figures_tell_counting_once_from_counting_twice(now: Figures, earlier: Figures) -> None:
+    # The test data means something: summed over both targets, every rate that exists differs.
+    for q in ("main", "tax"):
+        summed = now[q] + earlier[q]
+        assert summed.answer_rate != now[q].answer_rate and summed.sl_rate != now[q].sl_rate, q
+    assert all(getattr(earlier[q], k) <= getattr(now[q], k) for q in now for k in KINDS)  # older: fewer of each
 
 
 def mutants() -> list[tuple[str, str]]:
-    """(what was broken, the broken rules file's text): each rule's value off by half, and each
-    rule without its division guard (an empty period then records NaN)."""
+    """(what was broken, the broken rules file's text): each rule's value off by half, each rule
+    without its division guard (an empty period then records NaN), and each rule summing the
+    targets that export one store instead of taking each queue once."""
     def halved(expr: str) -> str:
         return f"({expr}) * 0.5"
 
     def unguarded(expr: str) -> str:
         return re.sub(r"\s*>\s*0\)\s*$", ")", expr)
 
+    def summed(expr: str) -> str:  # a queue counted once per target instead of once
+        return expr.replace("max by (queue)", "sum by (queue)")
+
     text = RULES.read_text(encoding="utf-8")
     out = []
     for index, rule in enumerate(recorded()):
-        for how, mutate in (("value", halved), ("guard", unguarded)):
+        for how, mutate in (("value", halved), ("guard", unguarded), ("targets", summed)):
             broken = yaml.safe_load(text)
             rules = [r for g in broken["groups"] for r in g["rules"]]
             rules[index]["expr"] = mutate(rule["expr"])

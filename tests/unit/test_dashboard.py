@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.loader import load
 from cti.engine import build
-from cti.month_to_date import Figures
+from cti.month_to_date import Figures, month_window
 from metrics import dashboard, kpi
 from testbed.configs import write_config
 
@@ -131,7 +132,8 @@ def exported(tmp_path: Path) -> set[str]:
     """The series names a freshly built engine exposes, with its month and overdue figures in."""
     engine = build(load(write_config(tmp_path / "config", ami_port=1, account=False)), tmp_path / "config")
     assert engine.month is not None and engine.overdue is not None
-    engine.month.figures = Figures("2026-11", {"main": kpi.Totals()}, 0.0)
+    month, _, _ = month_window(datetime.fromtimestamp(engine.month.clock(), UTC))  # this month's: exported
+    engine.month.figures = Figures(month, {"main": kpi.Totals()}, 0.0, {"main": kpi.Totals()})
     engine.overdue.overdue = 0
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",),
                 "unknown": ("",)}
@@ -143,5 +145,5 @@ def test_every_series_the_dashboard_the_rules_and_the_alerts_read_is_exported_or
     exprs = [*dashboard.expressions(shipped_dashboard()), *rule_exprs("rules.yml"), *rule_exprs("alerts.yml")]
     loaded = yaml.safe_load((METRICS / "rules.yml").read_text(encoding="utf-8"))
     recorded = {r["record"] for group in loaded["groups"] for r in group["rules"]}
-    read = {m for e in exprs for m in re.findall(r"\bhotline[a-z_]*(?::[a-z_0-9]+)+|\bhotline_[a-z_]+", e)}
+    read = {m for e in exprs for m in re.findall(r"\bhotline[a-z_]*(?::[a-z_0-9]+)+|\bhotline_[a-z0-9_]+", e)}
     assert read - exported(tmp_path) - recorded == set()

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from acd import decide
 from acd.agents import Activity, Control, Presence
 from acd.calls import Call, CallState
-from acd.commands import CallRecord, RingAgent
+from acd.commands import CallAnswered, CallOffered, CallRecord, Command, RingAgent
 from acd.events import (
     AgentControl,
     AgentLeg,
@@ -40,6 +41,8 @@ from acd.events import (
 )
 from acd.model import QueueSettings, Strategy
 from acd.state import State
+from metrics import kpi
+from metrics.exporter import Metrics
 
 AGENTS = ("1001", "1002", "1003")
 CALLS = tuple(f"c{i}" for i in range(6))
@@ -126,6 +129,32 @@ def _event(state: State, s: tuple[object, ...], hung: set[str]) -> list[Event]:
     return []
 
 
+def _live(out: list[Command]) -> dict[str, kpi.Totals]:
+    """The live counters after these commands, as the dispatcher ticks them (metrics/exporter.py)."""
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    queues: set[str] = set()
+    for cmd in out:
+        if isinstance(cmd, CallOffered):
+            m.offered_call(cmd)
+        elif isinstance(cmd, CallAnswered) and cmd.counted:
+            m.answered_call(cmd)
+        elif isinstance(cmd, CallRecord):
+            m.ended_call(cmd)
+            queues.add(kpi.classify(cmd).queue)
+        else:
+            continue
+        queues.add(cmd.queue)
+
+    def get(name: str, queue: str, **labels: str) -> int:
+        return int(registry.get_sample_value(name, {"queue": queue, **labels}) or 0)
+
+    return {q: kpi.Totals(get("hotline_calls_offered_total", q), get("hotline_calls_answered_total", q),
+                          get("hotline_calls_answered_within_service_level_total", q),
+                          get("hotline_calls_abandoned_total", q), get("hotline_calls_short_abandoned_total", q),
+                          get("hotline_calls_ended_total", q, outcome="closed")) for q in sorted(queues)}
+
+
 def _check(state: State) -> None:
     # Each agent is tied to at most one call, and the tie is the same seen from both sides.
     for agent in state.agents.values():
@@ -160,6 +189,7 @@ def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ..
     hung: set[str] = set()
     joined: set[str] = set()
     records: list[CallRecord] = []
+    counted: list[Command] = []  # what the live counters see
     for s in steps:
         now += float(s[1]) if s[0] == "wait" else 1.0  # type: ignore[arg-type]
         for ev in _event(state, s, hung):
@@ -168,6 +198,7 @@ def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ..
             if isinstance(ev, ChannelsSnapshot):
                 joined.update(c.call_id for c in ev.callers)
             _, out = decide(state, ev, now)
+            counted += out
             for cmd in out:
                 if isinstance(cmd, RingAgent):
                     agent = state.agents[cmd.agent_id]
@@ -180,11 +211,15 @@ def test_invariants_hold_for_any_sequence_of_events(steps: list[tuple[object, ..
     # Everyone hangs up at the end: every call that entered has exactly one record.
     for call in list(state.calls):
         _, out = decide(state, CallerHungUp(call, f"chan-{call}"), now + 1)
+        counted += out
         records.extend(c for c in out if isinstance(c, CallRecord))
     ids = [r.call_id for r in records]
     assert len(ids) == len(set(ids))
     assert set(ids) == joined
     assert not state.calls
+    # Every call counted once, whatever the resyncs showed: the live counters equal the KPIs
+    # of the records (one process: no engine counted before it).
+    assert _live(counted) == kpi.by_queue(records)
 
 
 QUEUES = (

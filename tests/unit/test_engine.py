@@ -4,9 +4,13 @@ nothing accepted is dropped (no Asterisk: AMI points at a port nobody listens on
 from __future__ import annotations
 
 import asyncio
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from acd.commands import CallRecord
@@ -17,6 +21,7 @@ from cti.dispatcher import CoreEvent
 from cti.engine import Engine, build, serve
 from testbed.configs import write_config
 from tests.unit.test_cli import config_folder
+from tickets.models import TicketRow
 from tickets.store import read_records
 
 
@@ -71,6 +76,40 @@ async def test_a_record_still_waiting_for_asterisks_account_is_written_at_shutdo
     stop.set()
     assert await asyncio.wait_for(task, 20) == 0
     assert [r.call_id for r in read_records(engine.outbox.engine)] == ["c9"]
+
+
+async def metrics_page(engine: Engine) -> str:
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{engine.metrics_port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    return await asyncio.to_thread(get)
+
+
+async def test_a_served_engine_exports_the_overdue_tickets_of_its_store_and_closes_the_readers_pool(
+    engine: Engine,
+) -> None:
+    """serve() starts the overdue count (and the month's figures) on the engine's store, read in
+    threads of their own on a pool of their own, and disposes of that pool when it ends."""
+    now = datetime.now(UTC)
+    with Session(engine.outbox.engine) as s, s.begin():
+        for i, due in enumerate((now - timedelta(hours=3), now - timedelta(minutes=1), now + timedelta(days=1))):
+            s.add(TicketRow(number=f"20261126{i:05d}", state="dispatched", channel="phone", due_at=due,
+                            created=now - timedelta(days=3), updated=now - timedelta(days=3)))
+    stop = asyncio.Event()
+    task = await started(engine, stop)
+    try:
+        deadline = time.monotonic() + 10
+        page = await metrics_page(engine)
+        while "hotline_tickets_overdue 2.0" not in page or "hotline_month_calls{" not in page:
+            assert time.monotonic() < deadline, page
+            await asyncio.sleep(0.05)
+            page = await metrics_page(engine)
+        assert engine.reader is not None and engine.reader.pool.checkedin() >= 1  # read on the reader's pool
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+    assert engine.reader.pool.checkedin() == 0  # disposed: no connection left open
 
 
 def test_the_engine_starts_and_serves_while_its_postgresql_is_down(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 from structlog.testing import capture_logs
 
+from acd.commands import CallRecord
 from acd.model import Outcome
 from cti import month_to_date
 from cti.month_to_date import MonthToDate, month_window
@@ -60,7 +61,7 @@ def db(tmp_path: Path) -> Engine:
     return engine
 
 
-def store_calls(db: Engine) -> None:
+def store_calls(db: Engine) -> list[CallRecord]:
     """October's last call, then November's: answered in 3 s and in 40 s, a short and a long abandon in main,
     one answered in tax (offered there, answered in main after an overflow)."""
     t = NOV_1_SHANGHAI
@@ -82,6 +83,7 @@ def store_calls(db: Engine) -> None:
     ]
     for rec in calls:
         insert_record(db, rec)
+    return calls
 
 
 def mtd(db: Engine, now: float, queues: tuple[str, ...] = ("main", "tax", "night")) -> MonthToDate:
@@ -167,7 +169,7 @@ async def test_a_store_that_hangs_is_waited_for_not_asked_again(db: Engine, monk
     assert not await m.refresh()
     release.set()
     assert await m.refresh()
-    assert asked == 1
+    assert asked == 2  # one refresh's two queries (the month, the last 24 hours), never a second refresh's
     assert m.errors == 2
     assert samples(m)["hotline_month_calls{kind=offered,queue=main}"] == 7
 
@@ -191,3 +193,72 @@ async def test_the_refresh_task_survives_a_bug_in_the_query_and_goes_on(db: Engi
     finally:
         task.cancel()
     assert m.errors == 1
+
+
+def by_kind(got: dict[str, float], family: str, queue: str) -> kpi.Totals:
+    return kpi.Totals(**{kind: int(got[f"{family}{{kind={kind},queue={queue}}}"]) for kind in month_to_date.KINDS})
+
+
+async def test_the_rolling_24_hours_are_the_kpi_totals_of_the_calls_that_arrived_in_the_24_hours_before(
+    db: Engine,
+) -> None:
+    """An hour into November the 24 hours hold October's last call too (the month does not), and
+    not a call of two days before; a call still in progress has no record and is not counted."""
+    calls = store_calls(db)
+    old = record("old", arrived=NOV_1_SHANGHAI - 2 * 86400, answered=None, ended=NOV_1_SHANGHAI - 2 * 86400 + 9,
+                 agent_id=None, outcome=Outcome.ABANDONED, offered_queue="main", path=("main",), wait_seconds=9.0,
+                 talk_seconds=0.0, recording=None)
+    insert_record(db, old)
+    now = NOV_1_SHANGHAI + 3600
+    m = mtd(db, now)
+    assert await m.refresh()
+    got = samples(m)
+    window = kpi.by_queue(r for r in calls if now - 86400 <= r.arrived < now)  # kpi's own figures, not the SQL
+    assert by_kind(got, "hotline_rolling_24h_calls", "main") == window["main"]
+    assert by_kind(got, "hotline_rolling_24h_calls", "tax") == window["tax"]
+    assert by_kind(got, "hotline_rolling_24h_calls", "night") == kpi.Totals()
+    assert by_kind(got, "hotline_rolling_24h_calls", "main").offered == 5  # October's call is in, the old one out
+    assert by_kind(got, "hotline_month_calls", "main").offered == 4
+
+
+async def test_last_months_figures_are_not_exported_once_the_month_has_changed(db: Engine) -> None:
+    """Refreshed at 23:59 on 31 October (Shanghai); the store then stops answering. After
+    midnight the October figures must not pass for November's: hotline_month_calls and
+    hotline_month_info go, the refresh time stays (the stale alert reads it), and November's
+    figures come with the store's next answer."""
+    store_calls(db)
+    clock = NOV_1_SHANGHAI - 60
+    down = False
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        if down:
+            raise ConnectionRefusedError("connection refused")
+        return month_to_date.store_totals(engine, start, end)
+
+    m = MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: clock)
+    assert await m.refresh()
+    october = samples(m)
+    assert october["hotline_month_info{month=2026-10}"] == 1
+    assert by_kind(october, "hotline_month_calls", "main").offered == 1
+    down = True
+    clock = NOV_1_SHANGHAI + 60
+    assert not await m.refresh()
+    after_midnight = samples(m)
+    assert [k for k in after_midnight if k.startswith(("hotline_month_calls", "hotline_month_info"))] == []
+    assert after_midnight["hotline_month_refreshed_timestamp_seconds{}"] == NOV_1_SHANGHAI - 60
+    down = False
+    assert await m.refresh()
+    november = samples(m)
+    assert november["hotline_month_info{month=2026-11}"] == 1
+    assert by_kind(november, "hotline_month_calls", "main").offered == 4
+
+
+async def test_the_figures_are_read_in_threads_of_their_own_name(db: Engine) -> None:
+    names: list[str] = []
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        names.append(threading.current_thread().name)
+        return {}
+
+    assert await MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: NOV_1_SHANGHAI).refresh()
+    assert names == ["store-read", "store-read"]

@@ -3,6 +3,7 @@ read from the store; absent until the store first answers, kept through an outag
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,3 +66,14 @@ async def test_the_gauge_appears_with_the_first_count_and_keeps_it_through_an_ou
     assert "hotline_tickets_overdue 2.0" in text
     assert "hotline_tickets_overdue_count_errors_total 2.0" in text
     assert [line["event"] for line in logs] == ["overdue_count_failed"]
+
+
+async def test_the_count_runs_in_a_thread_named_for_the_stores_readers(db: Engine) -> None:
+    names: list[str] = []
+
+    def count(engine: Engine, now: datetime) -> int:
+        names.append(threading.current_thread().name)
+        return 0
+
+    assert await OverdueTickets(db, clock=NOW.timestamp, count=count).refresh()
+    assert names == ["store-read"]  # not the record writer's "store-write"

@@ -9,6 +9,7 @@ from acd.calls import CallState
 from acd.commands import CallAnswered, CallOffered
 from acd.deadlines import PARK_GRACE
 from acd.events import (
+    AgentHungUp,
     AgentLeg,
     CallerParked,
     ChannelsSnapshot,
@@ -381,3 +382,77 @@ def test_an_agent_the_snapshot_shows_on_another_call_stays_on_it_when_the_old_ca
     assert [r.call_id for r in w.records()] == ["c1"]
     agent = w.state.agents["1001"]
     assert (agent.activity, agent.call_id) == (Activity.ON_CALL, "c2")
+
+
+# -- counting across a restart: once, by the engine that saw it happen -------------------------
+
+
+def restarted(agents: tuple[str, ...] = ("1001", "1002", "1003"), **kw: object) -> World:
+    """A World whose engine process began counting at wall time 1000 (an engine ran before it)."""
+    w = World(agents=agents, **kw)  # type: ignore[arg-type]
+    w.state.counting_since = 1000
+    return w
+
+
+def test_a_restarted_engine_counts_only_the_offers_and_answers_that_happened_since_it_began_counting() -> None:
+    """The engine before the restart counted every offer at the join and every answer it saw;
+    the new one (counting since 1000) adopts the callers at 1010. c1 joined before: not offered
+    again. c2 was answered before: neither offered nor answered again (the ticket platform is
+    still told, uncounted). c3 was answered at 1005, after the new process started but before
+    its link came up: nobody counted that answer yet. c4 joined at 1005: nobody counted it yet.
+    c5 shows no answer time: its answer is taken to be as old as its join, like the offer."""
+    w = restarted()
+    out = resync(w,
+                 SnapshotCall("c1", chan("c1"), Where.HOLD, age=40, queue="main", joined_ago=30),
+                 SnapshotCall("c2", chan("c2"), Where.CONNECT, age=40, queue="main", joined_ago=30, answered_ago=20,
+                              legs=(AgentLeg("1001", True),)),
+                 SnapshotCall("c3", chan("c3"), Where.CONNECT, age=40, queue="main", joined_ago=30, answered_ago=5,
+                              legs=(AgentLeg("1002", True),)),
+                 SnapshotCall("c4", chan("c4"), Where.HOLD, age=6, queue="main", joined_ago=5),
+                 SnapshotCall("c5", chan("c5"), Where.CONNECT, age=40, queue="main", joined_ago=30,
+                              legs=(AgentLeg("1003", True),)),
+                 devices=tuple(DeviceChanged(a, True, True) for a in ("1001", "1002", "1003")), at=1010)
+    assert of_type(out, CallOffered) == [CallOffered("c4", "main")]
+    assert [(a.call_id, a.counted) for a in of_type(out, CallAnswered)] == [("c2", False), ("c3", True),
+                                                                            ("c5", False)]
+
+
+def test_an_adopted_caller_waiting_at_the_restart_is_counted_answered_when_answered_afterwards() -> None:
+    w = restarted(agents=("1001",))
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.HOLD, age=40, queue="main", joined_ago=30),
+                 devices=(DeviceChanged("1001", True, False),), at=1010)
+    assert rings(out) == [("c1", "1001")]
+    w.dial_begin("c1", at=1011)
+    answered = of_type(w.answer("c1", "1001", at=1012), CallAnswered)
+    assert [(a.call_id, a.counted, a.wait) for a in answered] == [("c1", True, 32.0)]
+    assert of_type(w.out, CallOffered) == []
+
+
+def test_a_never_offered_caller_the_fallback_put_through_before_the_restart_is_not_offered_again() -> None:
+    """Closed hours, tagged HOTLINE_OFFERED=-; the fallback put the caller through at 990 and the
+    engine before the restart, seeing that answer, offered the call there (lifecycle.answered)."""
+    w = restarted(queues=(QueueSettings(name="main", hours=NEVER_OPEN),), agents=("1001",))
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.FALLBACK, age=40, queue="main", offered_queue="-",
+                                 path=("main",), joined_ago=40, legs=(AgentLeg("1001", True),), answered_ago=20),
+                 devices=(DeviceChanged("1001", True, True),), at=1010)
+    assert of_type(out, CallOffered) == []
+    assert [a.counted for a in of_type(out, CallAnswered)] == [False]
+    w.hangup("c1", at=1020)
+    (rec,) = w.records()
+    assert kpi.classify(rec).offered and rec.outcome is Outcome.ANSWERED  # the record still counts it, once
+
+
+def test_an_answer_a_snapshot_shows_again_is_never_counted_twice() -> None:
+    """c1 was answered live and the agent hung up first (the survey); a snapshot then shows the
+    caller bridged to that agent once more. Whatever the picture does, the counters already
+    have this call's answer."""
+    w = World(agents=("1001",))
+    w.register("1001")
+    w.join("c1", at=1000)
+    w.dial_begin("c1", at=1000.1)
+    assert [a.counted for a in of_type(w.answer("c1", "1001", at=1002), CallAnswered)] == [True]
+    w.feed(AgentHungUp("c1", "1001"), at=1030)
+    out = resync(w, SnapshotCall("c1", chan("c1"), Where.CONNECT, age=40, queue="main", joined_ago=40,
+                                 answered_ago=38, legs=(AgentLeg("1001", True),)),
+                 devices=(DeviceChanged("1001", True, True),), at=1040)
+    assert [a.counted for a in of_type(out, CallAnswered)] == [False]
