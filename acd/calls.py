@@ -168,7 +168,7 @@ class Call:
     served_by_fallback: bool = False
     adopted: bool = False  # found in a resync snapshot rather than seen joining
     # The live counters have this call's answer: counted by this process, or (an adopted call
-    # answered before `State.counting_since`) by the engine that ran before a restart.
+    # answered before `State.counted_until`) by the engine that ran before.
     answer_counted: bool = False
     # A callback (virtual hold, acd/callbacks.py): the request id. Such a call has no channel
     # of its own (`channel` is ""): it waits in line at the citizen's original arrival; the

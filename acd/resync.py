@@ -108,16 +108,17 @@ def _adopt(state: State, snap: SnapshotCall, now: float, wall: float, out: list[
     call.skills = rules.needed_skills(q, call.extra_skills)
     call.key = rules.line_key(q, call.arrived, call.priority)
     state.calls[call.call_id] = call
-    # Counted once, by the engine that saw it happen: a caller who joined before this process
-    # began counting was offered by the engine before a restart; one who joined since (while
-    # the link was down, or before it first came up) was counted by nobody yet.
-    if call.offered_in is not None and call.arrived_wall >= state.counting_since:
+    # Counted once, by the engine that saw it happen: a caller who joined before the counted-
+    # until mark was offered by the engine then; one who joined since (while no engine counted:
+    # a restart, a dropped link) was counted by nobody yet.
+    if call.offered_in is not None and call.arrived_wall >= state.counted_until:
         out.append(CallOffered(call.call_id, call.offered_queue))
     if snap.answered_by or snap.answered_ago is not None or any(leg.bridged for leg in snap.legs):
-        # Answered already: when the dialplan says, else (no answer time kept) as early as the
-        # join, like the offer.
-        at = wall - snap.answered_ago if snap.answered_ago is not None else call.arrived_wall
-        call.answer_counted = at < state.counting_since
+        # Answered already: when the dialplan says; with no time kept, a fallback answer came
+        # while no engine routed (counted by none: now), any other as early as the join.
+        guess = wall if snap.fallback else call.arrived_wall
+        at = wall - snap.answered_ago if snap.answered_ago is not None else guess
+        call.answer_counted = at < state.counted_until
     return call
 
 

@@ -41,11 +41,11 @@ class State:
     # Calls and agents whose deadline may have changed during the current event.
     dirty_calls: set[str] = field(default_factory=set)
     dirty_agents: set[str] = field(default_factory=set)
-    # Wall time this engine process began counting (the shell sets it when its dispatcher
-    # starts). A caller a snapshot shows who joined before it was counted offered by the engine
-    # that ran then, and one answered before it was counted answered: the live counters of this
-    # process do not count them again (README "Counting"). 0: no engine counted before this one.
-    counting_since: float = 0.0
+    # Wall time up to which an engine counted what it saw (the engine before a restart, or this
+    # one before its link dropped): the shell reads it from Asterisk at every resync. A caller a
+    # snapshot shows who joined before it was counted offered then, one answered before it was
+    # counted answered: not again (README "Counting"). 0: no engine counted anything before.
+    counted_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.reindex()

@@ -55,6 +55,10 @@ LANGUAGE = "HOTLINE_LANG"  # zh | en: the language the caller chose in the IVR
 RECORDING = "HOTLINE_REC"
 DIAL = "HOTLINE_DIAL"  # ring_all: PJSIP/agentA&PJSIP/agentB, set by the engine before the Redirect
 ENGINE_SEEN = "HOTLINE_ENGINE_SEEN"  # global: the engine's heartbeat (epoch seconds)
+# Global: the wall time up to which an engine's live counters hold what it saw (epoch seconds,
+# set with every heartbeat and once more as the engine lets go of the link). The next engine
+# (or this one after a reconnect) counts only what happened after it: once, never twice.
+COUNTED_UNTIL = "HOTLINE_COUNTED_UNTIL"
 # A callback's agent leg, set by the engine's Originate (and HOTLINE_LANG, HOTLINE_QUEUE).
 CALLBACK_ID = "HOTLINE_CALLBACK"  # the request id
 CB_NUMBER = "HOTLINE_CB_NUMBER"  # the citizen's number (digits, validated at booking; FILTERed again)

@@ -15,6 +15,7 @@ so a wall-clock step can neither strand nor hurry anybody.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -116,6 +117,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class CountedUntil:
+    """Asterisk's mark of what an engine counted (dialplan.COUNTED_UNTIL), read before the
+    snapshot of the same resync is applied."""
+
+    session: int
+    at: float
+
+
+@dataclass(frozen=True)
 class SnapshotFailed:
     session: int
     error: str
@@ -148,8 +158,8 @@ class Drain:
     done: asyncio.Future[None]
 
 
-InboxItem = (AmiEvent | LinkUp | LinkDown | Snapshot | SnapshotFailed | CoreEvent | ControlRequest | Recovered
-             | Drain)
+InboxItem = (AmiEvent | LinkUp | LinkDown | CountedUntil | Snapshot | SnapshotFailed | CoreEvent | ControlRequest
+             | Recovered | Drain)
 
 
 class Dispatcher:
@@ -243,9 +253,6 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        # From now on this process counts: callers Asterisk shows that joined (or were
-        # answered) before were counted by the engine that ran then, never again here.
-        self.state.counting_since = self.wall()
         if self.calendar is not None:
             self.apply(QueuesConfigured(tuple(self.state.queues.values()), self.calendar))
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
@@ -279,6 +286,9 @@ class Dispatcher:
             case LinkDown():
                 if item.session == self.session:
                     self.apply(LinkLost())
+            case CountedUntil():
+                if self._current_link(item.session) is not None:
+                    self.state.counted_until = item.at
             case Snapshot():
                 if self._current_link(item.session) is None:
                     # Taken on a link that has gone since: the next link brings its own.
@@ -406,7 +416,7 @@ class Dispatcher:
                     return
                 self._write(cmd)
                 if cmd.source == "asterisk":
-                    self.metrics.reconstructed_call(cmd)
+                    self.metrics.reconstructed_call(cmd, self.state.counted_until)
                 else:
                     self.metrics.ended_call(cmd)
             case ControlDone():
@@ -646,7 +656,22 @@ class Dispatcher:
             else:
                 self.inbox.put_nowait(Snapshot(session, event))
 
+        def counted(result: Reply | AmiError) -> None:
+            # Answered in stream order, before the channels: the mark is in place when they are
+            # adopted. Unreadable: keep the last mark (a resync must not hang on a counter).
+            if isinstance(result, AmiError):
+                log.warning("counted_until_unread", error=str(result))
+                return
+            value = result.response.get("Value", "").strip()
+            try:
+                at = float(value) if value else 0.0
+            except ValueError:
+                log.warning("counted_until_unread", error=f"not a time: {value!r}")
+                return
+            self.inbox.put_nowait(CountedUntil(session, at if math.isfinite(at) else 0.0))
+
         pending = [
+            ami.send({"Action": "Getvar", "Variable": dialplan.COUNTED_UNTIL}, in_order=counted),
             ami.send({"Action": "Status", "Variables": ",".join(dialplan.SNAPSHOT_VARIABLES)}, in_order=channels),
             ami.send({"Action": "DeviceStateList"}, in_order=devices),
         ]
@@ -667,8 +692,23 @@ class Dispatcher:
         try:
             await self.ami.action({"Action": "Setvar", "Variable": dialplan.ENGINE_SEEN,
                                    "Value": str(int(self.wall()))})
+            await self._mark_counted(self.ami)
         except AmiError as exc:
             log.warning("heartbeat_failed", error=str(exc))
+
+    async def _mark_counted(self, ami: AmiClient) -> None:
+        await ami.action({"Action": "Setvar", "Variable": dialplan.COUNTED_UNTIL, "Value": f"{self.wall():.3f}"})
+
+    async def let_go(self) -> None:
+        """Before the engine closes its link: everything it counted is marked in Asterisk, so the
+        next engine counts only what happens after (a crash leaves the last heartbeat's mark)."""
+        if self.ami is None or not self.ami.connected or not self.state.routing:
+            return
+        try:
+            await self._wait(self.ami, self.ami.send({"Action": "Setvar", "Variable": dialplan.COUNTED_UNTIL,
+                                                      "Value": f"{self.wall():.3f}"}), "Setvar")
+        except AmiError as exc:
+            log.warning("counted_until_not_marked", error=str(exc))
 
     async def heartbeat(self, interval: float = 5.0) -> None:
         while True:

@@ -254,6 +254,7 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                 # Flows in progress end first: their ratings and bookings reach the dispatcher
                 # and the callbacks before those drain.
                 await engine.ivr.close()
+            await engine.dispatcher.let_go()
             await engine.ami.close()
             dispatcher_task = next(t for t in tasks if t.get_name() == "dispatcher")
             if not dispatcher_task.done():

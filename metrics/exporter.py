@@ -128,15 +128,17 @@ class Metrics:
         elif rec.outcome is Outcome.OVERFLOW:
             self.overflowed.labels(c.queue).inc()
 
-    def reconstructed_call(self, rec: CallRecord) -> None:
-        """A call the engine never saw live (rebuilt from Asterisk's account): every count at once."""
+    def reconstructed_call(self, rec: CallRecord, counted_until: float = 0.0) -> None:
+        """A call this engine never saw live (rebuilt from Asterisk's account): every count at once,
+        but what an engine before it counted already (its join, its answer before `counted_until`:
+        a call talking at a restart that ended before the next engine came up)."""
         c = kpi.classify(rec)
-        if c.offered:
+        if c.offered and rec.arrived >= counted_until:
             self.offered.labels(c.queue).inc()
-        if c.answered:
+        if c.answered and (rec.answered is None or rec.answered >= counted_until):
             self.answered.labels(c.queue).inc()
-        if c.answered_within_sl:
-            self.answered_sl.labels(c.queue).inc()
+            if c.answered_within_sl:
+                self.answered_sl.labels(c.queue).inc()
         self.ended_call(rec)
 
     def agent_changed(self, cmd: AgentStateChanged, now: float) -> None:

@@ -49,6 +49,7 @@ class FakeAmi:
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
     logins: int = 0
+    globals: dict[str, str] = field(default_factory=dict)  # Setvar/Getvar without a channel
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
@@ -98,6 +99,11 @@ class FakeAmi:
             return listing("Status", rows)
         if name == "DeviceStateList":
             return listing("DeviceStateChange", self.devices)
+        if name == "Setvar" and "Channel" not in action:
+            self.globals[action.get("Variable", "")] = action.get("Value", "")
+        if name == "Getvar" and "Channel" not in action:
+            variable = action.get("Variable", "")
+            return success(Variable=variable, Value=self.globals.get(variable, ""))
         return success()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

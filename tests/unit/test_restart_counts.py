@@ -79,7 +79,9 @@ async def start(fake: FakeAmi, port: int) -> Process:
 
 
 async def stop(p: Process) -> None:
-    """As serve() stops on SIGTERM: the link closes first, every event already queued is handled."""
+    """As serve() stops on SIGTERM: what was counted is marked in Asterisk, the link closes, every
+    event already queued is handled."""
+    await p.dispatcher.let_go()
     await p.ami.close()
     await p.dispatcher.drain()
     for task in p.tasks:
@@ -219,3 +221,76 @@ async def test_an_ami_reconnect_counts_each_call_once_and_the_caller_who_joined_
     await stop(p)
     assert p.counted() == kpi.by_queue(p.records)["main"]
     assert (p.counted().offered, p.counted().answered) == (3, 2)
+
+
+async def test_an_answer_between_the_old_engine_letting_go_and_the_new_one_starting_is_counted_once(
+        fake: tuple[FakeAmi, int]) -> None:
+    """c1 is offered and rung by the old process, which stops while it rings; the agent picks up
+    before the new process starts. The old process marked in Asterisk what it had counted as it
+    let go: the new one adopts c1 talking, answered after the mark, and counts that answer (not
+    the offer). Counting from the new process's own start lost this answer."""
+    ami, port = fake
+    ami.devices = [device("1001"), device("1002", "UNAVAILABLE")]
+    old = await start(ami, port)
+    joined = time.time()
+    ami.push(join("c1"))
+    await until(lambda: bool(redirects(ami, "hotline-connect")), what="a ring for c1")
+    exten = redirects(ami, "hotline-connect")[0]["Exten"]
+    ami.push({"Event": "DialBegin", "Linkedid": "c1", "Channel": "PJSIP/carrier-c1", "Context": "hotline-connect",
+              "Exten": exten, "DestChannel": "PJSIP/agent1001-01"})
+    await until(lambda: old.call_state("c1") is CallState.DIALING, what="c1 rings")
+    await stop(old)
+    assert (old.counted().offered, old.counted().answered) == (1, 0)
+    assert float(ami.globals["HOTLINE_COUNTED_UNTIL"]) >= joined
+    picked_up = time.time()  # in the stretch: no engine counts
+    ami.channels = talking("c1", "1001", 1, joined, picked_up)
+    ami.devices = [device("1001", "INUSE"), device("1002")]
+    new = await start(ami, port)
+    hang_up(ami, "c1")
+    await until(lambda: len(new.records) == 1, what="c1's record")
+    await stop(new)
+    assert (new.counted().offered, new.counted().answered) == (0, 1)
+    assert old.counted() + new.counted() == kpi.by_queue(new.records)["main"]
+
+
+async def test_a_caller_the_fallback_put_through_while_no_engine_ran_is_offered_and_answered_once(
+        fake: tuple[FakeAmi, int]) -> None:
+    """No engine ran when c1 called (the mark is an hour old): the dialplan's fallback rang the
+    agents and 1001 answered. The new engine adopts c1 talking and counts it whole: offered at
+    the answer, answered; nobody counted it before."""
+    ami, port = fake
+    ami.globals["HOTLINE_COUNTED_UNTIL"] = f"{time.time() - 3600:.3f}"
+    joined = time.time() - 60
+    ami.channels = talking("c1", "1001", 1, joined, joined + 10)
+    ami.devices = [device("1001", "INUSE"), device("1002")]
+    new = await start(ami, port)
+    hang_up(ami, "c1")
+    await until(lambda: len(new.records) == 1, what="c1's record")
+    await stop(new)
+    assert (new.counted().offered, new.counted().answered) == (1, 1)
+    assert new.counted() == kpi.by_queue(new.records)["main"]
+
+
+def test_a_call_rebuilt_from_the_account_counts_only_what_no_engine_counted() -> None:
+    """A call talking at a stop that ended before the next start is rebuilt from Asterisk's
+    account: the engine before counted its join and its answer (before the mark), so only its
+    end is counted; one that joined after the mark is counted whole."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    mark = 1000.0
+
+    def rec(call_id: str, arrived: float) -> CallRecord:
+        return CallRecord(call_id=call_id, queue="main", caller_num="", caller_name="", arrived=arrived,
+                          answered=arrived + 5, ended=arrived + 60, agent_id="1001", outcome=Outcome.ANSWERED,
+                          wait_seconds=5, talk_seconds=55, recording=None, offered_queue="main", service_level=15,
+                          short_abandon=5, source="asterisk")
+
+    metrics.reconstructed_call(rec("before", mark - 100), mark)
+    metrics.reconstructed_call(rec("after", mark + 10), mark)
+
+    def get(name: str) -> float:
+        return registry.get_sample_value(name, {"queue": "main"}) or 0
+
+    assert (get("hotline_calls_offered_total"), get("hotline_calls_answered_total"),
+            get("hotline_calls_answered_within_service_level_total")) == (1, 1, 1)
+    assert registry.get_sample_value("hotline_calls_ended_total", {"queue": "main", "outcome": "answered"}) == 2

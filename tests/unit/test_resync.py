@@ -390,7 +390,7 @@ def test_an_agent_the_snapshot_shows_on_another_call_stays_on_it_when_the_old_ca
 def restarted(agents: tuple[str, ...] = ("1001", "1002", "1003"), **kw: object) -> World:
     """A World whose engine process began counting at wall time 1000 (an engine ran before it)."""
     w = World(agents=agents, **kw)  # type: ignore[arg-type]
-    w.state.counting_since = 1000
+    w.state.counted_until = 1000
     return w
 
 
