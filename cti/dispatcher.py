@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 import structlog
@@ -193,6 +195,11 @@ class Dispatcher:
         self._recent: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
         self._provisional: dict[str, tuple[CallRecord, float]] = {}  # call id -> (guess, write it after)
         self.account_enabled = False  # Asterisk's account is read (cti/account.py)
+        # The engine's own copy of the counted-until mark (dialplan.COUNTED_UNTIL), in the spool
+        # folder: Asterisk's global is gone after an Asterisk restart, and the account may be
+        # reconciled before the first resync reads it.
+        self.mark_file: Path | None = None
+        self._mark_read = False  # Asterisk's mark is read once: what came later is this process's own
         self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
         # Called when an agent answers (the ticket platform opens the call's draft); it must not block.
         self.on_answered: Callable[[CallAnswered, Call | None], None] | None = None
@@ -253,6 +260,7 @@ class Dispatcher:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.state.counted_until = read_mark(self.mark_file)
         if self.calendar is not None:
             self.apply(QueuesConfigured(tuple(self.state.queues.values()), self.calendar))
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
@@ -287,8 +295,11 @@ class Dispatcher:
                 if item.session == self.session:
                     self.apply(LinkLost())
             case CountedUntil():
-                if self._current_link(item.session) is not None:
-                    self.state.counted_until = item.at
+                # Only the engine before this process matters (a call this process does not know
+                # is one it never counted): the mark at later resyncs is this process's own.
+                if self._current_link(item.session) is not None and not self._mark_read:
+                    self._mark_read = True
+                    self.state.counted_until = max(self.state.counted_until, item.at)
             case Snapshot():
                 if self._current_link(item.session) is None:
                     # Taken on a link that has gone since: the next link brings its own.
@@ -687,26 +698,31 @@ class Dispatcher:
         """Tell the dialplan a routing engine is here (its fallback rings all agents when not).
         Only while routing: an engine that is connected but cannot rebuild its picture must
         not keep the fallback off."""
-        if not self.state.routing or self.ami is None or not self.ami.connected:
+        # Routing on a link whose LinkUp is handled: a flag left over from a link that dropped
+        # (its LinkDown still queued) must neither keep the fallback off nor mark the outage counted.
+        ami = self._current_link(self.session)
+        if not self.state.routing or ami is None:
             return
         try:
-            await self.ami.action({"Action": "Setvar", "Variable": dialplan.ENGINE_SEEN,
-                                   "Value": str(int(self.wall()))})
-            await self._mark_counted(self.ami)
+            await ami.action({"Action": "Setvar", "Variable": dialplan.ENGINE_SEEN, "Value": str(int(self.wall()))})
+            await self._mark_counted(ami, self.wall())
         except AmiError as exc:
             log.warning("heartbeat_failed", error=str(exc))
 
-    async def _mark_counted(self, ami: AmiClient) -> None:
-        await ami.action({"Action": "Setvar", "Variable": dialplan.COUNTED_UNTIL, "Value": f"{self.wall():.3f}"})
+    async def _mark_counted(self, ami: AmiClient, at: float) -> None:
+        await self._wait(ami, ami.send({"Action": "Setvar", "Variable": dialplan.COUNTED_UNTIL,
+                                        "Value": f"{at:.3f}"}), "Setvar")
+        write_mark(self.mark_file, at)
 
     async def let_go(self) -> None:
-        """Before the engine closes its link: everything it counted is marked in Asterisk, so the
-        next engine counts only what happens after (a crash leaves the last heartbeat's mark)."""
-        if self.ami is None or not self.ami.connected or not self.state.routing:
+        """Before the engine closes its link: everything it counted is marked (in Asterisk and in
+        the spool folder), so the next engine counts only what happens after. A crash leaves the
+        last heartbeat's mark; a stop while not routing leaves the mark where it was."""
+        ami = self._current_link(self.session)
+        if not self.state.routing or ami is None:
             return
         try:
-            await self._wait(self.ami, self.ami.send({"Action": "Setvar", "Variable": dialplan.COUNTED_UNTIL,
-                                                      "Value": f"{self.wall():.3f}"}), "Setvar")
+            await self._mark_counted(ami, self.wall())
         except AmiError as exc:
             log.warning("counted_until_not_marked", error=str(exc))
 
@@ -720,3 +736,28 @@ class Dispatcher:
             self._timer.cancel()
         self._timer = None
         self._timer_at = None
+
+
+def read_mark(path: Path | None) -> float:
+    """The counted-until mark an engine left in the spool folder (0: none, or unreadable)."""
+    if path is None:
+        return 0.0
+    try:
+        value = float(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        return 0.0
+    except (OSError, ValueError) as exc:
+        log.warning("counted_until_file_unread", file=str(path), error=str(exc))
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def write_mark(path: Path | None, at: float) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(f"{at:.3f}\n", encoding="ascii")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("counted_until_file_unwritten", file=str(path), error=str(exc))

@@ -127,6 +127,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         metrics.init_queue(q.name)
     dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics,
                             calendar=settings.calendar.to_core())
+    dispatcher.mark_file = Path(e.store.spool) / "counted_until"
     ami = AmiClient(
         AmiSettings(host=e.ami.host, port=e.ami.port, username=e.ami.username, secret=e.ami.secret,
                     action_timeout=e.ami.action_timeout, ping_interval=e.ami.ping_interval,

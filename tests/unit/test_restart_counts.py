@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -63,10 +64,11 @@ class Process:
         return call.state if call is not None else None
 
 
-async def start(fake: FakeAmi, port: int) -> Process:
+async def start(fake: FakeAmi, port: int, mark_file: Path | None = None) -> Process:
     registry, sink, drafts = CollectorRegistry(), Sink(), []
     profiles = tuple(AgentProfile(a, frozenset({"main"})) for a in ("1001", "1002"))
     dispatcher = Dispatcher((QUEUE,), profiles, sink, Metrics(registry))
+    dispatcher.mark_file = mark_file
     dispatcher.on_answered = lambda cmd, call: drafts.append(cmd)
     ami = AmiClient(AmiSettings(port=port, secret="x" * 8, action_timeout=1.0, ping_interval=60,
                                 backoff_initial=0.05, backoff_max=0.4),
@@ -213,6 +215,9 @@ async def test_an_ami_reconnect_counts_each_call_once_and_the_caller_who_joined_
     ami.devices = [device(agent, "INUSE"), device("1002")]
     ami.received.clear()
     resyncs = p.dispatcher.resyncs
+    # This process's own heartbeats move Asterisk's mark on (here: past c3's join); at its
+    # resync it must not take that for what an engine before it counted.
+    ami.globals["HOTLINE_COUNTED_UNTIL"] = f"{time.time() + 60:.3f}"
     ami.drop()
     await until(lambda: p.dispatcher.resyncs > resyncs and p.dispatcher.state.routing, what="the resync")
     await answer(ami, p, "c2")
@@ -294,3 +299,31 @@ def test_a_call_rebuilt_from_the_account_counts_only_what_no_engine_counted() ->
     assert (get("hotline_calls_offered_total"), get("hotline_calls_answered_total"),
             get("hotline_calls_answered_within_service_level_total")) == (1, 1, 1)
     assert registry.get_sample_value("hotline_calls_ended_total", {"queue": "main", "outcome": "answered"}) == 2
+
+
+async def test_after_an_asterisk_restart_the_engines_own_mark_keeps_a_rebuilt_call_from_counting_twice(
+        fake: tuple[FakeAmi, int], tmp_path: Path) -> None:
+    """c1 talks when the old engine stops (it counted the offer and the answer and marked that);
+    then Asterisk restarts too: its globals, the mark among them, are gone, and c1 ended. The
+    new engine rebuilds c1 from Asterisk's account: the mark the old engine left in the spool
+    folder says those steps were counted; only the end is the new engine's."""
+    ami, port = fake
+    mark = tmp_path / "counted_until"
+    ami.devices = [device("1001"), device("1002", "UNAVAILABLE")]
+    old = await start(ami, port, mark)
+    joined = time.time()
+    ami.push(join("c1"))
+    await answer(ami, old, "c1")
+    await stop(old)
+    assert (old.counted().offered, old.counted().answered) == (1, 1) and float(mark.read_text()) >= joined
+    ami.globals.clear()  # Asterisk restarted
+    ami.channels, ami.devices = [], [device("1001"), device("1002")]
+    new = await start(ami, port, mark)
+    rebuilt = CallRecord(call_id="c1", queue="main", caller_num="13800000000", caller_name="", arrived=joined,
+                         answered=joined, ended=time.time(), agent_id="1001", outcome=Outcome.ANSWERED,
+                         wait_seconds=0.0, talk_seconds=1.0, recording=None, offered_queue="main",
+                         service_level=15, short_abandon=5, source="asterisk")
+    new.dispatcher.execute(rebuilt, new.dispatcher.clock())
+    await stop(new)
+    assert (new.counted().offered, new.counted().answered) == (0, 0)
+    assert old.counted() + new.counted() == kpi.by_queue([rebuilt])["main"]
