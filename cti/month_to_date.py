@@ -35,8 +35,6 @@ thread (named "store-read"), not one per interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,7 +48,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from metrics import kpi
-from tickets.store import describe
+from tickets.store import READER_THREAD, describe, in_daemon_thread
 
 log = structlog.get_logger("hotline.month_to_date")
 
@@ -58,39 +56,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 KINDS = ("offered", "answered", "answered_within_sl", "short_abandoned", "abandoned")
 QUERY_TIMEOUT = 20.0  # seconds one refresh may take before it counts as failed (it is still awaited)
 ROLLING = timedelta(hours=24)
-READER_THREAD = "store-read"  # the threads that read figures from the store (the writer's are "store-write")
 
 TotalsByQueue = Callable[[Engine, datetime, datetime], dict[str, kpi.Totals]]
 T = TypeVar("T")
 
 
 def in_reader_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    """`fn(*args)` in a daemon thread of its own, named READER_THREAD: a read stuck in recv()
-    never holds up the engine's exit (as tickets.store.in_daemon_thread, which the record
-    writer uses), and a thread dump tells the figures' reads from the writer's."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # handed to the awaiting task
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(settle, None, exc)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name=READER_THREAD, daemon=True).start()
-    return future
+    """`fn(*args)` in a daemon thread named READER_THREAD (tickets.store.in_daemon_thread)."""
+    return in_daemon_thread(fn, *args, name=READER_THREAD)
 
 
 def month_window(now: datetime) -> tuple[str, datetime, datetime]:

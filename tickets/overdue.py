@@ -22,9 +22,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from cti.month_to_date import in_reader_thread
 from tickets.models import TicketRow
-from tickets.store import describe
+from tickets.store import READER_THREAD, describe, in_daemon_thread
 
 log = structlog.get_logger("hotline.tickets.overdue")
 
@@ -51,7 +50,8 @@ class OverdueTickets(Collector):
 
     async def refresh(self) -> bool:
         if self._query is None:
-            self._query = in_reader_thread(self.count, self.db, datetime.fromtimestamp(self.clock(), UTC))
+            self._query = in_daemon_thread(self.count, self.db, datetime.fromtimestamp(self.clock(), UTC),
+                                           name=READER_THREAD)
         query = self._query
         await asyncio.wait({query}, timeout=QUERY_TIMEOUT)  # a hung query is waited for, not started again
         if not query.done():

@@ -92,10 +92,15 @@ log = structlog.get_logger("hotline.store")
 T = TypeVar("T")
 
 
-def in_daemon_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+WRITER_THREAD = "store-write"  # the record writer's threads
+READER_THREAD = "store-read"  # the threads that read figures (month to date, overdue tickets)
+
+
+def in_daemon_thread(fn: Callable[..., T], *args: Any, name: str = WRITER_THREAD) -> asyncio.Future[T]:
     """`fn(*args)` in a thread of its own that never holds the process up: a database call stuck
     in recv() must not keep `hotline run` from exiting after SIGTERM (the default executor's
-    threads are joined at exit; a daemon thread is not). What it was writing is in the spool."""
+    threads are joined at exit; a daemon thread is not). What it was writing is in the spool.
+    `name` tells the threads apart in a dump."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -117,7 +122,7 @@ def in_daemon_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, None)
 
-    threading.Thread(target=work, name="store-write", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
     return future
 
 

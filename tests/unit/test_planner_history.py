@@ -8,17 +8,14 @@ import contextlib
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, delete, insert
 
 from planner.erlang import PlanError
 from planner.history import CALLS, LOCAL, Forecast, HourOfWeek, Tally, forecast
 from reports.calls import totals_by_queue
-from tests.pg import PG_ADMIN, pg_database
-from tickets.db import migrate, open_engine
+from tests.unit import report_helpers
 
 _ids = itertools.count()
 
@@ -60,22 +57,11 @@ ROWS = [
 
 @contextlib.contextmanager
 def _store(kind: str, tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, object]]) -> Iterator[Engine]:
-    with contextlib.ExitStack() as stack:
-        if kind == "sqlite":
-            url = f"sqlite:///{Path(tmp_path_factory.mktemp('history')) / 'hotline.db'}"
-        else:
-            try:
-                psycopg.connect(PG_ADMIN, connect_timeout=3).close()
-            except psycopg.OperationalError:
-                pytest.skip("PostgreSQL is not running at 127.0.0.1:5432")
-            url = stack.enter_context(pg_database())
-        engine = open_engine(url)
-        migrate(engine)
+    with report_helpers.store(kind, tmp_path_factory.mktemp("history")) as engine:
         with engine.begin() as conn:
             conn.execute(delete(CALLS))
             conn.execute(insert(CALLS), rows)
         yield engine
-        engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
