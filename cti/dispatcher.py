@@ -203,6 +203,9 @@ class Dispatcher:
         self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
         # Called when an agent answers (the ticket platform opens the call's draft); it must not block.
         self.on_answered: Callable[[CallAnswered, Call | None], None] | None = None
+        # The live pages' observer (web/app.py): told each command after it is carried out, so
+        # a ring's Redirect is on its way to Asterisk before any page is drawn.
+        self.on_command: Callable[[Command, float], None] | None = None
         # Hook for tests and benchmarks: called after each item is handled.
         self.after_item: Callable[[InboxItem], None] | None = None
         self.callbacks: CallbackPlacer | None = None  # set by cti.callbacks.Callbacks
@@ -383,6 +386,11 @@ class Dispatcher:
     # -- commands ---------------------------------------------------------------------
 
     def execute(self, cmd: Command, now: float) -> None:
+        self._execute(cmd, now)
+        if self.on_command is not None:
+            self.on_command(cmd, now)
+
+    def _execute(self, cmd: Command, now: float) -> None:
         match cmd:
             case RingAgent():
                 log.info("ring_agent", call_id=cmd.call_id, agent_id=cmd.agent_id, attempt=cmd.attempt,

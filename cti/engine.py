@@ -37,6 +37,8 @@ from metrics.exporter import LiveCollector, Metrics
 from tickets.overdue import OverdueTickets
 from tickets.platform import TicketPlatform, platform
 from tickets.store import Failure, Outbox, classify, describe, migrate, open_engine, recent_answers
+from web import app as pages
+from web.app import Web
 
 log = structlog.get_logger("hotline.engine")
 
@@ -61,6 +63,7 @@ class Engine:
     month: MonthToDate | None = None  # this month's figures from the store (hotline_month_*)
     overdue: OverdueTickets | None = None  # hotline_tickets_overdue, read from the store
     reader: Database | None = None  # the pool those two read on (disposed when serve() ends)
+    web: Web | None = None  # the desk, the wallboard and the department portal (on the ticket listener)
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -152,6 +155,8 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         # Its own connection pool on the same store: ticket queries never hold up call records.
         engine.tickets = platform(settings, open_engine(e.store.url))
         dispatcher.on_answered = engine.tickets.answered
+        engine.web = pages.build(engine, engine.tickets.api)
+        dispatcher.on_command = engine.web.on_command
     engine.callbacks = Callbacks(
         outbox.engine, dispatcher, settings.ivr.settings.callback if settings.ivr is not None else CallbackSettings(),
         dispatcher.metrics, caller_ids={q.name: q.dialled()[0].number for q in settings.queues if q.dialled()})
@@ -238,7 +243,11 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                 tasks.add(asyncio.create_task(part.run(), name=name))
         if engine.tickets is not None:
             t = engine.settings.tickets.http
-            engine.tickets_port = await _listen(stack, engine.tickets.api.app(), t.listen, t.port, "ticket API")
+            app = engine.tickets.api.app()
+            if engine.web is not None:
+                engine.web.install(app)
+                tasks.add(asyncio.create_task(engine.web.run(), name="web-clock"))
+            engine.tickets_port = await _listen(stack, app, t.listen, t.port, "ticket API and pages")
             tasks |= engine.tickets.tasks(tickets_stop)
         stopping = asyncio.create_task(stop.wait(), name="stop")
         try:

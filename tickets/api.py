@@ -156,8 +156,9 @@ class TicketApi:
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in (f"{PREFIX}/login", f"{PREFIX}/openapi.json") or request.match_info.route.resource is None:
-            return await handler(request)
+        if request.path in (f"{PREFIX}/login", f"{PREFIX}/openapi.json") or request.match_info.route.resource is None \
+                or not request.path.startswith(PREFIX + "/"):
+            return await handler(request)  # the pages (web/) sign in with their cookie, checked per route
         token = _bearer(request)
         if token is None:
             return error(401, "unauthorized", "需要登录: Authorization: Bearer <token> (POST /api/v1/login)")

@@ -1,0 +1,1 @@
+"""The pages: agent desk, supervisor wallboard, department portal (aiohttp + htmx + SSE)."""

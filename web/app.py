@@ -1,0 +1,260 @@
+"""The pages: the agent desk (/desk), the supervisor wallboard (/wall) and the department
+portal (/dept), served by the ticket listener beside its API, with the same users and tokens.
+
+Why server-rendered HTML with htmx and SSE: the pages are forms and tables whose truth lives
+in the engine and the store; rendering them here keeps one copy of every rule (who may see
+what, how a number is masked, what a state is called), and htmx turns a stream of HTML
+fragments and plain form posts into a live page with ~50 kB of vendored script and no
+build step. Every asset is served from web/static: the hotline's network may have no
+internet.
+
+Security: the session cookie is HttpOnly and SameSite=Strict; every POST needs the CSRF
+token (web/session.py) and a same-origin Origin (the API's middleware); the Content
+Security Policy allows scripts and styles only from this site, so a script tag someone typed
+into a ticket could not run even if it were not escaped (it is: Jinja's autoescape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import jinja2
+import structlog
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from acd.commands import Command
+from tickets import auth
+from tickets.auth import Principal
+from tickets.permissions import ROLE_LABELS
+from web import live
+from web import session as sess
+from web.dept import DeptPage
+from web.desk import DeskPage
+from web.i18n import LANGS, translator
+from web.live import Fragment, Hub
+from web.wall import WallPage
+
+if TYPE_CHECKING:
+    from cti.engine import Engine
+    from tickets.api import TicketApi
+
+log = structlog.get_logger("hotline.web")
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WHO = web.RequestKey("who", Principal)
+TOKEN = web.RequestKey("token", str)
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+HOME = {"agent": "/desk", "supervisor": "/wall", "admin": "/wall", "department": "/dept"}
+TICK = 1.0  # the live pages' clocks (time in state, longest wait) advance once a second
+
+
+class Page(Protocol):
+    """A page module: its routes, what it makes of the dispatcher's commands, its clock tick."""
+
+    def routes(self, router: web.UrlDispatcher) -> None: ...
+
+    def on_command(self, cmd: Command, now: float) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
+@dataclass
+class Web:
+    """What every page shares: the engine, the hub, the ticket API's pool and service, templates."""
+
+    engine: Engine
+    api: TicketApi
+    hub: Hub
+    csrf_key: bytes
+    env: jinja2.Environment
+    pages: list[Page] = field(default_factory=list)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # ---- rendering ------------------------------------------------------------------------
+
+    def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+        html = self.env.get_template(template).render(**self.context(request), **context)
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
+                            headers=page_headers())
+
+    def fragment(self, template: str, lang: str = "zh", **context: Any) -> str:
+        return self.env.get_template(template).render(t=translator(lang), lang=lang, **context)
+
+    def context(self, request: web.Request) -> dict[str, Any]:
+        lang = language(request)
+        who = request.get(WHO)
+        token = request.get(TOKEN)
+        return {"t": translator(lang), "lang": lang, "who": who,
+                "role_label": ROLE_LABELS[who.role] if who else "",
+                "csrf": sess.csrf_token(self.csrf_key, token) if token else "", "path": request.path}
+
+    # ---- signing in -----------------------------------------------------------------------
+
+    async def principal(self, request: web.Request) -> tuple[Principal, str] | None:
+        token = sess.session_token(request)
+        if token is None:
+            return None
+        who = await self.api.run(self.api._who, token, self.clock())
+        return None if who is None else (who, token)
+
+    def guard(self, roles: frozenset[str], handler: Handler) -> Handler:
+        """A page route for `roles`: signed in (or sent to /login), the CSRF token on writes."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            found = await self.principal(request)
+            if found is None:
+                if request.method == "GET" and "HX-Request" not in request.headers \
+                        and request.headers.get("Accept", "") != "text/event-stream":
+                    raise web.HTTPSeeOther(sess.login_url(request.path))
+                resp = web.Response(status=401, text="请重新登录 (sign in again)", headers={"HX-Redirect": "/login"})
+                sess.clear_session(resp)
+                return resp
+            who, token = found
+            if who.role not in roles:
+                return self.render(request, "denied.html", status=403) if request.method == "GET" else \
+                    web.Response(status=403, text="无权访问 (not for your role)")
+            if request.method not in ("GET", "HEAD"):
+                offered = request.headers.get(sess.CSRF_HEADER)
+                if offered is None and request.content_type in ("application/x-www-form-urlencoded",
+                                                                "multipart/form-data"):
+                    offered = str((await request.post()).get(sess.CSRF_FIELD, ""))
+                if not sess.csrf_ok(self.csrf_key, token, offered):
+                    log.warning("web_csrf_refused", path=request.path, user=who.username)
+                    return web.Response(status=403,
+                                        text="页面已过期，请刷新 (CSRF token missing or wrong: reload the page)")
+            request[WHO] = who
+            request[TOKEN] = token
+            return await handler(request)
+
+        return guarded
+
+    async def login_page(self, request: web.Request) -> web.StreamResponse:
+        found = await self.principal(request)
+        if found is not None:
+            raise web.HTTPSeeOther(sess.local_path(request.query.get("next"), HOME[found[0].role]))
+        return self.render(request, "login.html", next=sess.local_path(request.query.get("next"), ""), error="")
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:256]
+        next_path = sess.local_path(str(form.get("next", "")), "")
+        s = self.api.settings
+        try:
+            issued = await self.api.run(self.api._login, username, password, self.clock(), request.remote or "", s)
+        except auth.LoginRefused as refused:
+            resp = self.render(request, "login.html", next=next_path, error=refused.reason)
+            resp.set_status(429 if refused.retry_after else 401)
+            return resp
+        resp = web.HTTPSeeOther(next_path or HOME[issued.principal.role])
+        sess.set_session(resp, request, issued.token, int(s.token_ttl.total_seconds()))
+        log.info("web_signed_in", user=issued.principal.username, role=issued.principal.role)
+        return resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        await self.api.run(self.api._logout, request[TOKEN])
+        resp = web.HTTPSeeOther("/login")
+        sess.clear_session(resp)
+        return resp
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther(HOME[request[WHO].role])
+
+    async def set_language(self, request: web.Request) -> web.StreamResponse:
+        lang = request.match_info["lang"]
+        resp = web.HTTPSeeOther(sess.local_path(request.query.get("next"), "/"))
+        if lang in LANGS:
+            resp.set_cookie(sess.LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Strict",
+                            httponly=True, secure=request.secure)
+        return resp
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = (STATIC / name).resolve()
+        if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600",
+                                               "X-Content-Type-Options": "nosniff"})
+
+    # ---- the engine's side ----------------------------------------------------------------
+
+    def on_command(self, cmd: Command, now: float) -> None:
+        """The dispatcher's observer, called after each command is carried out: never raises."""
+        for page in self.pages:
+            try:
+                page.on_command(cmd, now)
+            except Exception:
+                log.exception("web_page_update_failed", page=type(page).__name__)
+
+    async def run(self) -> None:
+        """The one clock of all live pages (not one timer per page): once a second, while anyone watches."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(TICK)
+            if not self.hub.topics():
+                continue
+            now = loop.time()
+            for page in self.pages:
+                try:
+                    page.tick(now)
+                except Exception:
+                    log.exception("web_page_tick_failed", page=type(page).__name__)
+
+    def install(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/login", self.login_page)
+        r.add_post("/login", self.login)
+        r.add_post("/logout", self.guard(frozenset(HOME), self.logout))
+        r.add_get("/", self.guard(frozenset(HOME), self.home))
+        r.add_get("/lang/{lang}", self.set_language)
+        r.add_get("/static/{name:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?}", self.static)
+        for page in self.pages:
+            page.routes(r)
+        app.on_shutdown.append(self._shutdown)
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        self.hub.close_all()
+
+    def stream(self, request: web.Request, topics: list[str], first: list[Fragment]) -> Awaitable[web.StreamResponse]:
+        return live.stream(request, self.hub, topics, first)
+
+
+def page_headers() -> dict[str, str]:
+    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+
+
+def language(request: web.Request) -> str:
+    lang = request.cookies.get(sess.LANG_COOKIE, "zh")
+    return lang if lang in LANGS else "zh"
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True)
+
+
+def csrf_key(secret: str) -> bytes:
+    return hashlib.sha256(b"hotline-web:" + secret.encode()).digest()
+
+
+def build(engine: Engine, api: TicketApi) -> Web:
+    """The pages for `engine` (its control token keys the CSRF tokens: they outlive a restart)."""
+    w = Web(engine=engine, api=api, hub=Hub(), csrf_key=csrf_key(engine.token), env=environment(), clock=api.clock)
+    w.pages = [DeskPage(w), WallPage(w), DeptPage(w)]
+    return w
+
+
+def departments(api: TicketApi) -> list[dict[str, Any]]:
+    with Session(api.engine) as s:
+        return [{"id": d.id, "code": d.code, "name": d.name, "phone": d.phone}
+                for d in auth.list_departments(s) if d.active]
