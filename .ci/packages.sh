@@ -4,8 +4,9 @@
 # with --tests, Prometheus (its binaries: the scrape test and promtool for the alert rules) and
 # espeak-ng and sox (the voice prompts' build test; the prompts themselves are committed),
 # and Chromium, Noto CJK fonts and poppler-utils (the reports: Chromium prints the HTML report
-# to PDF and the tests look at the pictures, pdftoppm rasterises the PDF; without a CJK font
-# every Chinese character would print as a box).
+# to PDF and the tests look at the pictures, pdftoppm rasterises the PDF; the pages' tests
+# drive the same Chromium through Playwright, which talks to it directly and needs no
+# chromedriver; without a CJK font every Chinese character would draw as a box).
 # Installs only what is missing, and no recommended packages: Prometheus recommends
 # node-exporter, a daemon that would listen on every interface for a demo that needs neither.
 set -euo pipefail

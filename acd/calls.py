@@ -177,6 +177,8 @@ class Call:
     callback_status: str | None = None  # Dial's status of the call to the citizen, once known
     callback_answered: float | None = None  # wall clock: the citizen answered
     callback_gone: str | None = None  # this agent's leg hung up before Asterisk's verdict on the Originate came
+    # 三方通话 and transfers: (wall clock, kind, party, detail) for each join and leave, in order.
+    parties: tuple[tuple[float, str, str, str], ...] = ()
 
     @property
     def offered_queue(self) -> str:

@@ -126,6 +126,8 @@ class CallRecord:
     # rating (1 = best .. the scale); surveyed with no rating is "no rating" (未评价).
     surveyed: bool = False
     rating: int | None = None
+    # Who else was on the call (三方通话, transfers): (wall clock, kind, party, detail), in order.
+    parties: tuple[tuple[float, str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

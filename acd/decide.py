@@ -51,6 +51,7 @@ from acd.events import (
     History,
     LeaveFailed,
     LinkLost,
+    PartyNoted,
     Probed,
     QueuesConfigured,
     RecordingStarted,
@@ -68,6 +69,9 @@ Result = tuple[State, list[Command]]
 # leaves the line); a few rounds always settle. More would mean a rule that never makes
 # progress: such a deadline is pushed a second on and reported, never spun on.
 SETTLE_ROUNDS = 8
+# A call's conference history is kept whole up to this many steps (a runaway loop of joins
+# must not grow a record without end); later steps are in the logs only.
+MAX_PARTIES = 64
 STUCK_DELAY = 1.0
 
 
@@ -119,6 +123,10 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
             if call is not None:
                 call.surveyed = True
                 call.rating = event.rating
+        case PartyNoted():
+            call = state.calls.get(event.call_id)
+            if call is not None and len(call.parties) < MAX_PARTIES:
+                call.parties += ((event.at, event.kind, event.party, event.detail),)
         case DialStarted():
             ringing.dial_started(state, event, now, out)
         case DialEnded():

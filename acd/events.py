@@ -59,6 +59,18 @@ class SurveyRated:
 
 
 @dataclass(frozen=True)
+class PartyNoted:
+    """Someone joined or left the call's conversation (三方通话, a transfer: cti/conference.py).
+    Kept on the call so that its one record says who was on it when. `at` is the wall clock."""
+
+    call_id: str
+    at: float
+    kind: str  # dialing | joined | failed | left
+    party: str  # "caller", "agent:<id>" or "number:<digits>"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class DialStarted:
     """Asterisk began dialling an agent for this caller. `attempt` is the engine's ring
     attempt the Dial belongs to (carried in the dialplan extension); None for a Dial the
@@ -302,6 +314,7 @@ Event = (
     | AgentHungUp
     | SurveyStarted
     | SurveyRated
+    | PartyNoted
     | DialStarted
     | DialEnded
     | RecordingStarted

@@ -404,6 +404,7 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
         source=source,
         surveyed=call.surveyed,
         rating=call.rating if call.surveyed else None,
+        parties=call.parties,
     ))
     state.unplace(call)
     del state.calls[call.call_id]

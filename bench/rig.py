@@ -101,7 +101,8 @@ def _remove_app_queue(box: Sandbox) -> None:
 
 @contextlib.contextmanager
 def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
-        ivr: Callable[[Path], dict[str, Any]] | None = None) -> Iterator[Rig]:
+        ivr: Callable[[Path], dict[str, Any]] | None = None, tickets: dict[str, Any] | None = None,
+        answer_ms: int = 100) -> Iterator[Rig]:
     """ivr: given the run's work directory (removed at the end), the keys of ivr.yaml over the
     test default (no IVR); it may put a prompts override folder there. Asterisk gets the
     shipped prompts back at the end."""
@@ -114,7 +115,8 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
     workdir = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     try:
         config = write_config(workdir, agents=agent_ids, queue=queue, http_port=HTTP_PORT,
-                              metrics_port=METRICS_PORT, ivr=ivr(workdir) if ivr is not None else None)
+                              metrics_port=METRICS_PORT, ivr=ivr(workdir) if ivr is not None else None,
+                              tickets=tickets)
         settings = load(config)
         box.build()
         # Written before the start, so app_queue loads them at boot and no reload is needed.
@@ -125,7 +127,7 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
         print(f"bench: sandbox locked for this run; Asterisk freshly started (pid {box.pid()}, "
               f"{box.manager_subscribers()} manager:core subscriber), stopped at the end", flush=True)
         watch = AmiWatch()
-        uas = sipp.agent_uas(uas_port, answer_ms=100)
+        uas = sipp.agent_uas(uas_port, answer_ms=answer_ms)
         try:
             sipp.register([(f"agent{a}", password(a)) for a in agent_ids], contact_port=uas_port, timeout=60)
             yield Rig(box, watch, settings, config, workdir, agents)

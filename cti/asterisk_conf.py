@@ -18,6 +18,9 @@ from ivr import prompts, speech
 CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 STATIC = ("logger.conf", "modules.conf")
+# A 三方通话's conference (confbridge.conf): the caller, the agent, a department and a second
+# agent, with room for one more party being rung while another is still there.
+CONF_MAX_MEMBERS = 6
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -159,6 +162,7 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
         "SURVEY_FLOW": survey or "survey",
         "CEL_ENABLE": "yes" if e.account.cel_db is not None else "no",
         "CEL_DB_SECTION": _cel_section(settings),
+        "CONF_MAX_MEMBERS": str(CONF_MAX_MEMBERS),
     }
     files = {}
     for template in sorted(CONF_DIR.glob("*.conf.in")):

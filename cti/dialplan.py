@@ -27,6 +27,9 @@ ANSWERED = "hotline-answered"  # Dial's U() on the agent leg at answer: record, 
 ENDED = "hotline-ended"  # the caller's hangup handler: Asterisk's own account (CEL) of the call
 CALLBACK = "hotline-callback"  # s: Originate'd on the agent's phone for a callback; `ended`: its hangup handler
 CALLBACK_ANSWERED = "hotline-callback-answered"  # Dial's U() on the citizen's leg at answer: note it, record
+# 三方通话 and transfers (cti/conference.py): a ConfBridge per call, named CONF_PREFIX + call id.
+CONF = "hotline-conf"  # caller | agent (one Redirect with ExtraChannel), party (Originate), on, bye
+CONF_DIAL = "hotline-conf-dial"  # <agent id>*<ring s>: the Local channel's other half rings a second agent
 
 # The engine Redirects to priority 2; priority 1 is a landing pad, because a Redirect that
 # lands while a quick application runs can arrive one priority short (seen at 25 calls/s).
@@ -65,6 +68,9 @@ CB_NUMBER = "HOTLINE_CB_NUMBER"  # the citizen's number (digits, validated at bo
 CB_TIMEOUT = "HOTLINE_CB_TIMEOUT"  # seconds the citizen's phone rings
 CB_CLI = "HOTLINE_CB_CLI"  # the number the citizen sees calling (digits; the hotline's)
 CB_ANSWERED_AT = "HOTLINE_CB_ANSWERED_AT"  # epoch seconds with milliseconds, when the citizen answered
+# A conference party's leg, set by the engine's Originate.
+CONF_CALL = "HOTLINE_CONF_CALL"  # the call id whose conference the party joins
+CONF_PARTY = "HOTLINE_CONF_PARTY"  # the party's id (its ChannelId): named in its HotlineConf events
 
 SNAPSHOT_VARIABLES = (QUEUE, OFFERED, PATH, PRIORITY, SKILLS, PRES, FROM, JOINED_AT, ANSWERED_AT, AGENT,
                       FALLBACK, LEAVE_REASON, TALK_ENDED_AT)
@@ -76,6 +82,11 @@ PARKED_EVENT = "HotlineParked"
 RECORDING_EVENT = "HotlineRecording"
 AGENT_EVENT = "HotlineAgent"
 CALLBACK_EVENT = "HotlineCallback"  # Status: Dial's DIALSTATUS to the citizen, AnsweredAt: CB_ANSWERED_AT
+CONF_EVENT = "HotlineConf"  # Call, Role (caller | agent | party), Party, Action (joined | left)
+
+# The conference's extensions in CONF (the engine Redirects to REDIRECT_PRIORITY; Originate starts at 1).
+CONF_CALLER, CONF_AGENT, CONF_PARTY_EXTEN, CONF_ON, CONF_BYE = "caller", "agent", "party", "on", "bye"
+CONF_PREFIX = "hotline-"  # the ConfBridge's name: CONF_PREFIX + call id
 
 # A callback attempt's call id, cb-<request id>-<attempt>: the ChannelId the engine gives the
 # agent's leg, so its Uniqueid and the Linkedid of every channel and event of the attempt.
@@ -127,6 +138,10 @@ def where(context: str, exten: str, application: str) -> Where:
         return Where.SURVEY
     if context in (DONE, ENDED):
         return Where.DONE
+    if context == CONF:
+        # In the call's conference: with the answering agent (`caller`), or after that agent left
+        # (`on`: the agent's talk is over, as in the survey; the caller talks on with the others).
+        return Where.SURVEY if exten == CONF_ON else Where.CONNECT
     if context in (INBOUND, IVR):
         return Where.INBOUND
     return Where.OTHER
@@ -167,3 +182,7 @@ def callback_request_of(call_id: str) -> str:
 
 def originate_status(reason: str) -> str:
     return ORIGINATE_REASONS.get(reason.strip(), "NOANSWER")
+
+
+def conference_name(call_id: str) -> str:
+    return CONF_PREFIX + call_id

@@ -20,14 +20,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine as Database
 
-from acd.events import AgentsConfigured, History, QueuesConfigured
+from acd.events import AgentsConfigured, History, PartyNoted, QueuesConfigured
 from config.control_token import load_or_create_token
 from config.loader import ConfigError, load
 from config.settings import Settings
 from cti import http, ivr_service
 from cti.account import AccountReader
 from cti.ami import AmiClient, AmiSettings
+from cti.ami_frame import AmiMessage
 from cti.callbacks import Callbacks, CallbackSettings
+from cti.conference import Conference, PartyChange
 from cti.dispatcher import Dispatcher
 from cti.ivr_service import EngineIvr
 from cti.logs import Throttle
@@ -64,6 +66,7 @@ class Engine:
     overdue: OverdueTickets | None = None  # hotline_tickets_overdue, read from the store
     reader: Database | None = None  # the pool those two read on (disposed when serve() ends)
     web: Web | None = None  # the desk, the wallboard and the department portal (on the ticket listener)
+    conference: Conference | None = None  # 三方通话 and transfers (cti/conference.py)
     _reloads: set[asyncio.Task[list[str]]] = field(default_factory=set)
 
     async def reload(self) -> list[str]:
@@ -131,11 +134,19 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics,
                             calendar=settings.calendar.to_core())
     dispatcher.mark_file = Path(e.store.spool) / "counted_until"
+    # 三方通话: the department sees the hotline's number of the call's queue.
+    conference = Conference(dispatcher, caller_ids={q.name: q.dialled()[0].number
+                                                    for q in settings.queues if q.dialled()})
+
+    def on_event(message: AmiMessage) -> None:
+        dispatcher.on_ami_event(message)
+        conference.on_ami_event(message)  # the parties' joins and hang-ups, refused Originates
+
     ami = AmiClient(
         AmiSettings(host=e.ami.host, port=e.ami.port, username=e.ami.username, secret=e.ami.secret,
                     action_timeout=e.ami.action_timeout, ping_interval=e.ami.ping_interval,
                     ping_timeout=e.ami.ping_timeout),
-        on_event=dispatcher.on_ami_event,
+        on_event=on_event,
         on_up=dispatcher.on_link_up,
         on_down=dispatcher.on_link_down,
     )
@@ -151,6 +162,16 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
         log.warning("no_asterisk_account", hint="account.cel_db is null: calls that end while the engine is "
                     "stopped, and calls the dialplan's fallback serves, get no record")
     engine = Engine(settings, dispatcher, ami, outbox, registry, token, account, config_dir=config_dir)
+    engine.conference = conference
+
+    def party_changed(change: PartyChange) -> None:
+        # Into the call's record (through the one task that owns the call), then onto the desks.
+        dispatcher.submit(PartyNoted(change.call_id, change.at, change.kind, change.party, change.detail))
+        party_shown = getattr(engine.web, "party_changed", None)
+        if party_shown is not None:
+            party_shown(change)
+
+    conference.on_change = party_changed
     if settings.tickets.http.enabled:
         # Its own connection pool on the same store: ticket queries never hold up call records.
         engine.tickets = platform(settings, open_engine(e.store.url))
@@ -166,7 +187,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     registry.register(LiveCollector(lambda: dispatcher.state, lambda: ami.connected, engine.store_figures))
     reader = open_engine(e.store.url)  # a pool of its own: the figures' queries never hold up call records
     engine.month = MonthToDate(reader, lambda: [q.name for q in engine.settings.queues],
-                               e.metrics.month_to_date_interval)
+                               e.metrics.month_to_date_interval, today=engine.web is not None)
     engine.overdue = OverdueTickets(reader)
     engine.reader = reader
     registry.register(engine.month)

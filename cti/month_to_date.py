@@ -17,6 +17,12 @@ asks the store instead: every `metrics.month_to_date_interval` seconds (engine.y
 - `hotline_month_refreshed_timestamp_seconds`: when the store last answered (both figures);
 - `hotline_month_refresh_errors_total`: refreshes the store did not answer.
 
+With `today=True` (the supervisor wallboard turns it on, web/wall.py) the same refresh also
+asks for today's window, [this Shanghai day's 00:00, the next day's), with the same query:
+`Figures.today` and `Figures.day` hold them for the wallboard. They are no Prometheus series
+(PromQL's `increase` over the rolling 24 hours serves dashboards); like the month's, they are
+of their day only (`today_of` gives nothing once the day has changed).
+
 Restart-safe by construction: nothing is counted in this process. The figures are the
 store's answer about the records of calls that arrived this month, the same rows and the
 same `kpi.Totals` the month report computes from, so a restarted engine, a second engine on
@@ -74,6 +80,12 @@ def month_window(now: datetime) -> tuple[str, datetime, datetime]:
     return f"{start:%Y-%m}", start.astimezone(UTC), end.astimezone(UTC)
 
 
+def day_window(now: datetime) -> tuple[str, datetime, datetime]:
+    """("2026-11-27", start, end) of the Shanghai day holding `now`, the bounds in UTC, end excluded."""
+    start = now.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
+    return f"{start:%Y-%m-%d}", start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
 def store_totals(db: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
     from reports.calls import totals_by_queue  # noqa: PLC0415 - reports/ pulls in openpyxl and rjieba
 
@@ -86,9 +98,22 @@ class Figures:
     totals: dict[str, kpi.Totals]  # the month's, per offered queue
     refreshed: float  # Unix time the store answered
     rolling: dict[str, kpi.Totals] = field(default_factory=dict)  # the 24 hours before the query
+    day: str = ""  # the Shanghai day `today` is of ("" when today's window is not asked for)
+    today: dict[str, kpi.Totals] = field(default_factory=dict)  # today's, per offered queue
+
+    def month_of(self, now: float) -> dict[str, kpi.Totals] | None:
+        """The month's totals if they are of the month holding `now` (Unix time), else None."""
+        return self.totals if self.month == month_window(datetime.fromtimestamp(now, UTC))[0] else None
+
+    def today_of(self, now: float) -> dict[str, kpi.Totals] | None:
+        """Today's totals if they are of the Shanghai day holding `now` (Unix time), else None."""
+        if not self.day or self.day != day_window(datetime.fromtimestamp(now, UTC))[0]:
+            return None
+        return self.today
 
 
-Queried = tuple[dict[str, kpi.Totals], dict[str, kpi.Totals]]  # (the month's, the last 24 hours')
+# (the month's, the last 24 hours', today's or None when not asked for)
+Queried = tuple[dict[str, kpi.Totals], dict[str, kpi.Totals], dict[str, kpi.Totals] | None]
 
 
 class MonthToDate(Collector):
@@ -99,27 +124,36 @@ class MonthToDate(Collector):
         interval: float = 30.0,
         totals: TotalsByQueue = store_totals,
         clock: Callable[[], float] = time.time,
+        today: bool = False,
     ) -> None:
         self.db = db
         self.queues = queues  # the configured queues: each shows from the month's first second
         self.interval = interval
         self.totals = totals
         self.clock = clock
+        self.today = today  # also ask for today's window (for the wallboard; no series of its own)
         self.figures: Figures | None = None
         self.errors = 0
         self._failing = False
         self._query: asyncio.Future[Queried] | None = None
         self._query_month = ""
+        self._query_day = ""
 
-    def _both(self, month_start: datetime, month_end: datetime, now: datetime) -> Queried:
-        return self.totals(self.db, month_start, month_end), self.totals(self.db, now - ROLLING, now)
+    def _windows(self, month_start: datetime, month_end: datetime, now: datetime, today: bool) -> Queried:
+        month = self.totals(self.db, month_start, month_end)
+        rolling = self.totals(self.db, now - ROLLING, now)
+        if not today:
+            return month, rolling, None
+        _, day_start, day_end = day_window(now)
+        return month, rolling, self.totals(self.db, day_start, day_end)
 
     async def refresh(self) -> bool:
         """Ask the store once; True when it answered and the figures are new."""
         if self._query is None:
             now = datetime.fromtimestamp(self.clock(), UTC)
             self._query_month, start, end = month_window(now)
-            self._query = in_reader_thread(self._both, start, end, now)
+            self._query_day = day_window(now)[0] if self.today else ""
+            self._query = in_reader_thread(self._windows, start, end, now, self.today)
         query = self._query
         await asyncio.wait({query}, timeout=QUERY_TIMEOUT)  # never cancels the thread's future
         if not query.done():
@@ -127,11 +161,13 @@ class MonthToDate(Collector):
             return False
         self._query = None
         try:
-            month, rolling = query.result()
+            month, rolling, today = query.result()
         except Exception as exc:
             self._failed(describe(exc))
             return False
-        self.figures = Figures(self._query_month, self._every_queue(month), self.clock(), self._every_queue(rolling))
+        self.figures = Figures(self._query_month, self._every_queue(month), self.clock(), self._every_queue(rolling),
+                               self._query_day if today is not None else "",
+                               self._every_queue(today) if today is not None else {})
         if self._failing:
             self._failing = False
             log.info("month_to_date_refresh_recovered", failed_refreshes=self.errors, month=self._query_month)
@@ -167,7 +203,7 @@ class MonthToDate(Collector):
         figures = self.figures
         if figures is None:
             return
-        if figures.month == month_window(datetime.fromtimestamp(self.clock(), UTC))[0]:
+        if figures.month_of(self.clock()) is not None:
             # Last month's figures (the store has not answered since midnight on the 1st) are
             # never shown as this month's: the series are absent until it answers.
             yield _by_kind("hotline_month_calls", "This Shanghai month's calls by arrival, from the store "

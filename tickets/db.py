@@ -121,6 +121,7 @@ def record_values(rec: CallRecord) -> dict[str, Any]:
         "source": rec.source,
         "surveyed": rec.surveyed,
         "rating": rec.rating,
+        "parties": json.dumps([list(p) for p in rec.parties], ensure_ascii=False),
     }
 
 
@@ -189,6 +190,7 @@ def row_to_record(row: CallRecordRow) -> CallRecord:
         source=cast(RecordSource, row.source),
         surveyed=bool(row.surveyed),
         rating=row.rating,
+        parties=tuple((float(at), kind, party, detail) for at, kind, party, detail in json.loads(row.parties or "[]")),
     )
 
 

@@ -47,6 +47,8 @@ class CallRecordRow(Base):
     # Added by migration 0007: the satisfaction survey after the talk (满意度评价).
     surveyed: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # the caller reached it
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 = best; null with surveyed: none
+    # Added by migration 0010: who else was on the call, JSON [[at, kind, party, detail], ...].
+    parties: Mapped[str] = mapped_column(Text, server_default="[]")
 
     __table_args__ = (
         Index("ix_call_records_arrived", "arrived"),

@@ -294,7 +294,8 @@ class TicketService:
         dept = s.get(DepartmentRow, row.department_id) if row.department_id else None
         original = s.get(TicketRow, row.original_id) if row.original_id else None
         calls = s.execute(select(TicketCallRow.call_id, TicketCallRow.recording, TicketCallRow.linked,
-                                 TicketCallRow.surveyed, TicketCallRow.rating)
+                                 TicketCallRow.surveyed, TicketCallRow.rating, CallRecordRow.parties)
+                          .outerjoin(CallRecordRow, CallRecordRow.call_id == TicketCallRow.call_id)
                           .where(TicketCallRow.ticket_id == row.id).order_by(TicketCallRow.linked))
         facts = self._facts(row)
         out.update({
@@ -311,9 +312,10 @@ class TicketService:
             "closed_at": _iso(row.closed_at), "updated": _iso(row.updated), "version": row.version,
             # The caller's survey of each call: 1 = 非常满意 .. 5 = 非常不满意; surveyed without a
             # rating is 未评价 (no key, or hung up).
+            # Who else was on each call and when (三方通话, transfers: the record's history).
             "calls": [{"call_id": c, "recording": r, "linked": _iso(t), "surveyed": bool(sv),
-                       "rating": rt, "rating_label": survey_label(bool(sv), rt)}
-                      for c, r, t, sv, rt in calls],
+                       "rating": rt, "rating_label": survey_label(bool(sv), rt), "parties": _parties(pt)}
+                      for c, r, t, sv, rt, pt in calls],
             "allowed_actions": [a.value for a in allowed(facts, self._limits(row)) if may(who.role, a)],
         })
         return out
@@ -773,3 +775,13 @@ def _literal(value: str) -> Any:
 
 __all__ = ["CATEGORIES", "CHANNELS", "ENGINE", "RATINGS", "URGENCIES", "Conflict", "Filters", "Forbidden", "Invalid",
            "NotFound", "Policy", "ServiceError", "TicketService"]
+
+
+def _parties(text: str | None) -> list[dict[str, Any]]:
+    """The record's conference history as the API shows it (times in ISO 8601)."""
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [{"at": datetime.fromtimestamp(float(at), UTC).isoformat(), "kind": kind, "party": party,
+             "detail": detail} for at, kind, party, detail in rows]

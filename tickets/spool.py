@@ -73,6 +73,7 @@ def record_to_json(rec: CallRecord) -> str:
     data = asdict(rec)
     data["outcome"] = rec.outcome.value
     data["path"] = list(rec.path)
+    data["parties"] = [list(p) for p in rec.parties]
     return json.dumps(data, ensure_ascii=False)
 
 
@@ -108,8 +109,17 @@ def _check(data: dict[str, Any]) -> None:
         wrong.append("rating")
     if "path" in data and not (isinstance(data["path"], list) and all(isinstance(q, str) for q in data["path"])):
         wrong.append("path")
+    if "parties" in data and not _parties(data["parties"]):
+        wrong.append("parties")
     if wrong:
         raise BadSpoolFile(f"wrong kind of value in {', '.join(wrong)}")
+
+
+def _parties(value: Any) -> bool:
+    """[[at, kind, party, detail], ...]: a finite time and three short texts each."""
+    return isinstance(value, list) and len(value) <= 256 and all(
+        isinstance(p, list) and len(p) == 4 and _number(p[0])
+        and all(isinstance(t, str) and len(t) <= 128 for t in p[1:]) for p in value)
 
 
 def record_from_json(text: str) -> CallRecord:
@@ -126,6 +136,7 @@ def record_from_json(text: str) -> CallRecord:
     except ValueError as exc:
         raise BadSpoolFile(f"unknown outcome {data.get('outcome')!r}") from exc
     data["path"] = tuple(data.get("path", ()))
+    data["parties"] = tuple((float(p[0]), p[1], p[2], p[3]) for p in data.get("parties", ()))
     try:
         return CallRecord(**data)
     except TypeError as exc:  # a missing field

@@ -42,6 +42,7 @@ from web.live import Fragment, Hub
 from web.wall import WallPage
 
 if TYPE_CHECKING:
+    from cti.conference import PartyChange
     from cti.engine import Engine
     from tickets.api import TicketApi
 
@@ -154,14 +155,14 @@ class Web:
             resp = self.render(request, "login.html", next=next_path, error=refused.reason)
             resp.set_status(429 if refused.retry_after else 401)
             return resp
-        resp = web.HTTPSeeOther(next_path or HOME[issued.principal.role])
+        resp = see_other(next_path or HOME[issued.principal.role])
         sess.set_session(resp, request, issued.token, int(s.token_ttl.total_seconds()))
         log.info("web_signed_in", user=issued.principal.username, role=issued.principal.role)
         return resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         await self.api.run(self.api._logout, request[TOKEN])
-        resp = web.HTTPSeeOther("/login")
+        resp = see_other("/login")
         sess.clear_session(resp)
         return resp
 
@@ -170,7 +171,7 @@ class Web:
 
     async def set_language(self, request: web.Request) -> web.StreamResponse:
         lang = request.match_info["lang"]
-        resp = web.HTTPSeeOther(sess.local_path(request.query.get("next"), "/"))
+        resp = see_other(sess.local_path(request.query.get("next"), "/"))
         if lang in LANGS:
             resp.set_cookie(sess.LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Strict",
                             httponly=True, secure=request.secure)
@@ -193,6 +194,16 @@ class Web:
                 page.on_command(cmd, now)
             except Exception:
                 log.exception("web_page_update_failed", page=type(page).__name__)
+
+    def party_changed(self, change: PartyChange) -> None:
+        """The conference's observer (`Conference.on_change`, on the engine's loop): who joined
+        or left a call goes to the desks of the agents on it. Never raises."""
+        for page in self.pages:
+            if isinstance(page, DeskPage):
+                try:
+                    page.party_changed(change)
+                except Exception:
+                    log.exception("web_party_update_failed", page=type(page).__name__, call_id=change.call_id)
 
     async def run(self) -> None:
         """The one clock of all live pages (not one timer per page): once a second, while anyone watches."""
@@ -227,8 +238,14 @@ class Web:
         return live.stream(request, self.hub, topics, first)
 
 
+def see_other(location: str) -> web.Response:
+    """303 to `location` as a response that can carry cookies (a raised HTTPSeeOther is for
+    redirects without them)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 def page_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 
 

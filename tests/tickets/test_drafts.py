@@ -60,3 +60,18 @@ def test_the_sweep_puts_each_calls_survey_rating_on_its_ticket_once(db: Engine) 
     calls = {c["call_id"]: (c["surveyed"], c["rating"], c["rating_label"])
              for d in drafts for c in svc.get(who["boss"], d["id"], T0)["calls"]}
     assert calls == {"rated": (True, 2, "满意"), "no-key": (True, None, "未评价"), "not-surveyed": (False, None, "")}
+
+
+def test_the_ticket_shows_who_joined_its_call_and_when(db: Engine) -> None:
+    who = seed(db)
+    svc = service(db)
+    DraftMaker(svc, clock=lambda: T0 - timedelta(days=1)).sweep()
+    at = T0.timestamp() - 600
+    stored(db, "conf-1", at, parties=((at + 20, "joined", "number:02933000001", "by:1001"),
+                                      (at + 40, "left", "agent:1001", "leave")))
+    DraftMaker(svc, clock=lambda: T0).sweep()
+    (draft,) = svc.search(who["boss"], Filters(state="draft"), T0)["items"]
+    (call,) = svc.get(who["boss"], draft["id"], T0)["calls"]
+    assert [(p["kind"], p["party"], p["detail"]) for p in call["parties"]] == [
+        ("joined", "number:02933000001", "by:1001"), ("left", "agent:1001", "leave")]
+    assert call["parties"][0]["at"].startswith((T0 - timedelta(seconds=580)).isoformat()[:19])

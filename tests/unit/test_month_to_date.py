@@ -262,3 +262,37 @@ async def test_the_figures_are_read_in_threads_of_their_own_name(db: Engine) -> 
 
     assert await MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: NOV_1_SHANGHAI).refresh()
     assert names == ["store-read", "store-read"]
+
+
+async def test_todays_figures_are_the_kpi_totals_of_the_calls_that_arrived_this_shanghai_day(db: Engine) -> None:
+    """Asked for (the wallboard), the same refresh reads today's window with the same query: on
+    2 November at 01:00 Shanghai, today holds the call of 00:30 and none of 1 November's."""
+    store_calls(db)
+    nov_2 = NOV_1_SHANGHAI + 86400
+    insert_record(db, record("f", arrived=nov_2 + 1800, answered=nov_2 + 1820, ended=nov_2 + 1900,
+                             offered_queue="main", path=("main",), service_level=15.0, short_abandon=5.0,
+                             wait_seconds=20.0))
+    m = MonthToDate(db, lambda: ["main", "tax"], clock=lambda: nov_2 + 3600, today=True)
+    assert await m.refresh()
+    assert m.figures is not None
+    assert m.figures.day == "2026-11-02"
+    assert m.figures.today_of(nov_2 + 3600) == {"main": kpi.Totals(offered=1, answered=1), "tax": kpi.Totals()}
+    month = m.figures.month_of(nov_2 + 3600)
+    assert month is not None and month["main"].offered == 5
+    assert m.figures.today_of(nov_2 + 86400) is None  # the next day: yesterday's are not today's
+    assert not [k for k in samples(m) if "today" in k]  # no Prometheus series of their own
+
+
+async def test_todays_window_is_not_read_unless_asked_for(db: Engine) -> None:
+    asked: list[tuple[datetime, datetime]] = []
+
+    def totals(engine: Engine, start: datetime, end: datetime) -> dict[str, kpi.Totals]:
+        asked.append((start, end))
+        return {}
+
+    m = MonthToDate(db, lambda: ["main"], totals=totals, clock=lambda: NOV_1_SHANGHAI + 60)
+    assert await m.refresh()
+    assert len(asked) == 2 and m.figures is not None and m.figures.today_of(NOV_1_SHANGHAI + 60) is None
+    m.today = True
+    assert await m.refresh()
+    assert asked[-1] == (datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 1, 16, tzinfo=UTC))
