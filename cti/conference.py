@@ -308,11 +308,18 @@ class Conference:
             raise ConferenceError("not_talking", "坐席与来电尚未接通", "the agent and the caller are not bridged yet")
         if call.call_id in self._confs:  # another request opened it meanwhile
             return self._confs[call.call_id]
-        await self._act(ami, {
-            "Action": "Redirect", "Channel": call.channel, "Context": dialplan.CONF, "Exten": dialplan.CONF_CALLER,
-            "Priority": str(dialplan.REDIRECT_PRIORITY), "ExtraChannel": peer, "ExtraContext": dialplan.CONF,
-            "ExtraExten": dialplan.CONF_AGENT, "ExtraPriority": str(dialplan.REDIRECT_PRIORITY)}, call.call_id)
+        # Kept before the Redirect is sent: the legs' "joined" events can be read before its reply.
         conf = self._confs[call.call_id] = _Conf(call.call_id, call.channel, call.agent_id or "", peer)
+        try:
+            await self._act(ami, {
+                "Action": "Redirect", "Channel": call.channel, "Context": dialplan.CONF,
+                "Exten": dialplan.CONF_CALLER, "Priority": str(dialplan.REDIRECT_PRIORITY), "ExtraChannel": peer,
+                "ExtraContext": dialplan.CONF, "ExtraExten": dialplan.CONF_AGENT,
+                "ExtraPriority": str(dialplan.REDIRECT_PRIORITY)}, call.call_id)
+        except ConferenceError:
+            if self._confs.get(call.call_id) is conf:
+                self._forget(call.call_id)
+            raise
         log.info("conference_opened", call_id=call.call_id, agent_id=call.agent_id,
                  conference=dialplan.conference_name(call.call_id))
         return conf
@@ -332,13 +339,16 @@ class Conference:
         log.info("conference_agent_left", call_id=conf.call_id, agent_id=conf.agent_id, why=why)
 
     async def _hang_up(self, conf: _Conf, p: _Party) -> None:
+        # Gone before the Hangup is sent: the party's own "left" event can be read before the
+        # reply, and must not be reported as a hang-up of its own beside the caller's drop.
+        p.gone = True
         try:
             await self._act(self._link(), {"Action": "Hangup", "Channel": p.party_id, "Cause": "16"}, conf.call_id)
         except ConferenceError as exc:
             if exc.code != "refused":
+                p.gone = False  # the link failed: the party may still be on the line
                 raise
             # "No such channel": it has hung up already; its event may still be on the way.
-        p.gone = True
         log.info("conference_party_dropped", call_id=conf.call_id, party=_shown(p.who), party_id=p.party_id)
 
     def _department_cli(self, call: Call) -> str:

@@ -157,6 +157,35 @@ async def test_the_department_is_dropped_and_the_caller_and_agent_go_on(rig: Rig
     assert [c.kind for c in rig.changes] == ["dialing", "left", "dialing"]
 
 
+async def test_a_dropped_partys_own_hang_up_read_before_the_reply_is_not_a_second_leaving(rig: Rig) -> None:
+    await rig.conf.add_party("c1", "02988880000", who="1001")
+    party = rig.fake.actions("Originate")[0]["ChannelId"]
+    rig.fake.push(conf_event("party", "joined", party))
+    await until(lambda: rig.conf.parties("c1")[-1] == "number:02988880000", what="the join")
+    # Asterisk hangs the party up and its dialplan reports the leaving before the reply is written.
+    rig.fake.scripts["Hangup"] = lambda a: [conf_event("party", "left", party), *success()]
+    assert len(await rig.conf.drop_party("c1")) == 1
+    await asyncio.sleep(0.05)  # the event was read before the reply: nothing more is on its way
+    assert [(c.kind, c.detail) for c in rig.changes if c.party == "number:02988880000"] == [
+        ("dialing", "by:1001"), ("joined", ""), ("left", "drop")]
+
+
+async def test_the_legs_joining_read_before_the_moves_reply_are_reported(rig: Rig) -> None:
+    rig.fake.scripts["Redirect"] = lambda a: [conf_event("agent", "joined"), conf_event("caller", "joined"),
+                                              *success()]
+    await rig.conf.add_party("c1", "02988880000", who="1001")
+    await until(lambda: len(rig.changes) == 3, what="the joins")
+    assert sorted((c.kind, c.party) for c in rig.changes) == [
+        ("dialing", "number:02988880000"), ("joined", "agent:1001"), ("joined", "caller")]
+
+
+async def test_a_move_asterisk_refuses_leaves_no_conference_behind(rig: Rig) -> None:
+    rig.fake.scripts["Redirect"] = lambda a: error("No such channel")
+    with pytest.raises(ConferenceError, match="拒绝"):
+        await rig.conf.add_party("c1", "02988880000", who="1001")
+    assert rig.conf.parties("c1") == [] and not rig.fake.actions("Originate")
+
+
 async def test_a_department_that_does_not_answer_is_reported_failed(rig: Rig) -> None:
     await rig.conf.add_party("c1", "02988880000", who="1001")
     party = rig.fake.actions("Originate")[0]["ChannelId"]
