@@ -404,7 +404,7 @@ def finish(state: State, call: Call, now: float, wall: float, out: list[Command]
         source=source,
         surveyed=call.surveyed,
         rating=call.rating if call.surveyed else None,
-        parties=call.parties,
+        parties=closed_parties(call.parties, call.arrived_wall + max(0.0, now - call.arrived)),
     ))
     state.unplace(call)
     del state.calls[call.call_id]
@@ -441,3 +441,16 @@ def agent_left(state: State, call: Call, agent_id: str, now: float, out: list[Co
     agent = state.agents.get(agent_id)
     if agent is not None and call.answered is not None:
         _talk_over(state, agent, call, max(0.0, now - call.answered), now, out)
+
+
+def closed_parties(parties: tuple[tuple[float, str, str, str], ...],
+                   ended: float) -> tuple[tuple[float, str, str, str], ...]:
+    """The call's conference history as its record keeps it: every party still on the line (or
+    still ringing) when the call ended gets its ending, at the call's end, so that the record
+    never shows someone joined and never gone (their own hang-up is reported after the record)."""
+    last: dict[str, str] = {}
+    for _, kind, party, _ in parties:
+        last[party] = kind
+    open_ = [(party, kind) for party, kind in last.items() if kind in ("dialing", "joined")]
+    return parties + tuple((ended, "failed" if kind == "dialing" else "left", party, "call_ended")
+                           for party, kind in open_)

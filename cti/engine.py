@@ -8,6 +8,7 @@ import functools
 import gc
 import resource
 import signal
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -43,6 +44,7 @@ from web import app as pages
 from web.app import Web
 
 log = structlog.get_logger("hotline.engine")
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL before another may take it
 
 
 @dataclass
@@ -346,6 +348,10 @@ async def run(settings: Settings, config_dir: Path | None = None) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    # The store's writes, the ticket API's and the pages' reads run in threads: a thread busy
+    # in Python keeps the GIL for up to the switch interval (5 ms by default) while an AMI event
+    # waits. 1 ms bounds that wait for the routing loop at the cost of more switches.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     _more_descriptors()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

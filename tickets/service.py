@@ -778,10 +778,10 @@ __all__ = ["CATEGORIES", "CHANNELS", "ENGINE", "RATINGS", "URGENCIES", "Conflict
 
 
 def _parties(text: str | None) -> list[dict[str, Any]]:
-    """The record's conference history as the API shows it (times in ISO 8601)."""
+    """The record's conference history as the API shows it (times in ISO 8601). Only the engine
+    writes it, checked; a value altered in the database shows as no history, not as a 500."""
     try:
-        rows = json.loads(text or "[]")
-    except ValueError:
+        return [{"at": datetime.fromtimestamp(float(at), UTC).isoformat(), "kind": str(kind), "party": str(party),
+                 "detail": str(detail)} for at, kind, party, detail in json.loads(text or "[]")]
+    except (ValueError, TypeError, OverflowError, OSError):
         return []
-    return [{"at": datetime.fromtimestamp(float(at), UTC).isoformat(), "kind": kind, "party": party,
-             "detail": detail} for at, kind, party, detail in rows]

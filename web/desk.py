@@ -78,6 +78,7 @@ PARTY_CALLS = 500  # calls whose parties are kept until their record is written 
 CONF_STATUS = {"bad_target": 422, "ami_down": 503, "timeout": 503}  # a ConferenceError's code; others 409
 DRAFT_WAIT = 1.0  # seconds the desk lets DraftMaker open the draft before opening it itself
 KB_HITS = 8
+LONGEST_STEP = 5  # seconds: the corner's longest wait moves in these steps
 # The desk's keys (static/hotline.js clicks or focuses the element with that data-key).
 SHORTCUTS = (("F2", "content"), ("F4", "kb_search"), ("F7", "department"), ("F8", "dispatch"),
              ("F9", "answer_directly"), ("Alt+P", "act_pause"), ("Alt+R", "act_unpause"), ("Alt+L", "act_login"),
@@ -358,7 +359,10 @@ class DeskPage:
             if head is not None:
                 longest = max(longest, head.waited(now))
         shown, live = rate or self._rate()
-        return {"queues": queues, "waiting": waiting, "longest": int(longest), "rate": shown, "rate_live": live}
+        # The longest wait in steps of LONGEST_STEP s: the corner is a glance, and a figure that
+        # changed every second would be sent to every desk every second.
+        return {"queues": tuple(queues), "waiting": waiting, "longest": int(longest) // LONGEST_STEP * LONGEST_STEP,
+                "rate": shown, "rate_live": live}
 
     def _rate(self) -> tuple[str, bool]:
         """Today's answer rate (the whole hotline, Asia/Shanghai day) from the store's figures that
@@ -635,15 +639,22 @@ class DeskPage:
         self._publish(agent_id, "ticket")
 
     def tick(self, now: float) -> None:
-        """The corner (callers waiting, the answer rate): sent only when it changed."""
+        """The corner (callers waiting, the answer rate): sent only when it changed. Drawn once
+        per distinct corner (desks of the same queues share one), not once per desk: this runs
+        on the loop the dispatcher shares."""
         rate: tuple[str, bool] | None = None
+        drawn: dict[tuple[Any, ...], str] = {}
         for t in self.w.hub.topics():
             if not t.startswith("agent:"):
                 continue
             rate = rate or self._rate()  # once a tick, for every desk
             agent_id, _, lang = t[len("agent:"):].partition(":")
             desk = self.desks.setdefault(agent_id, Desk())
-            html = self.w.fragment("desk_corner.html", lang or "zh", corner=self._corner(agent_id, rate))
+            corner = self._corner(agent_id, rate)
+            key = (lang, *corner.values())
+            html = drawn.get(key)
+            if html is None:
+                html = drawn[key] = self.w.fragment("desk_corner.html", lang or "zh", corner=corner)
             if desk.corner.get(t) != html:
                 desk.corner[t] = html
                 self.w.hub.publish(t, Fragment("corner", html))

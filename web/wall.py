@@ -54,7 +54,7 @@ log = structlog.get_logger("hotline.web.wall")
 
 VIEW = frozenset({"supervisor", "admin"})
 ACT = frozenset({"supervisor"})
-MIN_GAP = 0.25  # seconds between two drawings of the live part: a burst of commands is drawn once
+MIN_GAP = 0.5  # seconds between two drawings of the live part: a burst of commands is drawn once
 TICKETS_EVERY = 5.0  # seconds between reads of the ticket lists while someone watches
 PAGE = 30  # tickets shown per list (a wall is read from across the room, not scrolled)
 FORCE_REASON = "supervisor"  # the pause reason a forced pause carries (REASON: letters, digits, _ -)

@@ -26,9 +26,31 @@ def test_the_joins_and_leaves_of_a_call_land_on_its_record_in_order() -> None:
     w.feed(PartyNoted("other", 1_700_000_031.0, "joined", "agent:1002"), at=1031)  # no such call: ignored
     w.hangup("c1", at=1060)
     (rec,) = w.records()
-    assert [(kind, party) for _, kind, party, _ in rec.parties] == [
+    assert [(kind, party) for _, kind, party, _ in rec.parties][:3] == [
         ("dialing", "number:02933000001"), ("joined", "number:02933000001"), ("left", "agent:1001")]
     assert rec.parties[0] == (1_700_000_010.0, "dialing", "number:02933000001", "by:1001")
+
+
+def test_whoever_is_still_on_the_call_when_it_ends_leaves_with_it_in_the_record() -> None:
+    w = World(agents=("1001",))
+    w.register("1001", at=900)
+    w.join("c1", at=1000)
+    w.answer("c1", "1001", at=1002)
+    w.feed(PartyNoted("c1", 5000.0, "dialing", "number:02933000001"), at=1010)
+    w.feed(PartyNoted("c1", 5004.0, "joined", "number:02933000001"), at=1014)
+    w.feed(PartyNoted("c1", 5005.0, "dialing", "number:02933000002"), at=1015)  # still ringing at the end
+    w.feed(PartyNoted("c1", 5006.0, "dialing", "number:02933000003"), at=1016)
+    w.feed(PartyNoted("c1", 5009.0, "failed", "number:02933000003", "BUSY"), at=1019)  # over already
+    w.hangup("c1", at=1060)
+    (rec,) = w.records()
+    ended = rec.ended
+    assert rec.parties[5:] == ((ended, "left", "number:02933000001", "call_ended"),
+                               (ended, "failed", "number:02933000002", "call_ended"))
+    # A call with nobody else on it has no history at all.
+    w.join("c2", at=2000)
+    w.answer("c2", "1001", at=2002)
+    w.hangup("c2", at=2030)
+    assert w.records()[-1].parties == ()
 
 
 def test_a_runaway_conference_history_is_kept_only_up_to_its_bound() -> None:
@@ -40,7 +62,8 @@ def test_a_runaway_conference_history_is_kept_only_up_to_its_bound() -> None:
         w.feed(PartyNoted("c1", 1_700_000_000.0 + i, "joined", f"agent:{i}"), at=1003)
     w.hangup("c1", at=1060)
     (rec,) = w.records()
-    assert len(rec.parties) == MAX_PARTIES
+    noted = [p for p in rec.parties if p[3] != "call_ended"]
+    assert len(noted) == MAX_PARTIES and len(rec.parties) == 2 * MAX_PARTIES  # each kept one also ends
 
 
 def _answered_record() -> object:
