@@ -33,18 +33,24 @@ How it works, and why this way:
   OriginateResponse (`call`). The Originates run a dialplan context, never an application.
 
 Every method answers with the `PartyChange` it made, or raises `ConferenceError` with a
-message in Chinese first, then English. `on_ami_event` takes the AMI events (the engine wires
-it next to the dispatcher's): the parties' joins and hang-ups, and refused Originates, are
-reported through `on_change`.
+message in Chinese first, then English. Only the agent who answered the call adds a party or
+transfers it (`who`: the agent asking); an agent leaves only a call they are on.
+`on_ami_event` takes the AMI events (the engine wires it next to the dispatcher's): the
+parties' joins and hang-ups, and refused Originates, are reported through `on_change`.
+
+One request at a time per call: each request holds the call's lock across its AMI actions, so
+two clicks (or two desks) cannot both move the legs into the conference, or both ring the same
+party; what Asterisk reports meanwhile (a hang-up) is read again after every action's reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,7 +71,7 @@ TRUNK = "carrier"  # the PJSIP endpoint of the carrier (asterisk-conf/pjsip.conf
 
 Kind = Literal["dialing", "joined", "failed", "left"]
 ErrorCode = Literal["unknown_call", "ended", "not_talking", "not_supported", "bad_target", "party_present",
-                    "no_party", "not_on_call", "ami_down", "refused", "timeout"]
+                    "no_party", "not_on_call", "not_answering_agent", "ami_down", "refused", "timeout"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,14 @@ class _Conf:
         return [p for p in self.parties.values() if not p.gone]
 
 
+@dataclass
+class _Turn:
+    """A call's lock, and how many requests hold or wait for it (it is dropped at none)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class Conference:
     def __init__(
         self,
@@ -133,68 +147,83 @@ class Conference:
         self._by_party: dict[str, str] = {}  # party id -> call id
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._turns: dict[str, _Turn] = {}  # call id -> its lock, while a request uses it or it has a conference
 
     # -- the requests ------------------------------------------------------------------------
 
     async def add_party(self, call_id: str, number: str, *, who: str) -> PartyChange:
         """Ring a department's `number` through the carrier and join it to the conversation
-        (`who`: the agent asking, for the history). Returns once Asterisk rings it ("dialing");
-        its answer comes as a "joined" change, a failure as "failed"."""
+        (`who`: the agent asking, who must be the one who answered). Returns once Asterisk rings
+        it ("dialing"); its answer comes as a "joined" change, a failure as "failed"."""
         if not NUMBER.fullmatch(number):
             raise ConferenceError("bad_target", "号码无效", f"not a phone number: {number[:24]!r}")
-        call = self._talking(call_id)
-        party = f"number:{number}"
-        conf = self._confs.get(call_id)
-        if conf is not None and any(p.who == party for p in conf.live()):
-            raise ConferenceError("party_present", "该号码已在通话中", "this number is already in the call")
-        return await self._add(call, party, f"PJSIP/{number}@{TRUNK}", self._department_cli(call), who=who)
+        self._check_id(call_id)
+        async with self._turn(call_id):
+            call = self._talking(call_id, who)
+            party = f"number:{number}"
+            conf = self._confs.get(call_id)
+            if conf is not None and any(p.who == party for p in conf.live()):
+                raise ConferenceError("party_present", "该号码已在通话中", "this number is already in the call")
+            return await self._add(call, party, f"PJSIP/{number}@{TRUNK}", self._department_cli(call), who=who)
 
-    async def transfer_attended(self, call_id: str, agent_id: str) -> PartyChange:
+    async def transfer_attended(self, call_id: str, agent_id: str, *, who: str) -> PartyChange:
         """Consult `agent_id`: their phone rings and joins the conversation (the caller stays in
-        it and hears the consultation). The answering agent hands over with `leave`, or calls
-        the transfer off with `drop_party(call_id, "agent:<id>")`."""
-        call = self._talking(call_id)
-        self._check_agent(call, agent_id)
-        return await self._add_agent(call, agent_id, hand_over=False)
+        it and hears the consultation). The answering agent (`who`) hands over with `leave`, or
+        calls the transfer off with `drop_party(call_id, "agent:<id>")`."""
+        self._check_id(call_id)
+        async with self._turn(call_id):
+            call = self._talking(call_id, who)
+            self._check_agent(call, agent_id)
+            return await self._add_agent(call, agent_id, hand_over=False)
 
-    async def transfer_blind(self, call_id: str, target: str) -> PartyChange:
+    async def transfer_blind(self, call_id: str, target: str, *, who: str) -> PartyChange:
         """Hand the caller to `target` (an agent id, or a queue: its longest-free agent). The
-        answering agent is taken out as soon as the new agent answers; if they do not, the
-        call stays as it was and a "failed" change says so."""
-        call = self._talking(call_id)
-        agent_id = self._pick(call, target)
-        return await self._add_agent(call, agent_id, hand_over=True)
+        answering agent (`who`) is taken out as soon as the new agent answers; if they do not,
+        the call stays as it was and a "failed" change says so."""
+        self._check_id(call_id)
+        async with self._turn(call_id):
+            call = self._talking(call_id, who)
+            agent_id = self._pick(call, target)
+            return await self._add_agent(call, agent_id, hand_over=True)
 
     async def leave(self, call_id: str, agent_id: str) -> PartyChange:
         """`agent_id` leaves the conversation; the caller and the others talk on."""
-        self._live(call_id)
-        conf = self._confs.get(call_id)
-        if conf is None:
-            raise ConferenceError("no_party", "该通话没有第三方", "no third party is in this call")
-        if agent_id == conf.agent_id and conf.agent_channel is not None:
-            if not conf.joined():
-                raise ConferenceError("no_party", "第三方尚未接通", "no other party has joined yet")
-            await self._hand_over(conf, "leave")
-            return self._report(call_id, "left", f"agent:{agent_id}", "leave")
-        for p in conf.live():
-            if p.who == f"agent:{agent_id}":
-                await self._hang_up(conf, p)
-                return self._report(call_id, "left", p.who, "leave")
-        raise ConferenceError("not_on_call", "该坐席不在这个通话中", f"agent {agent_id} is not in this call")
+        self._check_id(call_id)
+        async with self._turn(call_id):
+            self._live(call_id)
+            conf = self._confs.get(call_id)
+            if conf is None:
+                raise ConferenceError("no_party", "该通话没有第三方", "no third party is in this call")
+            if agent_id == conf.agent_id and conf.agent_channel is not None:
+                if not conf.joined():
+                    raise ConferenceError("no_party", "第三方尚未接通", "no other party has joined yet")
+                await self._hand_over(conf, "leave")
+                return self._report(call_id, "left", f"agent:{agent_id}", "leave")
+            for p in conf.live():
+                if p.who == f"agent:{agent_id}":
+                    await self._hang_up(conf, p)
+                    return self._report(call_id, "left", p.who, "leave")
+            raise ConferenceError("not_on_call", "该坐席不在这个通话中", f"agent {agent_id} is not in this call")
 
     async def drop_party(self, call_id: str, party: str | None = None) -> list[PartyChange]:
         """Hang up the parties added to the call (all of them, or the one named
         "number:<digits>" / "agent:<id>"); the caller and the agent go on."""
-        self._live(call_id)
-        conf = self._confs.get(call_id)
-        targets = [p for p in conf.live() if party in (None, p.who)] if conf is not None else []
-        if conf is None or not targets:
-            raise ConferenceError("no_party", "该通话没有可挂断的第三方", "no such party in this call")
-        out = []
-        for p in targets:
-            await self._hang_up(conf, p)
-            out.append(self._report(call_id, "left", p.who, "drop"))
-        return out
+        self._check_id(call_id)
+        async with self._turn(call_id):
+            self._live(call_id)
+            conf = self._confs.get(call_id)
+            targets = [p for p in conf.live() if party in (None, p.who)] if conf is not None else []
+            if conf is None or not targets:
+                raise ConferenceError("no_party", "该通话没有可挂断的第三方", "no such party in this call")
+            out = []
+            for p in targets:
+                if self._confs.get(call_id) is not conf:
+                    break  # the caller hung up meanwhile: the conference is over, and its parties with it
+                if p.gone:
+                    continue  # it hung up on its own while the one before was being dropped
+                await self._hang_up(conf, p)
+                out.append(self._report(call_id, "left", p.who, "drop"))
+            return out
 
     def parties(self, call_id: str) -> list[str]:
         """Who is in the call's conference now (for the desk)."""
@@ -206,6 +235,28 @@ class Conference:
 
     # -- the steps ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_id(call_id: str) -> None:
+        """Before anything else: the call id names the ConfBridge and the parties' ChannelIds
+        in AMI fields, so a comma or a line break in it would write fields of its own."""
+        if not CALL_ID.fullmatch(call_id):
+            raise ConferenceError("not_supported", "通话编号无法用于会议",
+                                  f"call id {call_id[:64]!r} cannot name a conference")
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, call_id: str) -> AsyncIterator[None]:
+        """Hold the call's lock: the state checked at the start of a request stays true across
+        its actions, except for what Asterisk reports (read again after each reply)."""
+        turn = self._turns.setdefault(call_id, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0 and call_id not in self._confs and self._turns.get(call_id) is turn:
+                del self._turns[call_id]  # kept only while a request uses it or the call has a conference
+
     def _live(self, call_id: str) -> Call:
         call = self.dispatcher.state.calls.get(call_id)
         if call is None:
@@ -215,12 +266,11 @@ class Conference:
             raise ConferenceError("ended", "该通话已结束", "the call has ended")
         if call.callback is not None:
             raise ConferenceError("not_supported", "回拨通话不支持三方通话", "not for a callback's call")
-        if not CALL_ID.fullmatch(call_id):
-            raise ConferenceError("not_supported", "通话编号无法用于会议",
-                                  f"call id {call_id[:64]!r} cannot name a conference")
         return call
 
-    def _talking(self, call_id: str) -> Call:
+    def _talking(self, call_id: str, who: str) -> Call:
+        """The call, in talk with its answering agent, who is `who` (a consulted agent neither
+        adds parties nor hands the caller on: the answering agent would be taken out)."""
         call = self._live(call_id)
         if call.state is not CallState.CONNECTED or call.agent_id is None:
             raise ConferenceError("not_talking", "该通话不在坐席通话中",
@@ -228,6 +278,9 @@ class Conference:
         conf = self._confs.get(call_id)
         if conf is not None and conf.agent_channel is None:
             raise ConferenceError("not_talking", "接听坐席已离开该通话", "the answering agent has left this call")
+        if who != call.agent_id:
+            raise ConferenceError("not_answering_agent", "只有接听该通话的坐席可以邀请第三方或转接",
+                                  f"only the answering agent {call.agent_id} can add a party or transfer")
         return call
 
     def _check_agent(self, call: Call, agent_id: str) -> None:
@@ -259,6 +312,11 @@ class Conference:
         return best.agent_id
 
     async def _add_agent(self, call: Call, agent_id: str, hand_over: bool) -> PartyChange:
+        conf = self._confs.get(call.call_id)
+        if conf is not None and any(p.who.startswith("agent:") for p in conf.live()):
+            # One transfer at a time: a second would ring another phone for the same hand-over.
+            raise ConferenceError("party_present", "已有坐席正在被咨询或转接",
+                                  "another agent is already being consulted or transferred to")
         secs = max(1, round(self.ring_timeout))
         number = "" if call.restricted else re.sub(r"[^0-9]", "", call.caller_num)
         cli = f'"转接 {call.agent_id}" <{number}>' if number else f'"转接 {call.agent_id}"'
@@ -303,11 +361,10 @@ class Conference:
         reply = await self._act(ami, {"Action": "Getvar", "Channel": call.channel, "Variable": "BRIDGEPEER"},
                                 call.call_id)
         peer = reply.response.get("Value", "").strip()
+        self._talking(call.call_id, call.agent_id or "")  # again after the reply: a hang-up meanwhile
         if dialplan.agent_of_channel(peer) != call.agent_id:
             # The job number announcement still plays (no bridge yet), or the picture is stale.
             raise ConferenceError("not_talking", "坐席与来电尚未接通", "the agent and the caller are not bridged yet")
-        if call.call_id in self._confs:  # another request opened it meanwhile
-            return self._confs[call.call_id]
         # Kept before the Redirect is sent: the legs' "joined" events can be read before its reply.
         conf = self._confs[call.call_id] = _Conf(call.call_id, call.channel, call.agent_id or "", peer)
         try:
@@ -320,6 +377,8 @@ class Conference:
             if self._confs.get(call.call_id) is conf:
                 self._forget(call.call_id)
             raise
+        if self._confs.get(call.call_id) is not conf:  # the caller hung up as the legs moved
+            raise ConferenceError("ended", "该通话已结束", "the call has ended")
         log.info("conference_opened", call_id=call.call_id, agent_id=call.agent_id,
                  conference=dialplan.conference_name(call.call_id))
         return conf
@@ -329,13 +388,24 @@ class Conference:
         channel = conf.agent_channel
         if channel is None:
             return
-        await self._act(self._link(), {
-            "Action": "Redirect", "Channel": conf.caller_channel, "Context": dialplan.CONF,
-            "Exten": dialplan.CONF_ON, "Priority": str(dialplan.REDIRECT_PRIORITY), "ExtraChannel": channel,
-            "ExtraContext": dialplan.CONF, "ExtraExten": dialplan.CONF_BYE,
-            "ExtraPriority": str(dialplan.REDIRECT_PRIORITY)}, conf.call_id)
+        # Gone before the Redirect is sent: the agent's leg hangs up at once (`bye`), and its own
+        # "left" event can be read before the reply; it must be neither a hang-up reported beside
+        # this leaving nor a reason to move the caller a second time (Asterisk 22 does so).
         conf.agent_channel = None
         conf.seen.add("agent-left")
+        try:
+            await self._act(self._link(), {
+                "Action": "Redirect", "Channel": conf.caller_channel, "Context": dialplan.CONF,
+                "Exten": dialplan.CONF_ON, "Priority": str(dialplan.REDIRECT_PRIORITY), "ExtraChannel": channel,
+                "ExtraContext": dialplan.CONF, "ExtraExten": dialplan.CONF_BYE,
+                "ExtraPriority": str(dialplan.REDIRECT_PRIORITY)}, conf.call_id)
+        except ConferenceError:
+            if "agent-gone" in conf.seen:
+                self._agent_hung_up(conf)  # they hung up meanwhile: said as their event would have
+            else:
+                conf.agent_channel = channel  # not moved: the agent is still on the call
+                conf.seen.discard("agent-left")
+            raise
         log.info("conference_agent_left", call_id=conf.call_id, agent_id=conf.agent_id, why=why)
 
     async def _hang_up(self, conf: _Conf, p: _Party) -> None:
@@ -403,13 +473,11 @@ class Conference:
             return
         if role == "agent" and action == "left":
             if "agent-left" in conf.seen:
-                return  # `leave` reported it
+                conf.seen.add("agent-gone")  # `leave` or the blind hand-over took them out, and reports it
+                return
             conf.seen.add("agent-left")
             conf.agent_channel = None
-            self._report(call_id, "left", f"agent:{conf.agent_id}", "hangup")
-            if conf.joined():
-                # The agent hung up their phone: the caller re-enters, as after `leave`.
-                self._spawn(self._caller_on(conf))
+            self._agent_hung_up(conf)
             return
         p = conf.parties.get(party_id)
         if role != "party" or p is None:
@@ -435,21 +503,33 @@ class Conference:
         log.info("conference_party_failed", call_id=call_id, party=_shown(p.who), status=status)
         self._report(call_id, "failed", p.who, status)
 
+    def _agent_hung_up(self, conf: _Conf) -> None:
+        self._report(conf.call_id, "left", f"agent:{conf.agent_id}", "hangup")
+        if conf.joined():
+            # The agent hung up their phone: the caller re-enters, as after `leave`.
+            self._spawn(self._caller_on(conf))
+
     async def _blind_done(self, conf: _Conf) -> None:
-        try:
-            await self._hand_over(conf, "transfer")
-        except ConferenceError as exc:
-            log.warning("conference_transfer_not_completed", call_id=conf.call_id, error=str(exc))
-            return
-        self._report(conf.call_id, "left", f"agent:{conf.agent_id}", "transfer")
+        async with self._turn(conf.call_id):
+            if self._confs.get(conf.call_id) is not conf or conf.agent_channel is None:
+                return  # the agent left meanwhile (`leave`, their phone hung up), or the call ended
+            try:
+                await self._hand_over(conf, "transfer")
+            except ConferenceError as exc:
+                log.warning("conference_transfer_not_completed", call_id=conf.call_id, error=str(exc))
+                return
+            self._report(conf.call_id, "left", f"agent:{conf.agent_id}", "transfer")
 
     async def _caller_on(self, conf: _Conf) -> None:
-        try:
-            await self._act(self._link(), {"Action": "Redirect", "Channel": conf.caller_channel,
-                                           "Context": dialplan.CONF, "Exten": dialplan.CONF_ON,
-                                           "Priority": str(dialplan.REDIRECT_PRIORITY)}, conf.call_id)
-        except ConferenceError as exc:  # only a restarted engine's picture is affected
-            log.warning("conference_caller_not_moved", call_id=conf.call_id, error=str(exc))
+        async with self._turn(conf.call_id):
+            if self._confs.get(conf.call_id) is not conf:
+                return  # the caller hung up meanwhile
+            try:
+                await self._act(self._link(), {"Action": "Redirect", "Channel": conf.caller_channel,
+                                               "Context": dialplan.CONF, "Exten": dialplan.CONF_ON,
+                                               "Priority": str(dialplan.REDIRECT_PRIORITY)}, conf.call_id)
+            except ConferenceError as exc:  # only a restarted engine's picture is affected
+                log.warning("conference_caller_not_moved", call_id=conf.call_id, error=str(exc))
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -468,6 +548,9 @@ class Conference:
         if conf is not None:
             for party_id in conf.parties:
                 self._by_party.pop(party_id, None)
+        turn = self._turns.get(call_id)
+        if turn is not None and turn.users == 0:  # a request holding it drops it as it ends
+            del self._turns[call_id]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

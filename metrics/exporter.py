@@ -59,7 +59,8 @@ class Metrics:
         self.ring_dispatch = Histogram(
             "hotline_ring_dispatch_seconds",
             "From reading the AMI event that freed an agent or brought a caller to writing the Redirect",
-            buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            buckets=(0.0001, 0.0002, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
+                     0.1, 0.5),
             registry=registry,
         )
         self.surveyed = Counter("hotline_survey_offered", "Answered calls whose caller reached the satisfaction survey",

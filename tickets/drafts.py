@@ -56,6 +56,9 @@ class DraftMaker:
         self.failed = 0
         self._down = False
         self._since: datetime | None = None  # the stored `drafts_since` mark, once read
+        # Told (on the event loop) of each draft the live path opened: (call id, ticket id). The
+        # agent's desk waits for this instead of asking the store until the draft is there.
+        self.on_opened: Callable[[str, int], None] | None = None
 
     def offer(self, answered: Answered) -> None:
         """From the dispatcher's task: never waits."""
@@ -75,28 +78,35 @@ class DraftMaker:
                 await self._guarded(self.sweep)
                 next_sweep = loop.time() + self.sweep_every
                 continue
-            await self._guarded(self._open, item)
+            ticket_id = await self._guarded(self._open, item)
+            if ticket_id is not None and self.on_opened is not None:
+                try:
+                    self.on_opened(item.call_id, ticket_id)
+                except Exception:  # a page's trouble: the draft is opened all the same
+                    log.exception("draft_opened_hook_failed", call_id=item.call_id)
 
-    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            await asyncio.to_thread(fn, *args)
+            result = await asyncio.to_thread(fn, *args)
         except Exception as exc:
             self.failed += 1
             if not self._down:  # once per outage, not once per call
                 log.warning("drafts_store_unavailable", error=type(exc).__name__,
                             hint="drafts are opened from the stored call records when the database answers")
             self._down = True
-        else:
-            if self._down:
-                log.info("drafts_store_back")
-            self._down = False
+            return None
+        if self._down:
+            log.info("drafts_store_back")
+        self._down = False
+        return result
 
-    def _open(self, a: Answered) -> None:
+    def _open(self, a: Answered) -> int:
         view = self.service.open_draft(call_id=a.call_id, caller_num=a.caller_num, caller_name=a.caller_name,
                                        restricted=a.restricted, agent_id=a.agent_id, recording=a.recording,
                                        now=self.clock())
         self.opened += 1
         log.info("draft_opened", call_id=a.call_id, ticket=view["number"], agent_id=a.agent_id)
+        return int(view["id"])
 
     def sweep(self) -> int:
         """Open the drafts of answered calls the live path missed; link recordings and survey

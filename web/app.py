@@ -12,12 +12,19 @@ Security: the session cookie is HttpOnly and SameSite=Strict; every POST needs t
 token (web/session.py) and a same-origin Origin (the API's middleware); the Content
 Security Policy allows scripts and styles only from this site, so a script tag someone typed
 into a ticket could not run even if it were not escaped (it is: Jinja's autoescape).
+
+Sessions are looked up in the store at most every SESSION_TTL seconds per token (a short
+cache in memory): a page request needs no database read, and while the store is down an
+agent already signed in keeps a working desk (pause, unpause: the dispatcher needs no store)
+on the principal last validated, as long as the token has not expired. Open streams re-check
+their session every live.RECHECK seconds, and signing out ends that session's streams at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,16 +34,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jinja2
 import structlog
 from aiohttp import web
+from sqlalchemy import Engine as Store
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from acd.commands import Command
 from tickets import auth
 from tickets.auth import Principal
+from tickets.models import TokenRow
 from tickets.permissions import ROLE_LABELS
 from web import live
 from web import session as sess
 from web.dept import DeptPage
 from web.desk import DeskPage
+from web.forms import FORM_ENCODING, FormEncodingError, read_form
 from web.i18n import LANGS, translator
 from web.live import Fragment, Hub
 from web.wall import WallPage
@@ -56,6 +67,30 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 HOME = {"agent": "/desk", "supervisor": "/wall", "admin": "/wall", "department": "/dept"}
 TICK = 1.0  # the live pages' clocks (time in state, longest wait) advance once a second
+SESSION_TTL = 30.0  # seconds a validated session is trusted without reading the store again
+SESSION_CACHE_MAX = 10_000  # sessions kept in memory; beyond, the expired ones are dropped
+SIGNED_OUT_KEPT = 300.0
+# A static file's name: one or two segments, none starting with "." (no "..", no hidden file).
+# The handler also checks that the resolved path stays in STATIC: two layers, either enough.
+STATIC_NAME = r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)?"
+STORE_DOWN = "工单库暂时不可用，请稍后刷新 (the ticket store is unavailable: reload shortly)"
+
+
+class StoreDown(Exception):
+    """The store did not answer a session lookup and no validated session could stand in."""
+
+
+def outage(exc: DBAPIError) -> bool:
+    """The database is down or failing over (as the ticket API's middleware tells it), not a bug."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
+
+
+@dataclass
+class CachedSession:
+    principal: Principal
+    expires: datetime  # the token's own expiry: never trusted past it, outage or not
+    checked: float  # Web.ticks() at the last validation against the store
+    warned: bool = False  # the outage fallback was logged for this token
 
 
 class Page(Protocol):
@@ -79,6 +114,11 @@ class Web:
     env: jinja2.Environment
     pages: list[Page] = field(default_factory=list)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sessions: dict[str, CachedSession] = field(default_factory=dict)  # by web.session.token_key
+    ticks: Callable[[], float] = time.monotonic  # the session cache's clock (a test's own)
+    # Sessions signed out here, and when: a lookup that was under way as one signed out must
+    # not put it back in the cache. Kept SIGNED_OUT_KEPT seconds (no lookup takes that long).
+    signed_out: dict[str, float] = field(default_factory=dict)
 
     # ---- rendering ------------------------------------------------------------------------
 
@@ -101,16 +141,71 @@ class Web:
     # ---- signing in -----------------------------------------------------------------------
 
     async def principal(self, request: web.Request) -> tuple[Principal, str] | None:
+        """Who the session cookie stands for, or None. Raises StoreDown when the store cannot
+        say and no session validated before can stand in."""
         token = sess.session_token(request)
         if token is None:
             return None
-        who = await self.api.run(self.api._who, token, self.clock())
+        who = await self.session(token)
         return None if who is None else (who, token)
+
+    async def session(self, token: str) -> Principal | None:
+        """The principal of `token`: from the cache within SESSION_TTL of its last validation,
+        else from the store; while the store is down, the last validated one until the token
+        expires."""
+        key = sess.token_key(token)
+        cached = self.sessions.get(key)
+        if cached is not None and cached.expires <= self.clock():
+            del self.sessions[key]
+            cached = None
+        if cached is not None and self.ticks() - cached.checked < SESSION_TTL:
+            return cached.principal
+        try:
+            return await self.validate(token)
+        except DBAPIError as exc:
+            if not outage(exc):
+                raise
+            if cached is None:
+                raise StoreDown() from exc
+            if not cached.warned:  # once per token and outage: not once per request
+                cached.warned = True
+                log.warning("web_session_from_cache", user=cached.principal.username,
+                            error=type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+            return cached.principal
+
+    async def validate(self, token: str) -> Principal | None:
+        """Look `token` up in the store now (the cache updated). Raises DBAPIError."""
+        key = sess.token_key(token)
+        found = await self.api.run(lookup, self.api.engine, token, self.clock())
+        if found is None or key in self.signed_out:
+            self.sessions.pop(key, None)
+            return None
+        who, expires = found
+        self.sessions[key] = CachedSession(who, expires, self.ticks())
+        if len(self.sessions) > SESSION_CACHE_MAX:
+            now = self.clock()
+            for k in [k for k, c in self.sessions.items() if c.expires <= now]:
+                del self.sessions[k]
+        return who
 
     def guard(self, roles: frozenset[str], handler: Handler) -> Handler:
         """A page route for `roles`: signed in (or sent to /login), the CSRF token on writes."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                return await checked(request)
+            except FormEncodingError:
+                return web.Response(status=400, text=FORM_ENCODING)
+            except StoreDown:
+                return self.store_down(request)
+            except DBAPIError as exc:
+                if not outage(exc):
+                    raise
+                log.warning("web_store_unavailable", path=request.path,
+                            error=type(exc.orig).__name__ if exc.orig else "")
+                return self.store_down(request)
+
+        async def checked(request: web.Request) -> web.StreamResponse:
             found = await self.principal(request)
             if found is None:
                 if request.method == "GET" and "HX-Request" not in request.headers \
@@ -127,7 +222,7 @@ class Web:
                 offered = request.headers.get(sess.CSRF_HEADER)
                 if offered is None and request.content_type in ("application/x-www-form-urlencoded",
                                                                 "multipart/form-data"):
-                    offered = str((await request.post()).get(sess.CSRF_FIELD, ""))
+                    offered = str((await read_form(request)).get(sess.CSRF_FIELD, ""))
                 if not sess.csrf_ok(self.csrf_key, token, offered):
                     log.warning("web_csrf_refused", path=request.path, user=who.username)
                     return web.Response(status=403,
@@ -138,14 +233,27 @@ class Web:
 
         return guarded
 
+    def store_down(self, request: web.Request) -> web.Response:
+        """503 while the store is down: a page for a browser's GET, the words alone for htmx."""
+        if request.method == "GET" and "HX-Request" not in request.headers \
+                and request.headers.get("Accept", "") != "text/event-stream":
+            return self.render(request, "unavailable.html", status=503)
+        return web.Response(status=503, text=STORE_DOWN, headers={"Retry-After": "5"})
+
     async def login_page(self, request: web.Request) -> web.StreamResponse:
-        found = await self.principal(request)
+        try:
+            found = await self.principal(request)
+        except StoreDown:
+            found = None  # the form needs no store; signing in will say if it is still down
         if found is not None:
             raise web.HTTPSeeOther(sess.local_path(request.query.get("next"), HOME[found[0].role]))
         return self.render(request, "login.html", next=sess.local_path(request.query.get("next"), ""), error="")
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        try:
+            form = await read_form(request)
+        except FormEncodingError:
+            return web.Response(status=400, text=FORM_ENCODING)
         username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:256]
         next_path = sess.local_path(str(form.get("next", "")), "")
         s = self.api.settings
@@ -155,13 +263,26 @@ class Web:
             resp = self.render(request, "login.html", next=next_path, error=refused.reason)
             resp.set_status(429 if refused.retry_after else 401)
             return resp
+        except DBAPIError as exc:
+            if not outage(exc):
+                raise
+            log.warning("web_sign_in_store_unavailable", error=type(exc.orig).__name__ if exc.orig else "")
+            return self.render(request, "unavailable.html", status=503)
         resp = see_other(next_path or HOME[issued.principal.role])
         sess.set_session(resp, request, issued.token, int(s.token_ttl.total_seconds()))
         log.info("web_signed_in", user=issued.principal.username, role=issued.principal.role)
         return resp
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        await self.api.run(self.api._logout, request[TOKEN])
+        token = request[TOKEN]
+        await self.api.run(self.api._logout, token)  # revoked first: a store that is down says so (503)
+        key = sess.token_key(token)
+        now = self.ticks()
+        for k in [k for k, at in self.signed_out.items() if now - at > SIGNED_OUT_KEPT]:
+            del self.signed_out[k]
+        self.signed_out[key] = now
+        self.sessions.pop(key, None)
+        self.hub.close_token(key)  # its open pages stop receiving now; their reconnect is refused
         resp = see_other("/login")
         sess.clear_session(resp)
         return resp
@@ -226,7 +347,7 @@ class Web:
         r.add_post("/logout", self.guard(frozenset(HOME), self.logout))
         r.add_get("/", self.guard(frozenset(HOME), self.home))
         r.add_get("/lang/{lang}", self.set_language)
-        r.add_get("/static/{name:[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?}", self.static)
+        r.add_get("/static/{name:" + STATIC_NAME + "}", self.static)
         for page in self.pages:
             page.routes(r)
         app.on_shutdown.append(self._shutdown)
@@ -235,7 +356,39 @@ class Web:
         self.hub.close_all()
 
     def stream(self, request: web.Request, topics: list[str], first: list[Fragment]) -> Awaitable[web.StreamResponse]:
-        return live.stream(request, self.hub, topics, first)
+        """The page's event stream, tied to its session: closed when it signs out, and ended
+        when a re-check finds the session gone or the user's role, agent or department changed."""
+        token, who = request[TOKEN], request[WHO]
+
+        async def still_valid() -> bool:
+            try:
+                now = await self.validate(token)
+            except DBAPIError as exc:
+                if not outage(exc):
+                    raise
+                return True  # an outage ends no page: the session is checked again next time
+            return now is not None and same_seat(now, who)
+
+        return live.stream(request, self.hub, topics, first, token_key=sess.token_key(token),
+                           still_valid=still_valid)
+
+
+def lookup(store: Store, token: str, now: datetime) -> tuple[Principal, datetime] | None:
+    """The principal of a session token and when the token expires (in a worker thread)."""
+    with Session(store) as s:
+        who = auth.authenticate(s, token, now)
+        if who is None:
+            return None
+        row = s.get(TokenRow, sess.token_key(token))  # loaded by authenticate: no second read
+        assert row is not None
+        expires = row.expires
+        return who, expires if expires.tzinfo else expires.replace(tzinfo=UTC)  # SQLite gives it naive
+
+
+def same_seat(now: Principal, then: Principal) -> bool:
+    """Still the page that was opened: the same user, role, agent id and department."""
+    return (now.user_id, now.role, now.agent_id, now.department_id) == \
+        (then.user_id, then.role, then.agent_id, then.department_id)
 
 
 def see_other(location: str) -> web.Response:
@@ -267,7 +420,10 @@ def csrf_key(secret: str) -> bytes:
 def build(engine: Engine, api: TicketApi) -> Web:
     """The pages for `engine` (its control token keys the CSRF tokens: they outlive a restart)."""
     w = Web(engine=engine, api=api, hub=Hub(), csrf_key=csrf_key(engine.token), env=environment(), clock=api.clock)
-    w.pages = [DeskPage(w), WallPage(w), DeptPage(w)]
+    desk = DeskPage(w)
+    w.pages = [desk, WallPage(w), DeptPage(w)]
+    if engine.tickets is not None:
+        engine.tickets.drafts.on_opened = desk.draft_opened
     return w
 
 

@@ -30,6 +30,7 @@ from tickets.auth import Principal
 from tickets.lifecycle import Action
 from tickets.service import URGENCIES, Filters, NotFound, ServiceError
 from web import figures, i18n
+from web.forms import read_form
 from web.live import Fragment
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ class DeptPage:
         if name not in ACTIONS:
             raise web.HTTPNotFound()
         action, field_name = ACTIONS[name]
-        posted = await request.post()
+        posted = await read_form(request)
         body = {field_name: str(posted.get(field_name, ""))[:4000]} if field_name else {}
         try:
             view = await self.w.api.run(self.w.api.service.act, who, number, action, body, self.w.clock())

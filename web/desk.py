@@ -55,6 +55,7 @@ from tickets.lifecycle import Action, State
 from tickets.models import TicketRow
 from tickets.service import Forbidden, Invalid, ServiceError, TicketService
 from web import i18n
+from web.forms import read_form
 from web.i18n import LANGS
 from web.live import Fragment
 
@@ -77,6 +78,7 @@ PARTY_LOG = 40  # the joins and leaves a desk lists per call (a call's conferenc
 PARTY_CALLS = 500  # calls whose parties are kept until their record is written (a bound, not a cache)
 CONF_STATUS = {"bad_target": 422, "ami_down": 503, "timeout": 503}  # a ConferenceError's code; others 409
 DRAFT_WAIT = 1.0  # seconds the desk lets DraftMaker open the draft before opening it itself
+DEPARTMENTS_EVERY = 60.0  # seconds: the departments' list is re-read at most this often on a call's way
 KB_HITS = 8
 LONGEST_STEP = 5  # seconds: the corner's longest wait moves in these steps
 # The desk's keys (static/hotline.js clicks or focuses the element with that data-key).
@@ -157,6 +159,10 @@ i18n.add({
     "conf_choose_department": ("请选择三方通话的部门", "Choose the department to conference"),
     "conf_bad_target": ("请填写坐席工号或队列名", "Type an agent id or a queue name"),
     "conf_no_department": ("没有在通话中的部门", "No department is on the call"),
+    "conf_not_answering": ("只有接听该通话的坐席可以邀请三方或转接",
+                           "Only the agent who answered can conference or transfer"),
+    "conf_one_agent": ("已有坐席正在被咨询或转接", "Another agent is already being consulted or transferred to"),
+    "conf_nobody_joined": ("第三方尚未接通", "Nobody else has joined yet"),
     "parties": ("通话方", "On the call"),
     "party_caller": ("市民", "Citizen"),
     "party_me": ("本人", "you"),
@@ -265,6 +271,10 @@ class DeskPage:
         self.departments: list[dict[str, str]] = []
         self.calls: OrderedDict[str, Parties] = OrderedDict()  # call id -> its parties, until its record
         self._tasks: set[asyncio.Task[None]] = set()
+        # Answered calls whose draft the desk waits for: DraftMaker says when it opened it
+        # (draft_opened), so the desk reads the ticket once instead of asking until it is there.
+        self._drafts: dict[str, asyncio.Future[int]] = {}
+        self._departments_read = -DEPARTMENTS_EVERY
 
     # ---- routes ---------------------------------------------------------------------------
 
@@ -403,24 +413,32 @@ class DeskPage:
         p = desk.parties if desk is not None else None
         if p is None:
             return {"parties": None, "enabled": (), "conference": CONFERENCE}
-        me = f"agent:{agent_id}"
         now = [{**self._party_view(x.party, agent_id), "status": x.status, "since": self._clock(x.since)}
                for x in p.now.values()]
         log = [{**self._party_view(c.party, agent_id), "at": self._clock(c.at), "change": c.kind,
                 "detail": c.detail if f"pd_{c.detail}" in i18n.WORDS else ""} for c in p.log]  # not "by:<id>"
-        enabled: set[str] = set()
-        if not p.ended and me in p.now:
-            others = [x for x in p.now.values() if x.party not in ("caller", me)]
-            if agent_id == p.agent_id:
-                enabled.add("conference")
-                if not any(x.party.startswith("agent:") for x in others):
-                    enabled |= {"transfer_blind", "transfer_attended"}
-            if any(x.status == "joined" for x in others) or agent_id != p.agent_id:
-                enabled.add("leave")
-            if any(x.party.startswith("number:") for x in others):
-                enabled.add("drop_department")
+        enabled = {action for action, why in self._buttons(agent_id, p).items() if not why}
         return {"parties": {"call_id": p.call_id, "now": now, "log": log, "ended": p.ended},
                 "enabled": enabled, "conference": CONFERENCE}
+
+    @staticmethod
+    def _buttons(agent_id: str, p: Parties | None) -> dict[str, str]:
+        """Each 三方通话 button for this agent on this call now: "" when it can act, else the i18n
+        key of why not. The card disables what call_control refuses, from the same answer."""
+        me = f"agent:{agent_id}"
+        if p is None or p.ended or me not in p.now:
+            return dict.fromkeys(CONFERENCE, "no_call")
+        others = [x for x in p.now.values() if x.party not in ("caller", me)]
+        answering = agent_id == p.agent_id  # a consulted agent only leaves (or drops the department)
+        transfer = "conf_not_answering" if not answering else (
+            "conf_one_agent" if any(x.party.startswith("agent:") for x in others) else "")
+        return {
+            "conference": "" if answering else "conf_not_answering",
+            "leave": "" if not answering or any(x.status == "joined" for x in others) else "conf_nobody_joined",
+            "drop_department": "" if any(x.party.startswith("number:") for x in others) else "conf_no_department",
+            "transfer_blind": transfer,
+            "transfer_attended": transfer,
+        }
 
     def _party_view(self, party: str, agent_id: str) -> dict[str, Any]:
         """A party as the card names it: 市民 (never the caller's number), 坐席 1001, or a
@@ -575,6 +593,8 @@ class DeskPage:
         desk.pop.answered = True
         desk.parties = self._call_parties(call_id)
         self._publish(agent_id, "pop", "parties")
+        if call_id not in self._drafts:
+            self._drafts[call_id] = asyncio.get_running_loop().create_future()
         self._spawn(self._load_draft(agent_id, call_id, call.caller_num if call else "",
                                      call.caller_name if call else "", call.restricted if call else False))
 
@@ -613,17 +633,33 @@ class DeskPage:
         at = datetime.fromisoformat(iso).timestamp()
         return self.w.api.service.policy.calendar.local(at).strftime("%Y-%m-%d %H:%M")
 
+    def draft_opened(self, call_id: str, ticket_id: int) -> None:
+        """DraftMaker's report (on the loop): the draft of an answered call is in the store."""
+        waiter = self._drafts.get(call_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ticket_id)
+
     async def _load_draft(self, agent_id: str, call_id: str, number: str, name: str, restricted: bool) -> None:
         service = self.w.api.service
         who = desk_principal(agent_id)
+        waiter = self._drafts.get(call_id)
+        ticket_id: int | None = None
         try:
-            view = await self.w.api.run(_find_draft, service, who, call_id, self.w.clock())
-            waited = 0.0
-            while view is None and waited < DRAFT_WAIT:  # DraftMaker opens it from the same answer
-                await asyncio.sleep(0.1)
-                waited += 0.1
+            if waiter is not None:  # DraftMaker opens it from the same answer: wait for its word
+                ticket_id = await asyncio.wait_for(asyncio.shield(waiter), DRAFT_WAIT)
+        except TimeoutError:
+            pass  # the store is slow or DraftMaker's hand-off was full: look, then open it here
+        finally:
+            if self._drafts.get(call_id) is waiter:
+                self._drafts.pop(call_id, None)
+        try:
+            if ticket_id is not None:
+                view: dict[str, Any] | None = await self.w.api.run(service.get, who, ticket_id, self.w.clock())
+            else:
                 view = await self.w.api.run(_find_draft, service, who, call_id, self.w.clock())
-            await self.w.api.run(self._departments)
+            if time.monotonic() - self._departments_read >= DEPARTMENTS_EVERY:
+                await self.w.api.run(self._departments)
+                self._departments_read = time.monotonic()
             if view is None:  # open_draft is idempotent per call: a draft DraftMaker opened meanwhile is returned
                 opened = await self.w.api.run(lambda: service.open_draft(
                     call_id=call_id, caller_num=number, caller_name=name, restricted=restricted, agent_id=agent_id,
@@ -671,7 +707,7 @@ class DeskPage:
             action = Control(request.match_info["action"])
         except ValueError:
             raise web.HTTPNotFound() from None
-        form = await request.post()
+        form = await read_form(request)
         reason = str(form.get("reason", "")) if action is Control.PAUSE else ""
         if reason and not REASON.fullmatch(reason):
             return self._control_answer(lang, f"{t('refused')}: reason", True, 422)
@@ -697,7 +733,7 @@ class DeskPage:
         do = request.match_info["do"]
         if agent_id is None or do not in ("dispatch", "answer", "attach"):
             raise web.HTTPNotFound()
-        form = await request.post()
+        form = await read_form(request)
         try:
             ticket_id = int(str(form.get("ticket", "")))
         except ValueError:
@@ -748,7 +784,7 @@ class DeskPage:
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
     async def kb_search(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         text = " ".join(str(form.get("q", "")).split())[:200]
         hits: list[dict[str, Any]] = []
         if text and _control_character(text) is None:
@@ -760,7 +796,7 @@ class DeskPage:
 
     async def kb_use(self, request: web.Request) -> web.StreamResponse:
         """An article's answer into the 直接答复 box, cited by its id."""
-        form = await request.post()
+        form = await read_form(request)
         try:
             article_id = int(str(form.get("article_id", "")))
         except ValueError:
@@ -792,9 +828,12 @@ class DeskPage:
         if conference is None or agent_id is None:
             return answer(t("conf_unavailable"), 503)
         call_id = self._conference_call(agent_id)
-        if call_id is None:
-            return answer(f"{t('refused')}: {t('no_call')}", 409)
-        form = await request.post()
+        # The buttons the card enables are the ones that act: a consulted agent's forced post to
+        # transfer or conference someone else's call is refused here (the conference checks it too).
+        why = self._buttons(agent_id, self.calls.get(call_id) if call_id is not None else None)[action]
+        if call_id is None or why:
+            return answer(f"{t('refused')}: {t(why or 'no_call')}", 409)
+        form = await read_form(request)
         to = str(form.get("to", "")).strip()
         try:
             match action:
@@ -818,19 +857,20 @@ class DeskPage:
                     if not TRANSFER_TARGET.fullmatch(to):
                         return answer(f"{t('refused')}: {t('conf_bad_target')}", 422)
                     if action == "transfer_blind":
-                        await conference.transfer_blind(call_id, to)
+                        await conference.transfer_blind(call_id, to, who=agent_id)
                     else:
-                        await conference.transfer_attended(call_id, to)
+                        await conference.transfer_attended(call_id, to, who=agent_id)
         except Exception as exc:  # ConferenceError: the engine's reason, Chinese first
             return answer(f"{t('refused')}: {exc}", CONF_STATUS.get(getattr(exc, "code", ""), 409))
         return answer(f"{t('conf_' + action)} · {t('act_done')}")
 
     def _conference_call(self, agent_id: str) -> str | None:
         """The call the agent's buttons act on: their own (answered) call, or the call they were
-        brought into (an agent party's phone is not the core's call of theirs)."""
+        brought into (an agent party's phone is not the core's call of theirs). Its parties are
+        kept in `calls` from here on, whether or not the agent's desk is open."""
         agent = self.w.engine.dispatcher.state.agents.get(agent_id)
-        if agent is not None and agent.call_id is not None:
-            return agent.call_id
+        if agent is not None and agent.call_id is not None and agent.activity is not Activity.RINGING:
+            return agent.call_id if self._call_parties(agent.call_id) is not None else None
         me = f"agent:{agent_id}"
         for parties in reversed(self.calls.values()):
             if not parties.ended and me in parties.now:

@@ -16,6 +16,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "password": ("密码", "Password"),
     "denied": ("您的角色无权访问此页面", "Your role may not open this page"),
     "back_home": ("返回首页", "Back to my page"),
+    "store_down": ("工单库暂时不可用，请稍后刷新", "The ticket store is unavailable: please reload shortly"),
+    "reload": ("刷新", "Reload"),
     "live_lost": ("实时连接中断，正在重连…", "Live connection lost, reconnecting…"),
     "language": ("English", "中文"),
 }

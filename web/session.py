@@ -28,7 +28,14 @@ def csrf_token(key: bytes, session: str) -> str:
 
 
 def csrf_ok(key: bytes, session: str, offered: str | None) -> bool:
-    return offered is not None and hmac.compare_digest(csrf_token(key, session), offered)
+    # compare_digest refuses (TypeError) a str that is not ASCII: such a token is simply wrong.
+    return offered is not None and offered.isascii() and hmac.compare_digest(csrf_token(key, session), offered)
+
+
+def token_key(token: str) -> str:
+    """A session's key in memory (the page's session cache, the hub's streams per session):
+    its SHA-256, as the store keeps it, so no token is held in the clear."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def session_token(request: web.Request) -> str | None:
@@ -49,8 +56,12 @@ def clear_session(resp: web.StreamResponse) -> None:
 
 
 def local_path(target: str | None, default: str = "/") -> str:
-    """Where to go after signing in: only a path on this site (never //host or a scheme)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: only a path on this site (never //host or a scheme).
+
+    Control characters are refused too: a browser drops tabs and newlines from a URL ("/<TAB>/x"
+    is "//x" to it), and a CR or LF in a Location header would start a header of its own."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

@@ -185,7 +185,7 @@ def test_an_attended_transfer_to_a_second_agent(rig: Rig, clean: Sandbox) -> Non
         sipp.register([("agent1002", password("1002"))], contact_port=6303)
         second = sipp.agent_uas(6303)
         rig.engine.wait_for(lambda e: e.dispatcher.state.agents["1002"].available(), 5, "1002 free")
-        rig.run(rig.conf.transfer_attended(call_id, "1002"))
+        rig.run(rig.conf.transfer_attended(call_id, "1002", who="1001"))
         rig.wait_change("joined", "agent:1002")
         three = wait_members(clean, call_id, 3)
         assert len(three) == 3 and any(m.startswith("Local/1002*") for m in three), three

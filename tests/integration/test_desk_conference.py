@@ -9,6 +9,8 @@ has one record."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import time
 import wave
@@ -161,6 +163,7 @@ def test_the_desk_conferences_a_department_then_hands_the_caller_to_a_second_age
             assert (row.call_id, row.outcome, row.agent_id) == (call_id, "answered", "1001")
             assert row.answered is not None and row.ended is not None
             expect(desk.locator("#pop .pop-call.ended")).to_have_count(1)
+            assert_parties_recorded(row.parties, row.answered.timestamp(), row.ended.timestamp())
             whole = (row.ended - row.answered).total_seconds()
             audio = closed_audio(path, whole - 1.0)
             assert audio.has_audio and audio.seconds >= whole - 1.0, (audio, whole)  # the whole conversation
@@ -168,6 +171,41 @@ def test_the_desk_conferences_a_department_then_hands_the_caller_to_a_second_age
             for run in phones:
                 run.stop()
             site.close()
+
+
+def assert_parties_recorded(text: str, answered: float, ended: float) -> None:
+    """The engine's wiring of the conference's changes into the call's record (on_change ->
+    PartyNoted -> the call's parties -> call_records.parties): who joined and left, in order,
+    within the call. The caller and 1002 were on the line when the caller hung up: their leaving
+    is the dialplan's report if it came before the record, else the record's own closing entry
+    ("call_ended", at the record's end)."""
+    entries = json.loads(text)
+    assert all(isinstance(e, list) and len(e) == 4 for e in entries), entries
+    for at, kind, party, detail in entries:
+        assert answered - 1 <= at <= ended + 1, (at, kind, party, detail, answered, ended)
+        if detail == "call_ended":
+            assert kind == "left" and abs(at - ended) < 1, (at, kind, party, ended)
+
+    def of(party: str) -> list[tuple[str, str]]:
+        return [(kind, detail) for _, kind, who, detail in entries if who == party]
+
+    def ended_by(party: str) -> str:
+        kind, detail = of(party)[-1]
+        assert kind == "left" and detail in ("hangup", "call_ended"), (party, entries)
+        return detail
+
+    assert of(f"number:{PHONE}") == [("dialing", "by:1001"), ("joined", ""), ("left", "drop")], entries
+    assert of("agent:1001") == [("joined", ""), ("left", "leave")], entries
+    assert of("agent:1002")[:2] == [("dialing", "by:1001"), ("joined", "")], entries
+    assert len(of("agent:1002")) == 3 and ended_by("agent:1002")
+    assert of("caller")[:1] == [("joined", "")] and len(of("caller")) == 2 and ended_by("caller")
+    order = [(kind, party) for _, kind, party, _ in entries]
+    steps = [("dialing", f"number:{PHONE}"), ("joined", f"number:{PHONE}"), ("left", f"number:{PHONE}"),
+             ("dialing", "agent:1002"), ("joined", "agent:1002"), ("left", "agent:1001"), ("left", "agent:1002")]
+    assert [order.index(s) for s in steps] == sorted(order.index(s) for s in steps), entries
+    times = [at for at, *_ in entries]
+    # In the order they happened (the closing entries' time is the record's, from the monotonic clock).
+    assert all(later >= earlier - 0.5 for earlier, later in itertools.pairwise(times)), entries
 
 
 def closed_audio(path: Path, seconds: float, timeout: float = 5) -> AudioCheck:

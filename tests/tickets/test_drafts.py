@@ -4,6 +4,7 @@ later, and leaves calls from before the ticket platform existed alone."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -75,3 +76,21 @@ def test_the_ticket_shows_who_joined_its_call_and_when(db: Engine) -> None:
     assert [(p["kind"], p["party"], p["detail"]) for p in call["parties"]] == [
         ("joined", "number:02933000001", "by:1001"), ("left", "agent:1001", "leave")]
     assert call["parties"][0]["at"].startswith((T0 - timedelta(seconds=580)).isoformat()[:19])
+
+
+async def test_the_desk_is_told_of_each_draft_the_live_path_opens_with_its_ticket(db: Engine) -> None:
+    who = seed(db)
+    svc = service(db)
+    maker = DraftMaker(svc, clock=lambda: T0, sweep_every=3600)
+    told: list[tuple[str, int]] = []
+    maker.on_opened = lambda call_id, ticket_id: told.append((call_id, ticket_id))
+    maker.offer(Answered("live-1", "13900000001", "", False, "1001", None))
+    task = asyncio.create_task(maker.run())
+    try:
+        async with asyncio.timeout(10):
+            while not told:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    (draft,) = svc.search(who["boss"], Filters(state="draft"), T0)["items"]
+    assert told == [("live-1", draft["id"])]

@@ -4,11 +4,13 @@ and the answer to every request that cannot be carried out."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from acd.calls import CallState
 from acd.events import AgentProfile
@@ -78,6 +80,11 @@ async def rig() -> AsyncIterator[Rig]:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await fake.close()
+
+
+def moves(fake: FakeAmi) -> list[Fields]:
+    """The actions the conference sends (not the dispatcher's own)."""
+    return [a for a in fake.received if a.get("Action") in ("Getvar", "Redirect", "Originate", "Hangup")]
 
 
 def conf_event(role: str, action: str, party: str = "") -> Fields:
@@ -170,6 +177,43 @@ async def test_a_dropped_partys_own_hang_up_read_before_the_reply_is_not_a_secon
         ("dialing", "by:1001"), ("joined", ""), ("left", "drop")]
 
 
+@pytest.mark.parametrize("how", ["leave", "blind"])
+async def test_the_leaving_agents_own_hang_up_read_before_the_reply_is_not_a_second_leaving(
+        rig: Rig, how: str) -> None:
+    if how == "leave":
+        await rig.conf.add_party("c1", "02988880000", who="1001")
+    else:
+        await rig.conf.transfer_blind("c1", "1002", who="1001")
+    party = rig.fake.actions("Originate")[0]["ChannelId"]
+    # Asterisk 22: the agent's leg hangs up (`bye`) and its handler reports it before the reply.
+    rig.fake.scripts["Redirect"] = lambda a: [conf_event("agent", "left"), *success()]
+    rig.fake.push(conf_event("party", "joined", party))
+    if how == "leave":
+        await until(lambda: len(rig.conf.parties("c1")) == 3, what="the join")
+        await rig.conf.leave("c1", "1001")
+    else:
+        await until(lambda: rig.changes[-1].detail == "transfer", what="the hand-over")
+    await asyncio.sleep(0.05)  # the event was read before the reply: nothing more is on its way
+    assert [(c.kind, c.detail) for c in rig.changes if c.party == "agent:1001"] == [
+        ("left", "leave" if how == "leave" else "transfer")]
+    assert len(rig.fake.actions("Redirect")) == 2  # into the conference, and the hand-over: the caller once
+
+
+async def test_a_leave_asterisk_refuses_keeps_the_agent_on_the_call(rig: Rig) -> None:
+    await rig.conf.add_party("c1", "02988880000", who="1001")
+    rig.fake.push(conf_event("party", "joined", rig.fake.actions("Originate")[0]["ChannelId"]))
+    await until(lambda: len(rig.conf.parties("c1")) == 3, what="the join")
+    rig.fake.scripts["Redirect"] = lambda _: error("Channel not found")
+    with pytest.raises(ConferenceError, match="拒绝"):
+        await rig.conf.leave("c1", "1001")
+    assert rig.conf.parties("c1") == ["caller", "agent:1001", "number:02988880000"]
+    # Their phone hung up after all: said so, and the caller is moved on.
+    del rig.fake.scripts["Redirect"]
+    rig.fake.push(conf_event("agent", "left"))
+    await until(lambda: rig.changes[-1].party == "agent:1001", what="the hang-up")
+    assert rig.changes[-1].detail == "hangup"
+
+
 async def test_the_legs_joining_read_before_the_moves_reply_are_reported(rig: Rig) -> None:
     rig.fake.scripts["Redirect"] = lambda a: [conf_event("agent", "joined"), conf_event("caller", "joined"),
                                               *success()]
@@ -197,7 +241,7 @@ async def test_a_department_that_does_not_answer_is_reported_failed(rig: Rig) ->
 
 
 async def test_blind_transfer_to_an_agent_hands_over_when_that_agent_answers(rig: Rig) -> None:
-    change = await rig.conf.transfer_blind("c1", "1002")
+    change = await rig.conf.transfer_blind("c1", "1002", who="1001")
     assert (change.kind, change.party) == ("dialing", "agent:1002")
     (dial,) = rig.fake.actions("Originate")
     assert dial["Channel"] == "Local/1002*20@hotline-conf-dial/n"
@@ -213,14 +257,14 @@ async def test_blind_transfer_to_an_agent_hands_over_when_that_agent_answers(rig
 async def test_blind_transfer_to_a_queue_picks_its_longest_free_agent(rig: Rig) -> None:
     state = rig.dispatcher.state
     state.agents["1002"].idle_since, state.agents["1003"].idle_since = 50.0, 10.0
-    change = await rig.conf.transfer_blind("c1", "main")
+    change = await rig.conf.transfer_blind("c1", "main", who="1001")
     assert change.party == "agent:1003"
     with pytest.raises(ConferenceError, match=r"没有这个坐席或队列 \(no agent or queue 'nope'\)"):
-        await rig.conf.transfer_blind("c1", "nope")
+        await rig.conf.transfer_blind("c1", "nope", who="1001")
 
 
 async def test_attended_transfer_consults_then_the_first_agent_leaves(rig: Rig) -> None:
-    await rig.conf.transfer_attended("c1", "1002")
+    await rig.conf.transfer_attended("c1", "1002", who="1001")
     party = rig.fake.actions("Originate")[0]["ChannelId"]
     rig.fake.push(conf_event("party", "joined", party))
     await until(lambda: "agent:1002" in rig.conf.parties("c1"), what="the consultation")
@@ -262,12 +306,12 @@ async def test_a_call_not_in_talk_and_bad_targets_are_refused(rig: Rig) -> None:
     with pytest.raises(ConferenceError, match="号码无效"):
         await rig.conf.add_party("c1", "02-9888;x", who="1001")
     with pytest.raises(ConferenceError, match="该坐席已在通话中"):
-        await rig.conf.transfer_attended("c1", "1001")
+        await rig.conf.transfer_attended("c1", "1001", who="1001")
     with pytest.raises(ConferenceError, match="没有这个坐席"):
-        await rig.conf.transfer_attended("c1", "9999")
+        await rig.conf.transfer_attended("c1", "9999", who="1001")
     rig.dispatcher.state.agents["1002"].device_busy = True
     with pytest.raises(ConferenceError, match="该坐席现在不空闲"):
-        await rig.conf.transfer_attended("c1", "1002")
+        await rig.conf.transfer_attended("c1", "1002", who="1001")
     rig.dispatcher.state.calls["c1"].state = CallState.DIALING
     with pytest.raises(ConferenceError, match=r"该通话不在坐席通话中 \(the call is not in talk \(it is dialing\)\)"):
         await rig.conf.add_party("c1", "02988880000", who="1001")
@@ -279,6 +323,96 @@ async def test_a_party_already_present_is_refused(rig: Rig) -> None:
     with pytest.raises(ConferenceError, match=r"^该号码已在通话中 \(this number is already in the call\)$") as info:
         await rig.conf.add_party("c1", "02988880000", who="1001")
     assert info.value.code == "party_present"
+
+
+async def test_two_concurrent_requests_for_one_department_move_the_legs_once_and_ring_it_once(rig: Rig) -> None:
+    first, second = await asyncio.gather(rig.conf.add_party("c1", "02988880000", who="1001"),
+                                         rig.conf.add_party("c1", "02988880000", who="1001"),
+                                         return_exceptions=True)
+    assert isinstance(first, PartyChange) and first.kind == "dialing"
+    assert isinstance(second, ConferenceError) and second.code == "party_present"
+    assert len(rig.fake.actions("Redirect")) == 1 and len(rig.fake.actions("Originate")) == 1
+    # The call's lock goes with its conference once the caller hangs up.
+    rig.fake.push(conf_event("caller", "joined"), conf_event("caller", "left"))
+    await until(lambda: rig.conf.parties("c1") == [], what="the conference forgotten")
+    assert rig.conf._turns == {}
+
+
+@pytest.mark.parametrize(("one", "other"), [("1002", "1002"), ("main", "main"), ("1002", "1003")])
+async def test_two_concurrent_blind_transfers_ring_one_agent_and_move_the_legs_once(
+        rig: Rig, one: str, other: str) -> None:
+    results = await asyncio.gather(rig.conf.transfer_blind("c1", one, who="1001"),
+                                   rig.conf.transfer_blind("c1", other, who="1001"), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["ConferenceError", "PartyChange"]
+    refused = next(r for r in results if isinstance(r, ConferenceError))
+    assert refused.code == "party_present"
+    assert len(rig.fake.actions("Redirect")) == 1 and len(rig.fake.actions("Originate")) == 1
+    # The new agent answers: the first agent is taken out once.
+    rig.fake.push(conf_event("party", "joined", rig.fake.actions("Originate")[0]["ChannelId"]))
+    await until(lambda: rig.changes[-1].detail == "transfer", what="the hand-over")
+    await asyncio.sleep(0.05)
+    assert len(rig.fake.actions("Redirect")) == 2
+
+
+async def test_only_the_answering_agent_adds_a_party_or_transfers_and_only_an_agent_on_the_call_leaves(
+        rig: Rig) -> None:
+    await rig.conf.transfer_attended("c1", "1002", who="1001")
+    party = rig.fake.actions("Originate")[0]["ChannelId"]
+    rig.fake.push(conf_event("party", "joined", party))
+    await until(lambda: "agent:1002" in rig.conf.parties("c1"), what="the consultation")
+    sent = moves(rig.fake)
+    # 1002, brought in for consultation, would take 1001 out of the call with a transfer.
+    for request in (rig.conf.transfer_blind("c1", "1003", who="1002"),
+                    rig.conf.transfer_attended("c1", "1003", who="1002"),
+                    rig.conf.add_party("c1", "02988880000", who="1002")):
+        with pytest.raises(ConferenceError, match=r"^只有接听该通话的坐席可以邀请第三方或转接 ") as info:
+            await request
+        assert info.value.code == "not_answering_agent"
+    with pytest.raises(ConferenceError, match="该坐席不在这个通话中") as info:
+        await rig.conf.leave("c1", "1003")
+    assert info.value.code == "not_on_call"
+    assert moves(rig.fake) == sent  # nothing reached Asterisk
+    await rig.conf.leave("c1", "1002")  # the consulted agent leaves
+    assert rig.fake.actions("Hangup")[-1]["Channel"] == party
+
+
+@pytest.mark.parametrize("call_id", ["c1,Exten=x", "c1\r\nAction: Hangup", "c" * 65, "c1 2", ""])
+async def test_a_call_id_that_would_write_ami_fields_is_refused_before_any_action(rig: Rig, call_id: str) -> None:
+    # As the dispatcher would hold it (a Linkedid is what Asterisk named the channel).
+    state = rig.dispatcher.state
+    bad = copy.copy(state.calls["c1"])
+    bad.call_id = call_id
+    state.calls[call_id] = bad
+    sent = moves(rig.fake)
+    for request in (rig.conf.add_party(call_id, "02988880000", who="1001"),
+                    rig.conf.transfer_blind(call_id, "1002", who="1001"),
+                    rig.conf.transfer_attended(call_id, "1002", who="1001"),
+                    rig.conf.leave(call_id, "1001"), rig.conf.drop_party(call_id)):
+        with pytest.raises(ConferenceError, match=r"^通话编号无法用于会议 ") as info:
+            await request
+        assert info.value.code == "not_supported"
+    assert moves(rig.fake) == sent and rig.conf._turns == {}
+
+
+async def test_the_conferences_logs_keep_only_the_last_four_digits_of_a_number(rig: Rig) -> None:
+    number = "02988881234"
+    with capture_logs() as logs:
+        await rig.conf.add_party("c1", number, who="1001")
+        party = rig.fake.actions("Originate")[0]["ChannelId"]
+        rig.fake.push({"Event": "OriginateResponse", "Response": "Failure", "Uniqueid": party, "Reason": "5"})
+        await until(lambda: rig.changes[-1].kind == "failed", what="the failure")
+        await rig.conf.add_party("c1", number, who="1001")
+        party = rig.fake.actions("Originate")[-1]["ChannelId"]
+        rig.fake.push(conf_event("party", "joined", party))
+        await until(lambda: rig.changes[-1].kind == "joined", what="the join")
+        await rig.conf.drop_party("c1")
+        await rig.conf.transfer_blind("c1", "1002", who="1001")  # its caller ID carries the caller's number
+    ours = [e for e in logs if str(e["event"]).startswith("conference_")]
+    shown = {e["event"] for e in ours if e.get("party") == "number:*******1234"}
+    assert shown >= {"conference_party_dialing", "conference_party_failed", "conference_party_dropped",
+                     "conference_change"}
+    for event in ours:
+        assert not any(number in str(v) or "13800000000" in str(v) for v in event.values()), event
 
 
 async def test_not_yet_bridged_is_refused_before_anything_moves(rig: Rig) -> None:

@@ -25,6 +25,19 @@ def test_a_department_sees_only_its_own_tickets(site: Site, browser: Browser) ->
     assert theirs["number"] not in page.content()
 
 
+def test_the_inbox_page_as_the_server_first_sends_it_holds_no_other_departments_ticket(
+        site: Site, browser: Browser) -> None:
+    # Not the DOM after the stream has replaced the inbox: the page's own first response.
+    ours = dispatched(site, "housing")
+    theirs = dispatched(site, "water", content="水管爆裂", caller_name="李先生")
+    page = site.page(browser, "zhujian")
+    resp = page.goto(f"{site.url}/dept")
+    assert resp is not None and resp.status == 200
+    body = resp.text()
+    assert f"data-ticket=\"{ours['number']}\"" in body
+    assert theirs["number"] not in body and "水管爆裂" not in body and "李先生" not in body
+
+
 def test_another_departments_ticket_by_url_is_refused_and_shows_nothing(site: Site, browser: Browser) -> None:
     theirs = dispatched(site, "water", content="水务局的秘密诉求", caller_name="李先生")
     page = site.page(browser, "zhujian")

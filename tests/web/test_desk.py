@@ -395,9 +395,12 @@ def test_the_conference_button_rings_the_phone_of_the_departments_record_and_ref
     agent, exten = switch.ring("c-dept")
     legs["PJSIP/carrier-c-dept"] = f"PJSIP/agent{agent}-0{exten.split('*')[-1]}"
 
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and "/desk/call/" in r.url else None)
     page.select_option("#conf-department", "water")
-    page.locator("#parties").get_by_role("button", name="三方通话").click()
+    page.locator("#parties").get_by_role("button", name="三方通话").dblclick()  # a double click: one request
     expect(page.locator("#conf-msg")).to_have_text("三方通话 · 已执行")
+    assert posts == [f"{desk.url}/desk/call/conference"]
     until(lambda: bool(switch.ami.actions("Originate")), what="the Originate")
     (originate,) = switch.ami.actions("Originate")
     assert originate["Channel"] == "PJSIP/02933000002@carrier"  # 市水务局's phone, from the store
@@ -416,6 +419,35 @@ def test_the_conference_button_rings_the_phone_of_the_departments_record_and_ref
     status, text = post("transfer_attended", to="1009")
     assert status == 422 and "没有这个坐席" in text  # the conference's own check
     assert len(switch.ami.actions("Originate")) == 1
+
+
+def test_a_consulted_agent_is_refused_a_transfer_or_conference_of_the_call_they_were_brought_into(
+        desk: Site, switch: FakeSwitch, browser: Browser) -> None:
+    ready(desk, switch)
+    page = open_desk(desk, browser)
+    second = open_desk(desk, browser, "agent1002")
+    answered_with_draft(desk, switch, page, "c-consult")
+    changed(desk, "c-consult", "dialing", "agent:1002", AT, "by:1001")
+    changed(desk, "c-consult", "joined", "agent:1002", AT + 5)
+    theirs = second.locator("#parties .party-now [data-party='agent:1002']")
+    expect(theirs).to_have_attribute("data-status", "joined")
+
+    def post(p: Page, action: str, **form: str) -> tuple[int, str]:
+        resp = p.request.post(f"{desk.url}/desk/call/{action}", form=form, headers={"X-CSRF-Token": csrf(p)})
+        return resp.status, resp.text()
+
+    # 1002's buttons are disabled but for 退出三方; a forged post is refused with the reason, as
+    # 1001 would be taken out of their own call by a transfer 1002 asked for.
+    for action, form in (("transfer_blind", {"to": "1003"}), ("transfer_attended", {"to": "1003"}),
+                         ("conference", {"department": "water"})):
+        status, text = post(second, action, **form)
+        assert (status, text) == (409, "未执行: 只有接听该通话的坐席可以邀请三方或转接"), action
+    # The answering agent: one consultation at a time, as the card shows it.
+    status, text = post(page, "transfer_blind", to="1003")
+    assert (status, text) == (409, "未执行: 已有坐席正在被咨询或转接")
+    conference = [a for a in switch.ami.received if a.get("Action") == "Originate"
+                  or a.get("Context") == "hotline-conf" or a.get("Variable") == "BRIDGEPEER"]
+    assert conference == []  # nothing reached Asterisk
 
 
 def test_an_agent_sees_only_their_own_calls_and_a_supervisor_without_an_agent_id_no_desk(
@@ -483,3 +515,18 @@ def test_the_desk_speaks_english_on_request_and_its_stream_too(
     expect(page.locator("#pop h2")).to_have_text("On the call")
     expect(page.locator("#ticket-form")).to_contain_text("Dispatch")
     assert "⟦" not in page.content()  # every word has its English
+
+
+def test_the_draft_opens_on_the_desk_when_the_drafts_say_so_not_after_a_wait(
+        desk: Site, switch: FakeSwitch, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Were the desk still waiting out DRAFT_WAIT (or asking the store until the draft is there),
+    # the form would not come within the expectation's time.
+    monkeypatch.setattr("web.desk.DRAFT_WAIT", 60.0)
+    ready(desk, switch)
+    page = open_desk(desk, browser)
+    switch.join("c-hook", number=NUMBER, name="王先生")
+    switch.dial("c-hook")
+    expect(page.locator("#pop .pop-call")).to_have_attribute("data-call-id", "c-hook")
+    switch.answer("c-hook")
+    expect(page.locator("#ticket-form")).to_be_visible(timeout=10_000)
+    assert store_ticket(desk, "c-hook")["state"] == "draft"
