@@ -779,9 +779,10 @@ __all__ = ["CATEGORIES", "CHANNELS", "ENGINE", "RATINGS", "URGENCIES", "Conflict
 
 def _parties(text: str | None) -> list[dict[str, Any]]:
     """The record's conference history as the API shows it (times in ISO 8601). Only the engine
-    writes it, checked; a value altered in the database shows as no history, not as a 500."""
+    writes it, checked; a value altered in the database shows as no history, not as a 500
+    (RecursionError: arrays nested deeper than the JSON parser recurses)."""
     try:
         return [{"at": datetime.fromtimestamp(float(at), UTC).isoformat(), "kind": str(kind), "party": str(party),
                  "detail": str(detail)} for at, kind, party, detail in json.loads(text or "[]")]
-    except (ValueError, TypeError, OverflowError, OSError):
+    except (ValueError, TypeError, OverflowError, OSError, RecursionError):
         return []

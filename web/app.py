@@ -70,6 +70,12 @@ TICK = 1.0  # the live pages' clocks (time in state, longest wait) advance once 
 SESSION_TTL = 30.0  # seconds a validated session is trusted without reading the store again
 SESSION_CACHE_MAX = 10_000  # sessions kept in memory; beyond, the expired ones are dropped
 SIGNED_OUT_KEPT = 300.0
+# While the store is down: a session stands in only if it was validated no more than this long
+# before the store last answered (an entry from hours ago may be of a user disabled since), and
+# the store is not asked again for OUTAGE_BACKOFF seconds after it failed (a PostgreSQL that
+# does not answer takes its connect timeout per lookup, on the ticket API's few threads).
+FALLBACK_WINDOW = 120.0
+OUTAGE_BACKOFF = 5.0
 # A static file's name: one or two segments, none starting with "." (no "..", no hidden file).
 # The handler also checks that the resolved path stays in STATIC: two layers, either enough.
 STATIC_NAME = r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)?"
@@ -122,6 +128,8 @@ class Web:
     # Sessions signed out here, and when: a lookup that was under way as one signed out must
     # not put it back in the cache. Kept SIGNED_OUT_KEPT seconds (no lookup takes that long).
     signed_out: dict[str, float] = field(default_factory=dict)
+    store_ok_at: float = 0.0  # ticks() of the store's last answer to a session lookup
+    store_down_until: float = 0.0  # ticks(): no session lookup before this (the store just failed)
 
     # ---- rendering ------------------------------------------------------------------------
 
@@ -163,18 +171,26 @@ class Web:
             cached = None
         if cached is not None and self.ticks() - cached.checked < SESSION_TTL:
             return cached.principal
+        if self.ticks() < self.store_down_until:  # the store failed just now: do not wait on it again
+            return self.stand_in(cached, None)
         try:
             return await self.validate(token)
         except DBAPIError as exc:
             if not outage(exc):
                 raise
-            if cached is None:
-                raise StoreDown() from exc
-            if not cached.warned:  # once per token and outage: not once per request
-                cached.warned = True
-                log.warning("web_session_from_cache", user=cached.principal.username,
-                            error=type(exc.orig).__name__ if exc.orig else type(exc).__name__)
-            return cached.principal
+            self.store_down_until = self.ticks() + OUTAGE_BACKOFF
+            return self.stand_in(cached, exc)
+
+    def stand_in(self, cached: CachedSession | None, exc: DBAPIError | None) -> Principal:
+        """While the store is down: the session validated before, if recent enough; else StoreDown."""
+        if cached is None or self.store_ok_at - cached.checked > FALLBACK_WINDOW \
+                or cached.expires <= self.clock():
+            raise StoreDown() from exc
+        if not cached.warned:  # once per token and outage: not once per request
+            cached.warned = True
+            log.warning("web_session_from_cache", user=cached.principal.username,
+                        error=(type(exc.orig).__name__ if exc.orig else type(exc).__name__) if exc else "backoff")
+        return cached.principal
 
     async def validate(self, token: str) -> Principal | None:
         """Look `token` up in the store now (the cache updated). Raises DBAPIError."""
@@ -184,11 +200,11 @@ class Web:
             self.sessions.pop(key, None)
             return None
         who, expires = found
+        self.store_ok_at = self.ticks()
+        self.sessions.pop(key, None)  # re-inserted last: the dict's order is the order of validation
         self.sessions[key] = CachedSession(who, expires, self.ticks())
-        if len(self.sessions) > SESSION_CACHE_MAX:
-            now = self.clock()
-            for k in [k for k, c in self.sessions.items() if c.expires <= now]:
-                del self.sessions[k]
+        while len(self.sessions) > SESSION_CACHE_MAX:  # the longest unchecked go first
+            del self.sessions[next(iter(self.sessions))]
         return who
 
     def guard(self, roles: frozenset[str], handler: Handler) -> Handler:
@@ -278,7 +294,15 @@ class Web:
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         token = request[TOKEN]
-        await self.api.run(self.api._logout, token)  # revoked first: a store that is down says so (503)
+        try:
+            await self.api.run(self.api._logout, token)
+        except DBAPIError as exc:
+            if not outage(exc):
+                raise
+            # The store cannot revoke it now: this engine forgets it all the same (a shared seat
+            # must not keep the last agent's session); the token itself expires on its own.
+            log.warning("web_sign_out_not_stored", user=request[WHO].username,
+                        hint="the token stays valid in the store until it expires; sign out again when it is back")
         key = sess.token_key(token)
         now = self.ticks()
         for k in [k for k, at in self.signed_out.items() if now - at > SIGNED_OUT_KEPT]:
@@ -379,12 +403,22 @@ class Web:
         token, who = request[TOKEN], request[WHO]
 
         async def still_valid() -> bool:
+            # Asked of the store itself (not the 30-s cache): a re-check is seldom, and it is how
+            # a disabled user's open page ends. During an outage the cached session stands in.
+            key = sess.token_key(token)
             try:
-                now = await self.validate(token)
-            except DBAPIError as exc:
-                if not outage(exc):
-                    raise
-                return True  # an outage ends no page: the session is checked again next time
+                if self.ticks() < self.store_down_until:
+                    now: Principal | None = self.stand_in(self.sessions.get(key), None)
+                else:
+                    try:
+                        now = await self.validate(token)
+                    except DBAPIError as exc:
+                        if not outage(exc):
+                            raise
+                        self.store_down_until = self.ticks() + OUTAGE_BACKOFF
+                        now = self.stand_in(self.sessions.get(key), exc)
+            except StoreDown:
+                return False  # down, and this session cannot stand in (expired, or validated too long ago)
             return now is not None and same_seat(now, who)
 
         return live.stream(request, self.hub, topics, first, token_key=sess.token_key(token),

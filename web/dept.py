@@ -188,6 +188,12 @@ class DeptPage:
         if dept is None:  # a department user always has one (tickets/auth.py); refuse rather than guess
             raise web.HTTPForbidden()
         items = await self.w.api.run(self._items, who)
+        # The read ran before the stream subscribes (Web.stream subscribes, then sends `first`): a
+        # change published meanwhile went only to the streams already open, and the inbox last sent
+        # there would make the next re-reads, which find the same, send nothing. Forgotten, the
+        # next re-read is sent to every stream of this department and language. No await between
+        # here and the subscription, so no re-read can set it again before this stream watches.
+        self._sent.pop((dept, lang), None)
         return await self.w.stream(request, [f"dept:{dept}", f"dept:{dept}:{lang}"],
                                    [Fragment("inbox", self.inbox_html(items, lang))])
 

@@ -320,10 +320,13 @@ class DeskPage:
     # ---- the picture ----------------------------------------------------------------------
 
     def picture(self, agent_id: str, lang: str) -> list[Fragment]:
-        """The whole desk, sent first on every (re)connect: a dropped stream catches up."""
+        """The whole desk, sent first on every (re)connect: a dropped stream catches up. Every
+        card the stream updates is here, the 三方通话 card too: a party change published while
+        the stream was down reached nobody, and would otherwise stay stale until a reload."""
         desk = self.desks.get(agent_id) or Desk()
         return [self._state_fragment(agent_id, lang), self._pop_fragment(desk.pop, lang),
                 self._history_fragment(desk.pop, lang), self._ticket_fragment(desk.ticket, lang),
+                self._parties_fragment(agent_id, lang),
                 Fragment("corner", self.w.fragment("desk_corner.html", lang, corner=self._corner(agent_id)))]
 
     def _adopt(self, agent_id: str) -> None:
@@ -370,9 +373,10 @@ class DeskPage:
                 longest = max(longest, head.waited(now))
         shown, live = rate or self._rate()
         # The longest wait in steps of LONGEST_STEP s: the corner is a glance, and a figure that
-        # changed every second would be sent to every desk every second.
+        # changed every second would be sent to every desk every second. The step goes along so
+        # the template can say "<5 秒" for callers in their first step: "0 秒" reads as nobody.
         return {"queues": tuple(queues), "waiting": waiting, "longest": int(longest) // LONGEST_STEP * LONGEST_STEP,
-                "rate": shown, "rate_live": live}
+                "step": LONGEST_STEP, "rate": shown, "rate_live": live}
 
     def _rate(self) -> tuple[str, bool]:
         """Today's answer rate (the whole hotline, Asia/Shanghai day) from the store's figures that

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -164,7 +165,9 @@ async def stream(request: web.Request, hub: Hub, topics: Iterable[str], first: l
         # EventSource waits this long before reconnecting after a drop (the default is 3 s).
         await resp.write(b"retry: 1000\n\n" + b"".join(_message(f) for f in first))
         written = loop.time()
-        recheck_at = written + RECHECK
+        # Spread over the period: after a mass reconnect (an engine restart) the streams must not
+        # all ask the store in the same second, every minute.
+        recheck_at = written + RECHECK * random.uniform(0.5, 1.0)
         while not sub.closed:
             if not sub.pending:
                 wait = min(written + KEEPALIVE, recheck_at if still_valid else math.inf) - loop.time()

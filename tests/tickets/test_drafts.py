@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, text
 
 from acd.model import Outcome
 from tests.tickets.helpers import T0, seed, service
@@ -76,6 +77,23 @@ def test_the_ticket_shows_who_joined_its_call_and_when(db: Engine) -> None:
     assert [(p["kind"], p["party"], p["detail"]) for p in call["parties"]] == [
         ("joined", "number:02933000001", "by:1001"), ("left", "agent:1001", "leave")]
     assert call["parties"][0]["at"].startswith((T0 - timedelta(seconds=580)).isoformat()[:19])
+
+
+@pytest.mark.parametrize("altered", ["[[1]]", '{"a":1}', '[["x","joined","p","d"]]', "not json",
+                                     "[" * 100_000 + "]" * 100_000])  # nested past the parser's recursion
+def test_a_call_whose_parties_were_altered_in_the_database_shows_no_history_not_an_error(
+        db: Engine, altered: str) -> None:
+    who = seed(db)
+    svc = service(db)
+    DraftMaker(svc, clock=lambda: T0 - timedelta(days=1)).sweep()
+    at = T0.timestamp() - 600
+    stored(db, "altered", at, parties=((at + 20, "joined", "number:02933000001", "by:1001"),))
+    DraftMaker(svc, clock=lambda: T0).sweep()
+    with db.begin() as conn:  # only the engine writes the column: this is someone's hand in the database
+        conn.execute(text("UPDATE call_records SET parties = :p WHERE call_id = 'altered'"), {"p": altered})
+    (draft,) = svc.search(who["boss"], Filters(state="draft"), T0)["items"]
+    (call,) = svc.get(who["boss"], draft["id"], T0)["calls"]
+    assert call["call_id"] == "altered" and call["parties"] == []
 
 
 async def test_the_desk_is_told_of_each_draft_the_live_path_opens_with_its_ticket(db: Engine) -> None:

@@ -4,14 +4,19 @@ is shown as text; the inbox follows new dispatches without a reload."""
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from playwright.sync_api import Browser, Dialog, expect
 
 from tests.web.harness import Site
-from tests.web.ticket_rig import dispatched, live, mark, not_reloaded
+from tests.web.test_sessions import pages, signed_in, stream
+from tests.web.ticket_rig import dispatched, live, mark, not_reloaded, principal
+from tickets.auth import Principal
+from web.dept import DeptPage
 
 
 def test_a_department_sees_only_its_own_tickets(site: Site, browser: Browser) -> None:
@@ -162,3 +167,36 @@ def test_a_screenshot_of_the_portal_shows_it_drawn(site: Site, browser: Browser,
     assert len(image.getcolors(maxcolors=1 << 20) or []) > 10
     assert page.locator("h1").inner_text() == "承办单位工单"
     expect(page.locator("tr.overdue")).to_have_count(1)
+
+
+def test_a_change_between_a_new_streams_first_read_and_its_subscription_still_reaches_it(site: Site) -> None:
+    # The stream's first inbox is read in a worker thread before the stream subscribes: a change
+    # published meanwhile reaches only the streams already open, and the inbox last sent (the one
+    # with the change) must not then hide the change from the new stream at the next re-reads.
+    dept = principal(site, "zhujian").department_id
+    assert dept is not None
+    portal = next(p for p in pages(site).pages if isinstance(p, DeptPage))
+    first_read = portal._items
+    new: dict[str, Any] = {}
+
+    def stale_read(who: Principal) -> list[dict[str, Any]]:
+        items = first_read(who)
+        if who.username != "zhujian" or new:  # the portal's own re-reads, and later reads, as they are
+            return items
+        new.update(dispatched(site, "housing"))
+        deadline = time.monotonic() + 10
+        while not any(new["number"] in html for html in list(portal._sent.values())):  # sent to the open one
+            assert time.monotonic() < deadline, "the open inbox was never sent the new ticket"
+            time.sleep(0.05)
+        return items  # as read before the change
+
+    with stream(signed_in(site, "zhujian"), "/live/dept"):  # already watching
+        portal._items = stale_read  # type: ignore[method-assign]
+        with stream(signed_in(site, "zhujian"), "/live/dept") as late:
+            assert new, "the late stream's first read did not go through the patch"
+            sock = late.conn.sock
+            assert sock is not None
+            seen, deadline = b"", time.monotonic() + 10  # the portal re-reads every REREAD s
+            while new["number"].encode() not in seen:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))  # a timeout fails the test
+                seen += late.resp.read1(65536)

@@ -378,6 +378,28 @@ def test_the_desk_shows_live_who_joined_and_left_the_call_and_when_and_enables_t
     expect(page.locator("#parties .party-log li")).to_have_count(8)
 
 
+def test_a_party_that_joined_while_the_stream_was_down_shows_on_the_card_after_the_reconnect_without_a_reload(
+        desk: Site, switch: FakeSwitch, browser: Browser) -> None:
+    ready(desk, switch)
+    page = open_desk(desk, browser)
+    page.evaluate("window.__same_document = true")
+    answered_with_draft(desk, switch, page, "c-gap")
+    card = page.locator("#parties")
+    dept = card.locator(".party-now [data-party='number:02933000001']")
+    expect(card.locator(".party-now li")).to_have_count(2)
+    page.context.set_offline(True)
+    desk.running.call(desk.running.e.web.hub.close_all)  # type: ignore[union-attr]  # the server ends the stream
+    expect(page.locator("#live-lost")).to_be_visible()
+    changed(desk, "c-gap", "dialing", "number:02933000001", AT, "by:1001")  # published to nobody
+    changed(desk, "c-gap", "joined", "number:02933000001", AT + 7)
+    expect(dept).to_have_count(0)  # the card is stale while the stream is down
+    page.context.set_offline(False)
+    expect(page.locator("#live-lost")).to_be_hidden()
+    expect(dept).to_have_attribute("data-status", "joined")  # the first picture carries the card
+    expect(card.get_by_role("button", name="退出三方")).to_be_enabled()
+    assert page.evaluate("window.__same_document") is True  # caught up without a reload
+
+
 def test_the_conference_button_rings_the_phone_of_the_departments_record_and_refuses_typed_targets(
         desk: Site, switch: FakeSwitch, browser: Browser) -> None:
     legs: dict[str, str] = {}
