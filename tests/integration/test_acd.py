@@ -13,7 +13,7 @@ import yaml
 
 from testbed import sipp
 from testbed.sandbox import Sandbox
-from tests.integration.harness import RunningEngine, write_config
+from tests.integration.harness import RunningEngine, with_trunk_port, write_config
 from tests.integration.test_calls import agent, settle
 
 QUEUES: list[dict[str, Any]] = [
@@ -235,13 +235,6 @@ def test_ring_all_connects_to_whoever_answers_first(clean: Sandbox, tmp_path: Pa
         answering.stop()
     finally:
         engine.close()
-
-
-def with_trunk_port(directory: Path, port: int) -> Path:
-    engine_yaml = yaml.safe_load((directory / "engine.yaml").read_text(encoding="utf-8"))
-    engine_yaml["sip"] = {"trunk_port": port}
-    (directory / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
-    return directory
 
 
 def test_overflow_forwards_to_an_external_number_on_the_carrier(clean: Sandbox, tmp_path: Path) -> None:

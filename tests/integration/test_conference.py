@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 
 from acd.calls import CallState
 from config.loader import load
@@ -21,7 +20,7 @@ from testbed import sipp
 from testbed.audio import check_audio
 from testbed.sandbox import Sandbox
 from tests.integration.conftest import channels
-from tests.integration.harness import RECORDINGS, RunningEngine, password, write_config
+from tests.integration.harness import RECORDINGS, RunningEngine, password, with_trunk_port, write_config
 
 T = TypeVar("T")
 TRUNK_PORT = 5071  # the department's phone: a SIPp UAS on the carrier's address
@@ -30,17 +29,10 @@ DEPARTMENT = "02988880000"
 
 @pytest.fixture(scope="module")
 def trunk(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = with_trunk_port(write_config(tmp_path_factory.mktemp("conf-dialplan")))
+    folder = with_trunk_port(write_config(tmp_path_factory.mktemp("conf-dialplan")), TRUNK_PORT)
     sandbox.reinstall(load(folder))
     yield folder
     sandbox.reinstall(load(write_config(tmp_path_factory.mktemp("session-dialplan"))))
-
-
-def with_trunk_port(folder: Path) -> Path:
-    engine_yaml = yaml.safe_load((folder / "engine.yaml").read_text(encoding="utf-8"))
-    engine_yaml["sip"] = {"trunk_port": TRUNK_PORT}
-    (folder / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
-    return folder
 
 
 class Rig:
@@ -84,7 +76,7 @@ class Rig:
 
 @pytest.fixture
 def rig(clean: Sandbox, trunk: Path, tmp_path: Path) -> Iterator[Rig]:
-    engine = RunningEngine.from_dir(with_trunk_port(write_config(tmp_path / "config")))
+    engine = RunningEngine.from_dir(with_trunk_port(write_config(tmp_path / "config"), TRUNK_PORT))
     engine.wait_ready()
     yield Rig(engine)
     engine.close()

@@ -26,8 +26,8 @@ from config.loader import load
 from testbed import sipp
 from testbed.audio import AudioCheck, check_audio
 from testbed.sandbox import Sandbox
-from tests.integration.harness import RunningEngine, password, write_config
-from tests.integration.test_conference import TRUNK_PORT, all_hung_up, members, recording, wait_members, with_trunk_port
+from tests.integration.harness import RunningEngine, password, with_trunk_port, write_config
+from tests.integration.test_conference import TRUNK_PORT, all_hung_up, members, recording, wait_members
 from tests.web.harness import DEPARTMENTS, Site, add_users, chromium
 
 FIRST_PORT, SECOND_PORT = 6311, 6312  # the agents' SIPp phones
@@ -39,7 +39,7 @@ CLOCK = re.compile(r"^\d{2}:\d{2}:\d{2}$")  # HH:MM:SS, the hotline's clock
 @pytest.fixture(scope="module")
 def trunk(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The carrier trunk sends outside numbers to the department's UAS (127.0.0.2:TRUNK_PORT)."""
-    sandbox.reinstall(load(with_trunk_port(write_config(tmp_path_factory.mktemp("desk-conf-dialplan")))))
+    sandbox.reinstall(load(with_trunk_port(write_config(tmp_path_factory.mktemp("desk-conf-dialplan")), TRUNK_PORT)))
     yield
     sandbox.reinstall(load(write_config(tmp_path_factory.mktemp("session-dialplan"))))
 
@@ -59,7 +59,7 @@ def button(page: Page, name: str) -> Locator:
 
 def test_the_desk_conferences_a_department_then_hands_the_caller_to_a_second_agent_and_leaves(
         clean: Sandbox, trunk: None, tmp_path: Path) -> None:
-    config = with_trunk_port(write_config(tmp_path / "config", agents=["1001", "1002"]))
+    config = with_trunk_port(write_config(tmp_path / "config", agents=["1001", "1002"]), TRUNK_PORT)
     add_users(f"sqlite:///{config / 'hotline.db'}")
     phones: list[sipp.SippRun] = []
     with chromium() as browser:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from config.loader import load
 from testbed import sipp
@@ -22,7 +21,7 @@ from testbed.audio import check_audio
 from testbed.configs import free_tcp_port, write_config
 from testbed.ivr_caller import ivr_caller
 from testbed.sandbox import Sandbox
-from tests.integration.harness import RECORDINGS, RunningEngine, password
+from tests.integration.harness import RECORDINGS, RunningEngine, password, with_trunk_port
 
 SOUNDS = Path(__file__).resolve().parents[2] / "asterisk-conf" / "sounds" / "zh"
 IVR_ON = {"numbers": {"12345": "intake"}, "survey": {"enabled": True}, "announce_agent": True}
@@ -50,21 +49,15 @@ def agent(agent_id: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def agi_port(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_tcp_port()
-    folder = with_trunk_port(write_config(tmp_path_factory.mktemp("ivr-dialplan"), agi_port=port, ivr=IVR_ON))
+    folder = with_trunk_port(write_config(tmp_path_factory.mktemp("ivr-dialplan"), agi_port=port, ivr=IVR_ON),
+                             TRUNK_PORT)
     sandbox.reinstall(load(folder))
     yield port
     sandbox.reinstall(load(write_config(tmp_path_factory.mktemp("session-dialplan"))))
 
 
-def with_trunk_port(folder: Path) -> Path:
-    engine_yaml = yaml.safe_load((folder / "engine.yaml").read_text(encoding="utf-8"))
-    engine_yaml["sip"] = {"trunk_port": TRUNK_PORT}
-    (folder / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
-    return folder
-
-
 def running(folder: Path) -> RunningEngine:
-    engine = RunningEngine.from_dir(with_trunk_port(folder))
+    engine = RunningEngine.from_dir(with_trunk_port(folder, TRUNK_PORT))
     engine.wait_ready()
     return engine
 
