@@ -129,6 +129,11 @@ class Web:
     # not put it back in the cache. Kept SIGNED_OUT_KEPT seconds (no lookup takes that long).
     signed_out: dict[str, float] = field(default_factory=dict)
     store_ok_at: float = 0.0  # ticks() of the store's last answer to a session lookup
+    store_failed_since: float | None = None  # ticks() of the first failed lookup since the store last answered
+    # Sessions signed out while the store could not revoke them (token key -> token): refused
+    # here until revoked, which is tried again as soon as the store answers.
+    unrevoked: dict[str, str] = field(default_factory=dict)
+    _revoking: asyncio.Task[None] | None = None
     store_down_until: float = 0.0  # ticks(): no session lookup before this (the store just failed)
 
     # ---- rendering ------------------------------------------------------------------------
@@ -165,6 +170,8 @@ class Web:
         else from the store; while the store is down, the last validated one until the token
         expires."""
         key = sess.token_key(token)
+        if key in self.unrevoked:
+            return None  # signed out during an outage: the store has not been told yet
         cached = self.sessions.get(key)
         if cached is not None and cached.expires <= self.clock():
             del self.sessions[key]
@@ -178,13 +185,20 @@ class Web:
         except DBAPIError as exc:
             if not outage(exc):
                 raise
-            self.store_down_until = self.ticks() + OUTAGE_BACKOFF
+            self.store_failed()
             return self.stand_in(cached, exc)
 
+    def store_failed(self) -> None:
+        self.store_down_until = self.ticks() + OUTAGE_BACKOFF
+        if self.store_failed_since is None:
+            self.store_failed_since = self.ticks()
+
     def stand_in(self, cached: CachedSession | None, exc: DBAPIError | None) -> Principal:
-        """While the store is down: the session validated before, if recent enough; else StoreDown."""
-        if cached is None or self.store_ok_at - cached.checked > FALLBACK_WINDOW \
-                or cached.expires <= self.clock():
+        """While the store is down: the session validated before, if validated no more than
+        FALLBACK_WINDOW before the outage began (an older one may be of a user disabled since);
+        else StoreDown."""
+        began = self.store_failed_since if self.store_failed_since is not None else self.ticks()
+        if cached is None or began - cached.checked > FALLBACK_WINDOW or cached.expires <= self.clock():
             raise StoreDown() from exc
         if not cached.warned:  # once per token and outage: not once per request
             cached.warned = True
@@ -201,11 +215,26 @@ class Web:
             return None
         who, expires = found
         self.store_ok_at = self.ticks()
+        self.store_failed_since = None
+        if self.unrevoked and (self._revoking is None or self._revoking.done()):
+            self._revoking = asyncio.get_running_loop().create_task(self._revoke_unrevoked())
         self.sessions.pop(key, None)  # re-inserted last: the dict's order is the order of validation
         self.sessions[key] = CachedSession(who, expires, self.ticks())
         while len(self.sessions) > SESSION_CACHE_MAX:  # the longest unchecked go first
             del self.sessions[next(iter(self.sessions))]
         return who
+
+    async def _revoke_unrevoked(self) -> None:
+        """The store answers again: revoke the sessions signed out while it could not."""
+        for key, token in list(self.unrevoked.items()):
+            try:
+                await self.api.run(self.api._logout, token)
+            except DBAPIError as exc:
+                if not outage(exc):
+                    raise
+                return  # down again: tried at its next answer
+            self.unrevoked.pop(key, None)
+            log.info("web_sign_out_stored")
 
     def guard(self, roles: frozenset[str], handler: Handler) -> Handler:
         """A page route for `roles`: signed in (or sent to /login), the CSRF token on writes."""
@@ -294,16 +323,17 @@ class Web:
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         token = request[TOKEN]
+        key = sess.token_key(token)
         try:
             await self.api.run(self.api._logout, token)
         except DBAPIError as exc:
             if not outage(exc):
                 raise
-            # The store cannot revoke it now: this engine forgets it all the same (a shared seat
-            # must not keep the last agent's session); the token itself expires on its own.
+            # The store cannot revoke it now: the pages refuse it all the same (a shared seat must
+            # not keep the last agent's session) and revoke it as soon as the store answers.
+            self.unrevoked[key] = token
             log.warning("web_sign_out_not_stored", user=request[WHO].username,
-                        hint="the token stays valid in the store until it expires; sign out again when it is back")
-        key = sess.token_key(token)
+                        hint="revoked in the store as soon as it answers again")
         now = self.ticks()
         for k in [k for k, at in self.signed_out.items() if now - at > SIGNED_OUT_KEPT]:
             del self.signed_out[k]
@@ -411,11 +441,11 @@ class Web:
                     now: Principal | None = self.stand_in(self.sessions.get(key), None)
                 else:
                     try:
-                        now = await self.validate(token)
+                        now = None if key in self.unrevoked else await self.validate(token)
                     except DBAPIError as exc:
                         if not outage(exc):
                             raise
-                        self.store_down_until = self.ticks() + OUTAGE_BACKOFF
+                        self.store_failed()
                         now = self.stand_in(self.sessions.get(key), exc)
             except StoreDown:
                 return False  # down, and this session cannot stand in (expired, or validated too long ago)

@@ -125,8 +125,11 @@ class FakeApi:
         self.lookups = 0
         self.revoked: list[str] = []
         self.hold: asyncio.Event | None = None  # a lookup waits for it: one still under way
+        self.logout_down = False  # the store cannot revoke (an outage)
 
     def _logout(self, token: str) -> None:
+        if self.logout_down:
+            raise down()
         self.revoked.append(token)
 
     async def run(self, fn: Any, *args: Any) -> Any:
@@ -235,3 +238,32 @@ async def test_signing_out_drops_the_session_even_from_a_lookup_under_way(monoto
     assert sess.token_key(TOKEN) not in w.sessions  # not put back: the next request asks the store
     api.hold = None
     assert await w.session(TOKEN) is None
+
+
+async def test_a_session_validated_long_before_the_outage_began_does_not_stand_in(monotonic: list[float]) -> None:
+    # Validated at 10:00; nobody used the pages since; the user was disabled by `hotline user
+    # disable` (another process) meanwhile; the store goes down at 14:00: the old entry may not vouch.
+    w = pages(FakeApi([(AGENT, NOW + timedelta(hours=8)), down()]), ticks=monotonic)
+    assert await w.session(TOKEN) == AGENT
+    monotonic[0] += 4 * 3600
+    with pytest.raises(StoreDown):
+        await w.session(TOKEN)
+
+
+async def test_a_sign_out_during_an_outage_is_refused_here_and_revoked_when_the_store_answers(
+        monotonic: list[float]) -> None:
+    other = "o" * 43
+    api = FakeApi([(AGENT, NOW + timedelta(hours=8)), (AGENT, NOW + timedelta(hours=8))])
+    w = pages(api, ticks=monotonic)
+    assert await w.session(TOKEN) == AGENT
+    api.logout_down = True
+    request = make_mocked_request("POST", "/logout")
+    request[web_app.TOKEN] = TOKEN
+    request[web_app.WHO] = AGENT
+    assert (await w.logout(request)).status == 303
+    monotonic[0] += 3600  # long after: the store is back, the token still valid in it
+    assert await w.session(TOKEN) is None and api.lookups == 1  # refused without asking the store
+    api.logout_down = False
+    assert await w.session(other) == AGENT  # the store answers someone: the revocation is retried
+    await asyncio.sleep(0.01)
+    assert api.revoked == [TOKEN] and not w.unrevoked

@@ -362,8 +362,11 @@ def test_during_an_outage_a_session_validated_long_before_the_store_last_answere
     agent = signed_in(site, "agent1001")
     web = site.running.e.web
     assert web is not None
-    # agent1001 was validated; then the store kept answering others for longer than the window.
-    site.running.call(lambda: setattr(web, "store_ok_at", web.store_ok_at + web_app.FALLBACK_WINDOW + 1))
+    # agent1001 was validated longer before the outage than the window allows.
+    def validated_long_ago() -> None:
+        for cached in web.sessions.values():
+            cached.checked -= web_app.FALLBACK_WINDOW + 1
+    site.running.call(validated_long_ago)
     monkeypatch.setattr(web_app, "SESSION_TTL", 0.0)
     csrf = agent.csrf()
     with store_down(site):
