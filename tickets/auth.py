@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -171,6 +171,11 @@ def update_department(s: Session, code: str, *, name: str | None = None, phone: 
 
 def list_departments(s: Session) -> list[DepartmentRow]:
     return list(s.scalars(select(DepartmentRow).order_by(DepartmentRow.code)))
+
+
+def active_departments(s: Session) -> list[dict[str, Any]]:
+    """The departments a ticket may go to, as the pages show them."""
+    return [{"id": d.id, "code": d.code, "name": d.name, "phone": d.phone} for d in list_departments(s) if d.active]
 
 
 # ---- users -----------------------------------------------------------------------------------

@@ -509,7 +509,3 @@ def build(engine: Engine, api: TicketApi) -> Web:
     return w
 
 
-def departments(api: TicketApi) -> list[dict[str, Any]]:
-    with Session(api.engine) as s:
-        return [{"id": d.id, "code": d.code, "name": d.name, "phone": d.phone}
-                for d in auth.list_departments(s) if d.active]

@@ -466,8 +466,7 @@ class DeskPage:
         """The departments a ticket goes to, read with each desk's page load (and each draft), kept
         for the fragments drawn on the loop."""
         with Session(self.w.api.engine) as s:
-            self.departments = [{"code": d.code, "name": d.name, "phone": d.phone}
-                                for d in auth.list_departments(s) if d.active]
+            self.departments = auth.active_departments(s)
 
     # ---- publishing -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from sqlalchemy.orm import Session
 
 from acd import agent_state
 from acd.agents import Control
@@ -39,6 +40,7 @@ from acd.events import AgentControl
 from acd.state import State
 from metrics import kpi
 from metrics.exporter import AGENT_STATES, WAITING
+from tickets import auth
 from tickets.auth import Principal
 from tickets.lifecycle import Action
 from tickets.service import ServiceError
@@ -275,13 +277,15 @@ class WallPage:
                 self.w.hub.publish(f"wall:{lang}", Fragment("tickets", self.tickets_html(lang)))
 
     def _lists(self) -> TicketLists:
-        from web.app import departments  # noqa: PLC0415 - web.app imports this module
-
         svc, now = self.w.api.service, self.w.clock()
         overdue, soon = svc.due_list(BOARD, now, "overdue", 1, PAGE), svc.due_list(BOARD, now, "soon", 1, PAGE)
         return TicketLists(drafts=svc.unfinished_drafts(BOARD, now), overdue=overdue["items"], soon=soon["items"],
                            overdue_total=overdue["total"], soon_total=soon["total"],
-                           departments={d["id"]: d["name"] for d in departments(self.w.api)})
+                           departments={d["id"]: d["name"] for d in self._departments()})
+
+    def _departments(self) -> list[dict[str, Any]]:
+        with Session(self.w.api.engine) as s:
+            return auth.active_departments(s)
 
     def tickets_html(self, lang: str) -> str:
         lists = self.tickets or TicketLists()
