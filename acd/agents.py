@@ -92,6 +92,11 @@ class Agent:
     registered: bool = False
     # The phone is busy with something (any call, ours or not): never ring it.
     device_busy: bool = False
+    # The phone stopped answering Asterisk's OPTIONS pings (qualify): out of routing until it
+    # answers again, even while its registration has not expired.
+    unreachable: bool = False
+    # The phone's call is a feature code (*21...*25): the agent is not busy with a caller.
+    feature_call: bool = False
     presence: Presence = Presence.READY
     pause_reason: str | None = None
     activity: Activity = Activity.IDLE
@@ -105,38 +110,77 @@ class Agent:
     skills: dict[str, int] = field(default_factory=dict)
     wrapup: float | None = None  # overrides the queue's wrap-up time
     backoff_until: float = 0.0
+    backoff_reason: str = ""  # the Dial status that backed them off (BUSY, CHANUNAVAIL, ...)
     no_answer_streak: int = 0
     calls_taken: int = 0
     talk_total: float = 0.0
     last_offered: int = 0  # round-robin position
+    shown: str = "logged_out"  # the label last reported (AgentStateChanged): see `label`
 
     def present(self) -> bool:
         """Logged in with a registered phone: counts as staff for `when_empty` (paused too)."""
-        return self.configured and self.registered and self.presence is not Presence.LOGGED_OUT
+        return (self.configured and self.registered and not self.unreachable
+                and self.presence is not Presence.LOGGED_OUT)
 
     def available(self, now: float | None = None) -> bool:
         """Free to be rung now (with `now`: and not backed off)."""
         return (
             self.configured
             and self.registered
+            and not self.unreachable
             and self.presence is Presence.READY
-            and not self.device_busy
+            and not self.busy()
             and self.activity is Activity.IDLE
             and (now is None or now >= self.backoff_until)
         )
 
 
-def label(agent: Agent) -> str:
-    """The state a supervisor sees (metrics, /agents, logs)."""
+    def busy(self) -> bool:
+        """Busy with a call that is not a feature code (that one ends in a second, and the
+        agent asked to be routed to, or not, at once)."""
+        return self.device_busy and not self.feature_call
+
+
+# Why an agent who is not available may look it: what `reason` says for each label.
+UNREACHABLE_REASON = "no reply to OPTIONS"
+
+
+def label(agent: Agent, now: float | None = None) -> str:
+    """The state a supervisor sees (metrics, /agents, logs). With `now`, an agent left alone
+    after a busy or rejected ring shows as `backed_off` until the back-off ends."""
     if agent.activity is not Activity.IDLE:
         return str(agent.activity.value)
-    if not agent.registered or agent.presence is Presence.LOGGED_OUT:
+    if agent.presence is Presence.LOGGED_OUT:
+        return "logged_out"
+    if agent.unreachable:
+        return "unreachable"
+    if not agent.registered:
         return "logged_out"
     if agent.presence is Presence.PAUSED:
         return "paused"
-    if agent.device_busy:
+    if agent.busy():
         return "busy_other"
+    if now is not None and now < agent.backoff_until:
+        return "backed_off"
     return "available"
+
+
+def reason(agent: Agent, now: float) -> str:
+    """What the label's reason is: the pause code, the status that backed the agent off, or
+    the unanswered OPTIONS; "" where the label says it all."""
+    shown = label(agent, now)
+    if shown == "paused":
+        return agent.pause_reason or ""
+    if shown == "backed_off":
+        return agent.backoff_reason
+    if shown == "unreachable":
+        return UNREACHABLE_REASON
+    return ""
+
+
+def backoff_left(agent: Agent, now: float) -> float:
+    """Seconds until a backed-off agent is rung again (0: not backed off)."""
+    return max(0.0, agent.backoff_until - now) if label(agent, now) == "backed_off" else 0.0
 
 
 def move(agent: Agent, trigger: ActivityTrigger) -> bool:

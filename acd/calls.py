@@ -163,6 +163,7 @@ class Call:
     seq: int = 0
     skills: tuple[tuple[str, int], ...] = ()  # required (skill, level): the queue's plus the call's own
     queue_since: float = 0.0  # widening and overflow count from here (moves on overflow)
+    announced_at: float = -1.0  # the last position announcement (acd/announce.py); -1: none yet
     sticky_agent: str | None = None
     sticky_until: float = 0.0
     served_by_fallback: bool = False

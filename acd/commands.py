@@ -79,6 +79,18 @@ class CallOffered:
 
 
 @dataclass(frozen=True)
+class Announce:
+    """Tell a waiting caller their place (`ahead`: callers before them, 0 = next) and, when the
+    engine can stand by one, the expected wait in whole minutes (rounded up). The dialplan
+    plays it at its next pass of the wait loop; a ring interrupts it."""
+
+    call_id: str
+    channel: str
+    ahead: int | None  # None: the queue announces the wait only
+    wait_minutes: int | None
+
+
+@dataclass(frozen=True)
 class CallAnswered:
     call_id: str
     queue: str  # the offered queue, where KPIs count the call
@@ -192,6 +204,7 @@ Command = (
     | TagCaller
     | CallOffered
     | CallAnswered
+    | Announce
     | CallRecord
     | AgentStateChanged
     | ControlDone

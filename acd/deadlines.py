@@ -12,7 +12,6 @@ due and the next deadline is asked for again.
 from __future__ import annotations
 
 import heapq
-
 from acd.agents import Activity, Agent
 from acd.calls import Call, CallState
 from acd.model import QueueSettings
@@ -49,7 +48,8 @@ def call_due(call: Call, q: QueueSettings, routing: bool, now: float) -> float |
         for later in (call.sticky_until, call.retry_after):
             if later > now:
                 at = min(at, later)
-        return at
+        told = next_slot(call, q)
+        return at if told is None else min(at, told)
     if state is CallState.REDIRECTING:
         return call.since + q.dial_confirm
     if state is CallState.CONFIRMING:
@@ -59,6 +59,17 @@ def call_due(call: Call, q: QueueSettings, routing: bool, now: float) -> float |
     if state is CallState.WALKING_BACK:
         return call.walk_back_due
     return None  # FALLBACK, CONNECTED, AFTER_TALK, LEAVING: Asterisk ends these on its own
+
+
+def next_slot(call: Call, q: QueueSettings) -> float | None:
+    """When this caller's next announcement is due (None: none for this caller)."""
+    a = q.announce
+    if a is None or call.callback is not None or call.state is not CallState.IN_LINE or call.leave_reason:
+        return None
+    base = call.queue_since + a.first
+    if call.announced_at < base:
+        return base
+    return base + ((call.announced_at - base) // a.every + 1) * a.every
 
 
 def callback_due(call: Call, q: QueueSettings, now: float) -> float | None:

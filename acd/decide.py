@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from acd import callbacks, lifecycle, resync, ringing, roster, rules
+from acd import announce, callbacks, lifecycle, resync, ringing, roster, rules, saved
 from acd.agents import Control
 from acd.calls import CallTrigger
 from acd.commands import Command, Unexpected
@@ -34,6 +34,7 @@ from acd.events import (
     AgentControl,
     AgentHungUp,
     AgentsConfigured,
+    AgentsRestored,
     CallbackAgentAnswered,
     CallbackAgentMissed,
     CallbackCancelled,
@@ -48,10 +49,12 @@ from acd.events import (
     DialEnded,
     DialStarted,
     Event,
+    FeatureCallEnded,
     History,
     LeaveFailed,
     LinkLost,
     PartyNoted,
+    PhoneReach,
     Probed,
     QueuesConfigured,
     RecordingStarted,
@@ -168,6 +171,14 @@ def _handle(state: State, event: Event, now: float, wall: float, out: list[Comma
             roster.control(state, event, now, out)
             if event.action is Control.LOGOUT:
                 roster.leave_empty_queues(state, now, wall, out)
+        case FeatureCallEnded():
+            roster.feature_call_ended(state, event, now, out)
+        case PhoneReach():
+            roster.phone_reach(state, event, now, out)
+            if not event.reachable:
+                roster.leave_empty_queues(state, now, wall, out)
+        case AgentsRestored():
+            saved.restore(state, event, now, wall, out)
         case History():
             for number, agent_id, ended in event.answered:
                 rules.remember_answer(state, number, agent_id, ended)
@@ -203,6 +214,8 @@ def settle(state: State, now: float, wall: float, out: list[Command]) -> None:
                     roster.wrapup_due(state, agent, now, out)
     for a in assignments(state, now):
         lifecycle.ring(state, a, now, out)
+    if state.announce:
+        announce.emit(state, now, out)
     _refresh(state, now, out)
 
 

@@ -9,12 +9,14 @@ offered a little early costs less than one withheld from a caller who then waits
 
 from __future__ import annotations
 
-from acd.agents import Activity, Presence
+from acd.agents import Activity, Agent, Presence
 from acd.state import State
 
 # Before any call was answered there is no handle time to go by: a 12345 call's typical
 # talk (the national centers report 3-5 minutes).
 DEFAULT_TALK = 180.0
+# Finished calls of the serving agents below which no wait is announced to a caller.
+MIN_FINISHED = 5
 INFINITE = float("inf")
 
 
@@ -30,9 +32,32 @@ def estimated_wait(state: State, queue: str, now: float) -> float:
     ahead = len(state.lines.get(queue, ()))
     if ahead == 0 and any(a.available(now) for a in serving):
         return 0.0
-    # talk_total grows when a call ends, calls_taken when it is answered: count finished calls only,
-    # or a morning's first calls (all still going) would make the wait look short.
+    handle, _ = _handle_time(serving, q.wrapup)
+    return (ahead + 1) * handle / len(serving)
+
+
+def wait_in_line(state: State, queue: str, ahead: int, now: float) -> float | None:
+    """Seconds the caller with `ahead` callers before them may still wait, for an announcement:
+    None where the engine cannot stand by a figure (nobody serves the queue, or fewer than
+    MIN_FINISHED calls finished to take the handle time from: no default is announced)."""
+    q = state.queues.get(queue)
+    if q is None:
+        return None
+    serving = [a for a in state.agents.values()
+               if queue in a.queues and a.configured and a.registered and not a.unreachable
+               and a.presence is Presence.READY]
+    if not serving:
+        return None
+    handle, finished = _handle_time(serving, q.wrapup)
+    if finished < MIN_FINISHED:
+        return None
+    return (ahead + 1) * handle / len(serving)
+
+
+def _handle_time(serving: list[Agent], wrapup: float) -> tuple[float, int]:
+    """The mean handle time (talk + wrap-up) of the serving agents, and how many finished calls
+    it is taken from. talk_total grows when a call ends, calls_taken when it is answered: count
+    finished calls only, or a morning's first calls (all still going) would make it look short."""
     finished = sum(a.calls_taken - (1 if a.activity is Activity.ON_CALL else 0) for a in serving)
     talk = sum(a.talk_total for a in serving) / finished if finished > 0 else DEFAULT_TALK
-    handle = talk + q.wrapup
-    return (ahead + 1) * handle / len(serving)
+    return talk + wrapup, finished

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from acd.agents import Control
+from acd.agents import Control, Presence
 from acd.calendar import Calendar
 from acd.model import LeaveReason, QueueSettings
 
@@ -246,6 +246,48 @@ class AgentControl:
     agent_id: str
     action: Control
     reason: str = ""
+    # Dialled on the phone: the call that carries the code is not a caller's (Agent.feature_call).
+    by_phone: bool = False
+
+
+@dataclass(frozen=True)
+class FeatureCallEnded:
+    """The agent's feature-code call hung up."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class PhoneReach:
+    """Asterisk's qualify (OPTIONS) verdict on an agent's registered phone: `reachable` False
+    when it stopped answering, True when it answers again, registers anew or unregisters."""
+
+    agent_id: str
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class SavedAgent:
+    """What the engine keeps of an agent across a restart (cti/agent_file.py). Times are the
+    wall clock: the monotonic clock of the engine that wrote them means nothing to the next."""
+
+    agent_id: str
+    presence: Presence
+    pause_reason: str | None = None
+    calls_taken: int = 0
+    talk_total: float = 0.0
+    no_answer_streak: int = 0
+    idle_since: float = 0.0  # wall clock; 0: unknown
+    wrap_until: float = 0.0  # wall clock; 0: not in wrap-up
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class AgentsRestored:
+    """The agents as the engine before this process left them, read once at start-up, before
+    the first resync reconciles them with what Asterisk reports (phones, calls)."""
+
+    agents: tuple[SavedAgent, ...]
 
 
 # -- callbacks (virtual hold): a citizen who asked to be called back keeps their place ------
@@ -329,6 +371,9 @@ Event = (
     | AgentsConfigured
     | QueuesConfigured
     | AgentControl
+    | FeatureCallEnded
+    | PhoneReach
+    | AgentsRestored
     | History
     | CallbackQueued
     | CallbackAgentAnswered

@@ -308,6 +308,7 @@ def agent_missed(state: State, agent: Agent, call: Call, status: str, now: float
     watch = AgentWatch(agent)
     if status in BUSY_STATUSES:
         agent.backoff_until = now + q.busy_backoff
+        agent.backoff_reason = status
     elif status in NO_ANSWER_STATUSES or status == "TIMEOUT":
         agent.no_answer_streak += 1
         if agent.no_answer_streak >= q.max_no_answer and agent.presence is Presence.READY:

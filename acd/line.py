@@ -27,6 +27,10 @@ class Line:
         if i < len(self._items) and self._items[i] == place:
             del self._items[i]
 
+    def rank(self, place: Place) -> int:
+        """How many places come before this one."""
+        return bisect_left(self._items, place)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -96,6 +96,17 @@ class Overflow:
 
 
 @dataclass(frozen=True)
+class Announce:
+    """Periodic announcements to a waiting caller (位置播报): their place in line and, when the
+    engine's figures support one, the expected wait. Off unless a queue configures it."""
+
+    first: float = 30.0  # seconds after joining this queue
+    every: float = 60.0  # then every this many seconds
+    position: bool = True
+    wait: bool = True
+
+
+@dataclass(frozen=True)
 class QueueSettings:
     name: str = "main"
     ring_timeout: float = 15.0
@@ -131,3 +142,6 @@ class QueueSettings:
     # answered them, if that agent frees up within sticky_wait seconds. 0 days: off.
     sticky_days: float = 0.0
     sticky_wait: float = 30.0
+    # Music on hold while waiting and ringing (a class of musiconhold.conf); "": ringback only.
+    music: str = "default"
+    announce: Announce | None = None

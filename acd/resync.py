@@ -57,7 +57,19 @@ def channels(state: State, ev: ChannelsSnapshot, now: float, wall: float, out: l
 
 def devices(state: State, ev: DevicesSnapshot, now: float, wall: float, out: list[Command]) -> None:
     for dev in ev.devices:
+        agent = state.agents.get(dev.agent_id)
+        if agent is not None:
+            # What Asterisk says now replaces what was kept: a phone it has reachable is no
+            # longer unreachable, and a feature call seen before the link dropped is over.
+            agent.feature_call = False
+            if dev.registered:
+                agent.unreachable = False
+        idle_since = agent.idle_since if agent is not None else 0.0
         device(state, dev, now, out)
+        if agent is not None and idle_since:
+            # A phone found registered was free before this engine saw it: it keeps its idle
+            # time (restored or from before the link dropped) for longest-idle routing.
+            agent.idle_since = min(idle_since, agent.idle_since)
     _half_done(state, "devices", now, wall, out)
 
 

@@ -3,7 +3,7 @@ core does when a call's deadline comes."""
 
 from __future__ import annotations
 
-from acd import callbacks, rules
+from acd import announce, callbacks, rules
 from acd.agents import Activity, ActivityTrigger
 from acd.calls import PENDING_RING, Call, CallState, CallTrigger
 from acd.commands import Command, Unexpected
@@ -146,6 +146,8 @@ def call_due(state: State, call: Call, now: float, wall: float, out: list[Comman
                     plan_leave(state, call, LeaveReason.TIMEOUT)
                 elif rules.overflow_due(q, call, now):
                     overflow(state, call, now, wall, out)
+                else:
+                    announce.check(state, call, q, now)
             if call.leave_reason is not None and call.state is CallState.IN_LINE and now >= call.retry_after:
                 send_out(state, call, now, out)
             state.touch(call)  # widening, stickiness or a back-off moved on: the route looks again

@@ -5,11 +5,11 @@ from __future__ import annotations
 from acd import rules
 from acd.agents import PRESENCE_TRANSITIONS, REFUSALS, Activity, ActivityTrigger, Agent, Control
 from acd.commands import Command, ControlDone, TagCaller
-from acd.events import AgentControl, AgentsConfigured, DeviceChanged, QueuesConfigured
+from acd.events import AgentControl, AgentsConfigured, DeviceChanged, FeatureCallEnded, PhoneReach, QueuesConfigured
 from acd.lifecycle import agent_step, overflow
 from acd.line import Line
 from acd.model import WhenEmpty
-from acd.state import AgentWatch, State
+from acd.state import AgentWatch, State, relabel
 
 
 def device(state: State, ev: DeviceChanged, now: float, out: list[Command]) -> None:
@@ -23,8 +23,36 @@ def device(state: State, ev: DeviceChanged, now: float, out: list[Command]) -> N
     watch.done(state, now, out)
 
 
+def phone_reach(state: State, ev: PhoneReach, now: float, out: list[Command]) -> None:
+    """A phone that stopped answering OPTIONS leaves routing now, not when its registration
+    expires; it comes back when it answers (or registers) again."""
+    agent = state.agents.get(ev.agent_id)
+    if agent is None:
+        return  # a phone with no agent: its device state alone is remembered
+    watch = AgentWatch(agent)
+    agent.unreachable = not ev.reachable
+    watch.done(state, now, out)
+
+
+def feature_call_ended(state: State, ev: FeatureCallEnded, now: float, out: list[Command]) -> None:
+    agent = state.agents.get(ev.agent_id)
+    if agent is None or not agent.feature_call:
+        return
+    watch = AgentWatch(agent)
+    agent.feature_call = False
+    # Asterisk's "not in use" for the phone comes a moment after the hang-up: without this the
+    # agent would look busy with another call for that moment. (A phone that dialled the code
+    # during another call is taken for free: a ring there is refused and backs off.)
+    agent.device_busy = False
+    watch.done(state, now, out)
+
+
 def control(state: State, ev: AgentControl, now: float, out: list[Command]) -> None:
     agent = state.agents.get(ev.agent_id)
+    if agent is not None and ev.by_phone:
+        watch = AgentWatch(agent)
+        agent.feature_call = True  # the phone is busy with this code, not with a caller
+        watch.done(state, now, out)
     if agent is None or not agent.configured:
         out.append(ControlDone(ev.agent_id, ev.action, False, "no such agent in agents.yaml"))
         return
@@ -105,6 +133,7 @@ def wrapup_due(state: State, agent: Agent, now: float, out: list[Command]) -> No
         agent_step(state, agent, ActivityTrigger.WRAPUP_DUE, now, out)
     else:
         state.dirty_agents.add(agent.agent_id)  # a back-off ended: the route below looks again
+        relabel(agent, now, out)
 
 
 def leave_empty_queues(state: State, now: float, wall: float, out: list[Command]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from acd.agents import Agent, label
+from acd.agents import Agent, label, reason
 from acd.calendar import Calendar
 from acd.calls import Call, CallState
 from acd.commands import AgentStateChanged, Command
@@ -38,6 +38,9 @@ class State:
     # Queue -> the queues whose widening rules may borrow its agents.
     borrowers: dict[str, frozenset[str]] = field(default_factory=dict)
     deadlines: Deadlines = field(default_factory=Deadlines)
+    # Callers whose announcement fell due in this event: told after the matching, so that a
+    # caller about to be rung is not told to wait (acd/announce.py).
+    announce: set[str] = field(default_factory=set)
     # Calls and agents whose deadline may have changed during the current event.
     dirty_calls: set[str] = field(default_factory=set)
     dirty_agents: set[str] = field(default_factory=set)
@@ -97,15 +100,14 @@ class State:
 
 
 class AgentWatch:
-    """Remember an agent's label and availability before a change; after it, keep the
-    free set right, start the idle clock, and report a changed label."""
+    """Remember an agent's availability before a change; after it, keep the free set right,
+    start the idle clock, and report a label that differs from the one last reported."""
 
-    __slots__ = ("agent", "available", "label")
+    __slots__ = ("agent", "available")
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.available = agent.available()
-        self.label = label(agent)
 
     def done(self, state: State, now: float, out: list[Command]) -> None:
         agent = self.agent
@@ -116,6 +118,13 @@ class AgentWatch:
             state.free.add(agent.agent_id)
         else:
             state.free.discard(agent.agent_id)
-        new = label(agent)
-        if new != self.label:
-            out.append(AgentStateChanged(agent.agent_id, self.label, new, agent.pause_reason or ""))
+        relabel(agent, now, out)
+
+
+def relabel(agent: Agent, now: float, out: list[Command]) -> None:
+    """Report the agent's label if it changed since it was last reported (a back-off that
+    ran out changes it with nothing else changing)."""
+    new = label(agent, now)
+    if new != agent.shown:
+        out.append(AgentStateChanged(agent.agent_id, agent.shown, new, reason(agent, now)))
+        agent.shown = new

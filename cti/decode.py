@@ -31,6 +31,8 @@ from acd.events import (
     DialEnded,
     DialStarted,
     Event,
+    FeatureCallEnded,
+    PhoneReach,
     Probed,
     RecordingStarted,
     SnapshotCall,
@@ -102,6 +104,8 @@ def decode(msg: Fields) -> Event | None:
     if name == "Hangup":
         channel = _need(msg, "Channel")
         agent = dialplan.agent_of_channel(channel)
+        if agent is not None and msg.get("Context") in dialplan.FEATURE_CONTEXTS:
+            return FeatureCallEnded(agent)
         if agent is not None:
             return AgentHungUp(_need(msg, "Linkedid"), agent)
         return CallerHungUp(_need(msg, "Linkedid"), channel)
@@ -119,7 +123,23 @@ def decode(msg: Fields) -> Event | None:
         return _agent_up(msg)
     if name == "DeviceStateChange":
         return device_event(msg)
+    if name == "ContactStatus":
+        return _contact_status(msg)
     return None
+
+
+# What a ContactStatus says of the phone's reachability (qualify): Unreachable takes it out of
+# routing; Reachable, a new registration (Created) or its end (Removed: the registration decides
+# from then on) clear that. Updated, Unknown and NonQualified say nothing new.
+CONTACT_REACH = {"Unreachable": False, "Reachable": True, "Created": True, "Removed": True}
+
+
+def _contact_status(msg: Fields) -> PhoneReach | None:
+    m = AGENT_ENDPOINT.fullmatch(str(msg.get("AOR", "") or msg.get("EndpointName", "")))
+    reach = CONTACT_REACH.get(str(msg.get("ContactStatus", "")))
+    if m is None or reach is None:
+        return None  # the carrier's AOR, or a status that changes nothing
+    return PhoneReach(m.group("id"), reach)
 
 
 # -- callbacks ------------------------------------------------------------------------
@@ -282,7 +302,7 @@ def _agent_control(msg: Fields) -> AgentControl:
     reason = str(msg.get("Reason", "") or "")
     if not REASON.fullmatch(reason):
         raise DecodeError(f"HotlineAgent pause reason {reason[:40]!r} is not a short code")
-    return AgentControl(m.group("id"), action, reason)
+    return AgentControl(m.group("id"), action, reason, by_phone=True)
 
 
 def _priority(value: object) -> int:

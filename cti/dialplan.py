@@ -62,6 +62,18 @@ ENGINE_SEEN = "HOTLINE_ENGINE_SEEN"  # global: the engine's heartbeat (epoch sec
 # set with every heartbeat and once more as the engine lets go of the link). The next engine
 # (or this one after a reconnect) counts only what happened after it: once, never twice.
 COUNTED_UNTIL = "HOTLINE_COUNTED_UNTIL"
+# Where a call from an agent's phone runs its feature code (*21...*25): its hang-up there ends
+# a feature call, not a caller's.
+FEATURE_CONTEXTS = frozenset({"hotline-agents", "hotline-agent-feature"})
+# The position announcement the wait loop plays at its next pass (set on the caller's channel):
+# prompt names joined by '&' (ivr/announce.py), played as hotline/<language>/<name>.
+ANNOUNCE = "HOTLINE_ANNOUNCE"
+# What the caller hears while waiting and ringing (set by the dialplan): MUSIC the music-on-hold
+# class (empty: ringback), MUSIC_FOR the queue it was taken from; the global QUEUE_MUSIC_PREFIX +
+# queue holds each queue's class, so that a caller the engine moves to another queue hears its music.
+MUSIC = "HOTLINE_MUSIC"
+MUSIC_FOR = "HOTLINE_MUSIC_FOR"
+QUEUE_MUSIC_PREFIX = "HOTLINE_QUEUE_MUSIC_"
 # A callback's agent leg, set by the engine's Originate (and HOTLINE_LANG, HOTLINE_QUEUE).
 CALLBACK_ID = "HOTLINE_CALLBACK"  # the request id
 CB_NUMBER = "HOTLINE_CB_NUMBER"  # the citizen's number (digits, validated at booking; FILTERed again)

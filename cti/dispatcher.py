@@ -30,6 +30,7 @@ from acd.calendar import Calendar
 from acd.calls import Call
 from acd.commands import (
     AgentStateChanged,
+    Announce,
     CallAnswered,
     CallbackAttempt,
     CallbackOutcome,
@@ -47,6 +48,7 @@ from acd.events import (
     AgentControl,
     AgentProfile,
     AgentsConfigured,
+    AgentsRestored,
     CallbackCancelled,
     ChannelsSnapshot,
     DevicesSnapshot,
@@ -59,11 +61,14 @@ from acd.events import (
     Tick,
 )
 from acd.model import Outcome, QueueSettings
+from acd.saved import saved
+from cti import agent_file, dialplan
 from cti import decode as decoding
-from cti import dialplan
+from cti.agent_file import AgentFile
 from cti.ami import AmiClient, AmiError, Reply
 from cti.ami_frame import AmiMessage
 from cti.logs import mask_number
+from ivr import announce as announcement
 from metrics import kpi
 from metrics.exporter import Metrics
 
@@ -200,6 +205,10 @@ class Dispatcher:
         # reconciled before the first resync reads it.
         self.mark_file: Path | None = None
         self._mark_read = False  # Asterisk's mark is read once: what came later is this process's own
+        # The agents' state kept across restarts (cti/agent_file.py, acd/saved.py): None: not kept.
+        self.agents_file: AgentFile | None = None
+        self._agents_changed = False
+        self._agents_kept_at = -math.inf
         self.on_routing: Callable[[], None] | None = None  # called when routing (re)starts
         # Called when an agent answers (the ticket platform opens the call's draft); it must not block.
         self.on_answered: Callable[[CallAnswered, Call | None], None] | None = None
@@ -267,6 +276,11 @@ class Dispatcher:
         if self.calendar is not None:
             self.apply(QueuesConfigured(tuple(self.state.queues.values()), self.calendar))
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
+        if self.agents_file is not None:
+            kept = agent_file.read(self.agents_file.path)
+            if kept:
+                self.apply(AgentsRestored(kept))
+                log.info("agents_restored", agents=len(kept), file=str(self.agents_file.path))
         while True:
             item = await self.inbox.get()
             try:
@@ -275,6 +289,9 @@ class Dispatcher:
                 # One bad item is logged and counted; routing goes on.
                 self.metrics.event_errors.inc()
                 log.exception("event_failed", item=type(item).__name__)
+            if self._agents_changed and (self.inbox.empty() or
+                                         self.clock() - self._agents_kept_at >= agent_file.WRITE_EVERY):
+                self.keep_agents()
             if self.after_item is not None:
                 self.after_item(item)
 
@@ -351,6 +368,15 @@ class Dispatcher:
             case _:
                 assert_never(item)
 
+    def keep_agents(self) -> None:
+        """Hand the agents' state to the file's writer (after the commands: never before a ring)."""
+        self._agents_changed = False
+        if self.agents_file is None:
+            return
+        now = self.clock()
+        self._agents_kept_at = now
+        self.agents_file.put(agent_file.encode(saved(self.state, now, self.wall()), self.wall()))
+
     def apply(self, event: Event) -> None:
         now, wall = self.clock(), self.wall()
         try:
@@ -423,6 +449,7 @@ class Dispatcher:
                     except Exception:  # the draft is also opened from the stored record: routing goes on
                         log.exception("on_answered_failed", call_id=cmd.call_id)
             case AgentStateChanged():
+                self._agents_changed = True
                 self.metrics.agent_changed(cmd, now)
                 log.info("agent_state", agent_id=cmd.agent_id, old=cmd.old, new=cmd.new, reason=cmd.reason or None)
             case CallRecord():
@@ -439,6 +466,7 @@ class Dispatcher:
                 else:
                     self.metrics.ended_call(cmd)
             case ControlDone():
+                self._agents_changed = self._agents_changed or cmd.ok  # a new pause reason changes no label
                 if self._reply is not None and not self._reply.done():
                     self._reply.set_result(cmd)
                 log.info("agent_request", agent_id=cmd.agent_id, action=cmd.action.value, ok=cmd.ok,
@@ -455,6 +483,9 @@ class Dispatcher:
                 else:
                     log.error("callback_outcome_not_stored", call_id=cmd.call_id,
                               hint="no callbacks service is wired to the dispatcher")
+            case Announce():
+                log.info("announce", call_id=cmd.call_id, ahead=cmd.ahead, wait_minutes=cmd.wait_minutes)
+                self._spawn(self._announce(cmd))
             case Unexpected():
                 self.metrics.unexpected_event(cmd)
                 log.info("unexpected_event", machine=cmd.machine, state=cmd.state, trigger=cmd.trigger,
@@ -633,6 +664,13 @@ class Dispatcher:
         except AmiError as exc:
             # Only what a restarted engine or Asterisk's own account would see is affected.
             log.warning("tag_caller_failed", call_id=cmd.call_id, error=str(exc))
+
+    async def _announce(self, cmd: Announce) -> None:
+        try:
+            await self._link().action({"Action": "Setvar", "Channel": cmd.channel, "Variable": dialplan.ANNOUNCE,
+                                       "Value": announcement.value(cmd.ahead, cmd.wait_minutes)})
+        except AmiError as exc:  # the caller misses this one; the next comes at its time
+            log.warning("announce_failed", call_id=cmd.call_id, error=str(exc))
 
     def _link(self) -> AmiClient:
         if self.ami is None or not self.ami.connected:

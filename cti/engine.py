@@ -27,6 +27,7 @@ from config.loader import ConfigError, load
 from config.settings import Settings
 from cti import http, ivr_service
 from cti.account import AccountReader
+from cti.agent_file import AgentFile
 from cti.ami import AmiClient, AmiSettings
 from cti.ami_frame import AmiMessage
 from cti.callbacks import Callbacks, CallbackSettings
@@ -136,6 +137,7 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics,
                             calendar=settings.calendar.to_core())
     dispatcher.mark_file = Path(e.store.spool) / "counted_until"
+    dispatcher.agents_file = AgentFile(Path(e.store.spool) / "agents.json")
     # 三方通话: the department sees the hotline's number of the call's queue.
     conference = Conference(dispatcher, caller_ids={q.name: q.dialled()[0].number
                                                     for q in settings.queues if q.dialled()})
@@ -295,6 +297,9 @@ async def serve(engine: Engine, stop: asyncio.Event) -> int:
                     await asyncio.wait_for(engine.dispatcher.drain(), 5.0)
                 except TimeoutError:
                     log.warning("inbox_not_drained", hint="events still queued are lost with this process")
+            if engine.dispatcher.agents_file is not None:
+                engine.dispatcher.keep_agents()
+                await engine.dispatcher.agents_file.flush()
             if engine.callbacks is not None:
                 await engine.callbacks.drain(5.0)
             engine.dispatcher.cancel_timers()

@@ -29,7 +29,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from acd import agent_state
-from acd.agents import Control
+from acd.agents import Control, backoff_left, reason
 from acd.events import AgentControl
 from config.control_token import authorized
 from cti.callbacks import list_requests
@@ -112,9 +112,12 @@ async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
 def control_app(engine: Engine) -> web.Application:
     async def agents(_: web.Request) -> web.Response:
         st = engine.dispatcher.state
+        now = engine.dispatcher.clock()
         return web.json_response([
-            {"id": a.agent_id, "state": agent_state(a), "reason": a.pause_reason, "queues": sorted(a.queues),
-             "skills": a.skills, "registered": a.registered, "calls_taken": a.calls_taken}
+            {"id": a.agent_id, "state": agent_state(a, now), "reason": reason(a, now) or None,
+             "backoff_left": round(backoff_left(a, now), 1), "queues": sorted(a.queues), "skills": a.skills,
+             "registered": a.registered, "reachable": not a.unreachable, "calls_taken": a.calls_taken,
+             "idle_seconds": round(now - a.idle_since, 1) if agent_state(a, now) == "available" else None}
             for a in sorted(st.agents.values(), key=lambda a: a.agent_id) if a.configured
         ])
 

@@ -27,7 +27,8 @@ from metrics import kpi
 
 WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
 TALK_BUCKETS = (5, 15, 30, 60, 120, 180, 300, 600, 900, 1800, 3600)
-AGENT_STATES = ("logged_out", "available", "paused", "busy_other", "ringing", "on_call", "wrap_up")
+AGENT_STATES = ("logged_out", "unreachable", "available", "backed_off", "paused", "busy_other", "ringing", "on_call",
+                "wrap_up")
 WAITING = frozenset({CallState.IN_LINE, CallState.REDIRECTING, CallState.CONFIRMING, CallState.DIALING,
                      CallState.WALKING_BACK, CallState.FALLBACK})
 
@@ -212,7 +213,7 @@ class LiveCollector(Collector):
         counts = dict.fromkeys(AGENT_STATES, 0)
         for agent in st.agents.values():
             if agent.configured:
-                label = agent_state(agent)
+                label = agent_state(agent, now)
                 counts[label] = counts.get(label, 0) + 1
         for name, n in counts.items():
             agents.add_metric([name], n)

@@ -40,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from acd.agents import Activity, Agent, Control, label
+from acd.agents import Activity, Agent, Control, label, reason
 from acd.calls import Call
 from acd.commands import AgentStateChanged, CallAnswered, CallRecord, Command, RingAgent
 from acd.events import AgentControl
@@ -95,6 +95,7 @@ i18n.add({
     "desk_phone_off": ("未注册", "not registered"),
     "st_logged_out": ("未签入", "logged out"), "st_available": ("空闲", "ready"), "st_paused": ("示忙", "paused"),
     "st_busy_other": ("话机占用", "phone busy"), "st_ringing": ("振铃", "ringing"),
+    "st_backed_off": ("拒接回避", "backed off"), "st_unreachable": ("话机失联", "phone unreachable"),
     "st_on_call": ("通话中", "on a call"),
     "st_wrap_up": ("整理", "wrap-up"),
     "act_login": ("签入", "Log in"), "act_logout": ("签出", "Log out"), "act_pause": ("示忙", "Pause"),
@@ -354,7 +355,8 @@ class DeskPage:
         agent: Agent | None = self.w.engine.dispatcher.state.agents.get(agent_id)
         if agent is None or not agent.configured:
             return {"id": agent_id, "label": "logged_out", "reason": "", "registered": False}
-        return {"id": agent_id, "label": label(agent), "reason": agent.pause_reason or "",
+        now = self.w.engine.dispatcher.clock()
+        return {"id": agent_id, "label": label(agent, now), "reason": reason(agent, now),
                 "registered": agent.registered}
 
     def _corner(self, agent_id: str, rate: tuple[str, bool] | None = None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session
 
 from acd import agent_state
-from acd.agents import Control
+from acd.agents import Control, backoff_left, reason
 from acd.commands import Command
 from acd.events import AgentControl
 from acd.state import State
@@ -111,6 +111,8 @@ i18n.add({
     "state_available": ("空闲", "Available"),
     "state_paused": ("小休", "Paused"),
     "state_busy_other": ("忙(其他)", "Busy (other)"),
+    "state_backed_off": ("拒接回避", "Backed off"),
+    "state_unreachable": ("话机失联", "Phone unreachable"),
     "state_ringing": ("振铃", "Ringing"),
     "state_on_call": ("通话中", "On call"),
     "state_wrap_up": ("话后处理", "Wrap-up"),
@@ -166,7 +168,8 @@ def queue_rows(st: State, today: dict[str, kpi.Totals] | None, month: dict[str, 
         agents = dict.fromkeys(AGENT_STATES, 0)
         for a in st.agents.values():
             if a.configured and name in a.queues:
-                agents[agent_state(a)] = agents.get(agent_state(a), 0) + 1
+                shown = agent_state(a, now)
+                agents[shown] = agents.get(shown, 0) + 1
         rows.append(QueueRow(name, len(waits[name]), figures.duration(max(waits[name], default=0.0)), agents,
                              period(today.get(name, kpi.Totals()) if today is not None else None),
                              period(month.get(name, kpi.Totals()) if month is not None else None)))
@@ -178,10 +181,12 @@ def agent_rows(st: State, since: dict[str, tuple[str, float]], names: dict[str, 
     for a in sorted(st.agents.values(), key=lambda a: a.agent_id):
         if not a.configured:
             continue
-        label = agent_state(a)
+        label = agent_state(a, now)
         seen = since.get(a.agent_id)
-        rows.append(AgentRow(a.agent_id, names.get(a.agent_id, ""), label,
-                             a.pause_reason or "" if label == "paused" else "",
+        why = reason(a, now)
+        if label == "backed_off":  # the time left, so that nobody wonders why a free agent is not rung
+            why = f"{why} {math.ceil(backoff_left(a, now))} s"
+        rows.append(AgentRow(a.agent_id, names.get(a.agent_id, ""), label, why,
                              figures.duration(now - seen[1]) if seen is not None and seen[0] == label else "—",
                              a.calls_taken))
     return rows

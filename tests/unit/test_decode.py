@@ -9,6 +9,7 @@ import pytest
 from acd.agents import Control
 from acd.events import (
     AgentControl,
+    AgentHungUp,
     AgentLeg,
     CallerHungUp,
     CallerJoined,
@@ -16,6 +17,8 @@ from acd.events import (
     DeviceChanged,
     DialEnded,
     DialStarted,
+    FeatureCallEnded,
+    PhoneReach,
     Probed,
     RecordingStarted,
     Where,
@@ -93,11 +96,37 @@ def test_control_characters_never_reach_a_caller_name() -> None:
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
-    [({"Agent": "agent1001", "Action": "pause", "Reason": "05"}, AgentControl("1001", Control.PAUSE, "05")),
-     ({"Agent": "agent1002", "Action": "login", "Reason": ""}, AgentControl("1002", Control.LOGIN, ""))],
+    [({"Agent": "agent1001", "Action": "pause", "Reason": "05"}, AgentControl("1001", Control.PAUSE, "05", True)),
+     ({"Agent": "agent1002", "Action": "login", "Reason": ""}, AgentControl("1002", Control.LOGIN, "", True))],
 )
 def test_agent_feature_code_events(fields: dict[str, str], expected: AgentControl) -> None:
     assert decode({"Event": "UserEvent", "UserEvent": "HotlineAgent", **fields}) == expected
+
+
+def test_the_hang_up_of_a_feature_code_call_ends_the_feature_call_not_a_caller() -> None:
+    base = {"Event": "Hangup", "Channel": "PJSIP/agent1001-0000002a", "Linkedid": "1700000000.77"}
+    assert decode({**base, "Context": "hotline-agent-feature", "Exten": "s"}) == FeatureCallEnded("1001")
+    assert decode({**base, "Context": "hotline-connect", "Exten": "1001*15*3"}) == AgentHungUp("1700000000.77", "1001")
+
+
+@pytest.mark.parametrize(("status", "reachable"), [
+    ("Unreachable", False), ("Reachable", True), ("Created", True), ("Removed", True),
+])
+def test_contact_status_of_an_agents_phone_says_whether_it_answers(status: str, reachable: bool) -> None:
+    # As Asterisk 22 sends it (res_pjsip: AOR, EndpointName, URI, ContactStatus, RoundtripUsec ...).
+    msg = {"Event": "ContactStatus", "URI": "sip:agent1001@127.0.0.1:5091", "ContactStatus": status,
+           "AOR": "agent1001", "EndpointName": "agent1001", "RoundtripUsec": "0"}
+    assert decode(msg) == PhoneReach("1001", reachable)
+
+
+@pytest.mark.parametrize("msg", [
+    {"Event": "ContactStatus", "ContactStatus": "Unreachable", "AOR": "carrier", "EndpointName": "carrier"},
+    {"Event": "ContactStatus", "ContactStatus": "Updated", "AOR": "agent1001"},
+    {"Event": "ContactStatus", "ContactStatus": "NonQualified", "AOR": "agent1001"},
+    {"Event": "ContactStatus", "ContactStatus": "Unreachable", "AOR": "agent1001;evil"},
+])
+def test_contact_status_of_others_or_saying_nothing_new_is_ignored(msg: dict[str, str]) -> None:
+    assert decode(msg) is None
 
 
 @pytest.mark.parametrize(
