@@ -48,6 +48,12 @@ class AmiWatch:
         self.agi_first: dict[str, float] = {}
         self.agi_last: dict[str, float] = {}
         self._agi_open: dict[tuple[str, str], float] = {}
+        # With the `dialplan` read class (Newexten): per caller, whether a prompt was playing in
+        # the wait loop when the engine's Redirect took them to ring an agent, and the hand-off
+        # gaps of those callers (an agent freeing up mid-announcement).
+        self._playing: dict[str, bool] = {}
+        self._cut_short: dict[str, bool] = {}
+        self.cut_gaps: list[float] = []
         self._stop = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -71,8 +77,17 @@ class AmiWatch:
                 elif name == "DialBegin" and str(msg.get("DestChannel", "")).startswith("PJSIP/agent"):
                     self.dials.setdefault(linkedid, float(stamp))
                     agent = str(msg["DestChannel"]).split("-", 1)[0]
+                    cut_short = self._cut_short.pop(linkedid, False)
                     if agent in self.freed:
                         self.gaps.append((float(stamp) - self.freed.pop(agent)) * 1000)
+                        if cut_short:
+                            self.cut_gaps.append(self.gaps[-1])
+                elif name == "Newexten" and msg.get("Uniqueid") == linkedid:
+                    if msg.get("Context") == "hotline-connect":
+                        # The Redirect landed: was the caller in a prompt just before? (Kept until the Dial.)
+                        self._cut_short.setdefault(linkedid, self._playing.pop(linkedid, False))
+                    else:
+                        self._playing[linkedid] = msg.get("Application") == "Playback"
                 elif name == "Hangup" and str(msg.get("Channel", "")).startswith("PJSIP/agent"):
                     self.freed[str(msg["Channel"]).split("-", 1)[0]] = float(stamp)
                 elif name == "Newchannel" and msg.get("Uniqueid") == linkedid:
@@ -111,6 +126,9 @@ class AmiWatch:
         self.agi_first.clear()
         self.agi_last.clear()
         self._agi_open.clear()
+        self._playing.clear()
+        self._cut_short.clear()
+        self.cut_gaps.clear()
 
     def close(self) -> None:
         self._stop = True

@@ -51,11 +51,12 @@ class Rig:
     agents: int
 
     @contextlib.contextmanager
-    def engine(self) -> Iterator[None]:
+    def engine(self, config: Path | None = None) -> Iterator[None]:
         """Our engine as its own process, as in production (in the benchmark's process it
-        would share the GIL with the AMI listener and wait for it in 5 ms slices)."""
+        would share the GIL with the AMI listener and wait for it in 5 ms slices). `config`:
+        another configuration folder than the rig's (one condition of an A/B run)."""
         with open(self.workdir / "engine.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(self.config)],
+            proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "run", "--config", str(config or self.config)],
                                     stdout=subprocess.DEVNULL, stderr=log)
         try:
             self._wait_available()
@@ -102,7 +103,7 @@ def _remove_app_queue(box: Sandbox) -> None:
 @contextlib.contextmanager
 def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
         ivr: Callable[[Path], dict[str, Any]] | None = None, tickets: dict[str, Any] | None = None,
-        answer_ms: int = 100) -> Iterator[Rig]:
+        answer_ms: int = 100, manager_user: str = MANAGER_USER) -> Iterator[Rig]:
     """ivr: given the run's work directory (removed at the end), the keys of ivr.yaml over the
     test default (no IVR); it may put a prompts override folder there. Asterisk gets the
     shipped prompts back at the end."""
@@ -121,7 +122,7 @@ def rig(name: str, agents: int, uas_port: int, queue: dict[str, Any],
         box.build()
         # Written before the start, so app_queue loads them at boot and no reload is needed.
         _install_app_queue(box, agent_ids)
-        box.start(settings, extra_manager_users=MANAGER_USER)
+        box.start(settings, extra_manager_users=manager_user)
         if "Running" not in box.rx("module show like app_queue").replace("Not Running", ""):
             raise SystemExit(f"bench {name}: app_queue did not load; see {box.root}/var/log/asterisk/messages.log")
         print(f"bench: sandbox locked for this run; Asterisk freshly started (pid {box.pid()}, "
