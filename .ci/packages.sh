@@ -6,7 +6,9 @@
 # and Chromium, Noto CJK fonts and poppler-utils (the reports: Chromium prints the HTML report
 # to PDF and the tests look at the pictures, pdftoppm rasterises the PDF; the pages' tests
 # drive the same Chromium through Playwright, which talks to it directly and needs no
-# chromedriver; without a CJK font every Chinese character would draw as a box).
+# chromedriver; without a CJK font every Chinese character would draw as a box), and
+# baresip-core (a real softphone as an agent's phone: testbed/baresip.py runs Debian 12's
+# baresip 1.0.0 on the host against the sandbox Asterisk on 127.0.0.1).
 # Installs only what is missing, and no recommended packages: Prometheus recommends
 # node-exporter, a daemon that would listen on every interface for a demo that needs neither.
 set -euo pipefail
@@ -21,6 +23,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v pdftoppm >/dev/null || missing+=(poppler-utils)
   [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
+  command -v baresip >/dev/null || missing+=(baresip-core)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "[packages] installing ${missing[*]}" >&2

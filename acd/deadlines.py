@@ -12,6 +12,7 @@ due and the next deadline is asked for again.
 from __future__ import annotations
 
 import heapq
+
 from acd.agents import Activity, Agent
 from acd.calls import Call, CallState
 from acd.model import QueueSettings

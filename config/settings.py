@@ -15,13 +15,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from acd.calendar import ALWAYS, Calendar, Hours
 from acd.events import AgentProfile
-from acd.model import Overflow, OverflowTo, QueueSettings, Strategy, WhenClosed, WhenEmpty, Widen
+from acd.model import Announce, Overflow, OverflowTo, QueueSettings, Strategy, WhenClosed, WhenEmpty, Widen
 from config.ticket_settings import TicketsFile
 
 if TYPE_CHECKING:  # ivr.flows_yaml reads YAML through config.loader, which imports this module
@@ -155,6 +156,18 @@ class SipSection(_Strict):
     trunk_port: int = Field(5060, ge=1, le=65535)
     rtp_start: int = Field(10000, ge=1024, le=65535)
     rtp_end: int = Field(20000, ge=1024, le=65535)
+    # Seconds between Asterisk's OPTIONS pings to each agent's phone (pjsip qualify_frequency):
+    # a phone that stops answering is Unreachable within about this plus qualify_timeout(),
+    # long before its registration runs out. 0: no pings (a dead phone counts as registered
+    # until its registration expires).
+    qualify: int = Field(10, ge=0, le=3600)
+    # The longest registration Asterisk grants an agent's phone (maximum_expiration, and
+    # default_expiration for a phone that asks for none): softphones ask for an hour.
+    max_expiry: int = Field(300, ge=60, le=7200)
+
+    def qualify_timeout(self) -> float:
+        """Seconds Asterisk waits for an OPTIONS reply: its default 3 s, less on a short interval."""
+        return min(3.0, self.qualify / 2) if self.qualify else 3.0
 
 
 class FallbackSection(_Strict):
@@ -220,6 +233,29 @@ class OverflowConfig(_Strict):
         if self.to == "number" and not self.number:
             raise ValueError("overflow to a number needs `number:` (digits)")
         return self
+
+
+class AnnounceConfig(_Strict):
+    """A queue's position announcements (位置播报): `announce: {first: 30, every: 60}`."""
+
+    first: float = Field(30, ge=0, le=3600)  # seconds after joining the queue
+    # Not more often than every 20 s: a caller should hear mostly music, and each prompt
+    # costs the engine an AMI action per waiting caller.
+    every: float = Field(60, ge=20, le=3600)
+    position: bool = True  # the caller's place in line
+    wait: bool = True  # the expected wait, when the engine's figures support one
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AnnounceConfig:
+        if not (self.position or self.wait):
+            raise ValueError("an announcement with position: false and wait: false says nothing; "
+                             "turn one on, or write `announce: false`")
+        return self
+
+
+# A class of musiconhold.conf: written into the dialplan and Asterisk's configuration as it is.
+MUSIC_CLASS = re.compile(r"[A-Za-z0-9_-]{1,40}")
+NO_MUSIC = "none"
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -304,6 +340,38 @@ class QueueConfig(_Strict):
     when_closed: Literal["message", "overflow"] = "message"
     sticky_days: float = Field(0, ge=0, le=90)
     sticky_wait: float = Field(30, ge=0, le=3600)
+    # What a caller hears while waiting and while an agent's phone rings: a music-on-hold class
+    # over early media (never answering the call), or `none`: ringback, as a ringing phone.
+    music: str = "default"
+    announce: AnnounceConfig | None = None  # off unless configured
+
+    @field_validator("music", mode="before")
+    @classmethod
+    def _music(cls, v: object) -> object:
+        # `music: none`, `music: ""`, `music: off` (YAML reads false) and an empty `music:`: ringback.
+        if v is None or v is False or v == NO_MUSIC:
+            return ""
+        if isinstance(v, str) and (v == "" or MUSIC_CLASS.fullmatch(v)):
+            return v
+        raise ValueError(f"{str(v)[:60]!r} is not a music-on-hold class: a name of A-Z, a-z, 0-9, _ and - "
+                         f"(up to 40), e.g. `default`, or `{NO_MUSIC}` for ringback only")
+
+    @field_validator("announce", mode="before")
+    @classmethod
+    def _announce(cls, v: object) -> object:
+        # `announce: false` (or absent): off; `announce: true`: on with the defaults.
+        if v is False:
+            return None
+        return {} if v is True else v
+
+    @field_validator("announce")
+    @classmethod
+    def _announce_needs_music(cls, v: AnnounceConfig | None, info: ValidationInfo) -> AnnounceConfig | None:
+        # A field validator (music is checked first), so that the error names announce's line.
+        if v is not None and info.data.get("music") == "":
+            raise ValueError(f"announce needs music (music: {NO_MUSIC} leaves the caller's line ringing, and a "
+                             "ringing line carries no prompt); set `music: default` or drop `announce`")
+        return v
 
     @field_validator("hours")
     @classmethod
@@ -354,6 +422,10 @@ class QueueConfig(_Strict):
             when_closed=WhenClosed(self.when_closed),
             sticky_days=self.sticky_days,
             sticky_wait=self.sticky_wait,
+            music=self.music,
+            announce=Announce(self.announce.first, self.announce.every, self.announce.position, self.announce.wait)
+            if self.announce
+            else None,
         )
 
 

@@ -21,6 +21,11 @@ STATIC = ("logger.conf", "modules.conf")
 # A 三方通话's conference (confbridge.conf): the caller, the agent, a department and a second
 # agent, with room for one more party being rung while another is still there.
 CONF_MAX_MEMBERS = 6
+# Music on hold: musiconhold.conf's [default] plays the files in <astdatadir>/moh, beside
+# Asterisk's sounds folder (Debian: /usr/share/asterisk/moh, from the package below).
+MUSIC_DIR = "moh"
+MUSIC_CLASS = "default"
+MUSIC_PACKAGE = "asterisk-moh-opsound-wav"
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -34,6 +39,12 @@ def fill(template: str, values: dict[str, str]) -> str:
 
 
 def _agents_block(settings: Settings) -> str:
+    sip = settings.engine.sip
+    # Asterisk pings each phone (qualify) so that a dead one is found in seconds, not when its
+    # registration runs out; registrations are capped so that a phone gone without a word
+    # (no OPTIONS reply, no REGISTER) leaves within max_expiry even with qualify off.
+    aor_extra = (f"qualify_frequency = {sip.qualify}\nqualify_timeout = {sip.qualify_timeout():g}\n"
+                 f"maximum_expiration = {sip.max_expiry}\ndefault_expiration = {sip.max_expiry}\n")
     blocks = []
     for agent in settings.agents:
         name = f"agent{agent.id}"
@@ -42,7 +53,7 @@ def _agents_block(settings: Settings) -> str:
             f"direct_media = no\nrtp_symmetric = yes\nauth = {name}\naors = {name}\n"
             f"callerid = {agent.id} <{agent.id}>\n\n"
             f"[{name}]\ntype = auth\nauth_type = userpass\nusername = {name}\npassword = {agent.password}\n\n"
-            f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n"
+            f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n{aor_extra}"
         )
     return "\n".join(blocks)
 
@@ -95,7 +106,6 @@ def _inbound_block(settings: Settings) -> str:
             out.append(
                 head + " same => n,Set(HOTLINE_JOINED=${EPOCH})\n"
                 f" same => n,Set({dp.JOINED_AT}=${{STRFTIME(,,%s.%3q)}})\n"
-                " same => n,Ringing()\n"
                 f" same => n,Goto({dp.HOLD},{q.name},1)"
             )
     return "\n".join(out)
@@ -104,11 +114,20 @@ def _inbound_block(settings: Settings) -> str:
 def _hold_block(settings: Settings) -> str:
     out = []
     for q in settings.queues:
+        if q.music:
+            # Early media (183 with SDP), never an answer: a caller who came without the IVR
+            # pays nothing until an agent answers. The channel's class also serves an agent's hold.
+            hears = (f" same => n,Set(CHANNEL(musicclass)={q.music})\n"
+                     " same => n,Progress()\n"
+                     " same => n,StartMusicOnHold()\n")
+        else:
+            hears = " same => n,Ringing()\n"
         out.append(
+            f"exten => {q.name},1,MSet({dp.MUSIC}={q.music},{dp.MUSIC_FOR}={q.name})\n" + hears +
             # The join event comes right before a Wait: the engine only Redirects a caller it
             # knows to be in the loop. Then every queue shares one wait loop (hotline-wait),
             # so a queue an engine reload adds works without a dialplan reload.
-            f"exten => {q.name},1,UserEvent({dp.JOIN_EVENT},Queue: {q.name},Pres: ${{{dp.PRES}}},"
+            f" same => n,UserEvent({dp.JOIN_EVENT},Queue: {q.name},Pres: ${{{dp.PRES}}},"
             f"CallPriority: ${{{dp.PRIORITY}}},CallSkills: ${{{dp.SKILLS}}},From: ${{{dp.FROM}}})\n"
             " same => n,Wait(1)\n"
             f" same => n,Goto({dp.WAIT},s,1)"
@@ -155,6 +174,8 @@ def render(settings: Settings, extra_manager_users: str = "") -> dict[str, str]:
         "FALLBACK_DIAL": "&".join(f"PJSIP/agent{a.id}" for a in settings.agents),
         "INBOUND": _inbound_block(settings),
         "HOLD": _hold_block(settings),
+        "QUEUE_MUSIC": "\n".join(f"{dp.QUEUE_MUSIC_PREFIX}{q.name}={q.music}" for q in settings.queues),
+        "MUSIC_DIR": MUSIC_DIR,
         "AGI": agi_address(settings),
         "ANNOUNCE": f"aA({JOB_NUMBER}:{JOB_NUMBER})" if _announce(settings) else "",
         "SURVEY_GOTO": (f" same => n,Goto({dp.SURVEY},s,1)" if survey is not None
@@ -236,3 +257,30 @@ def install(settings: Settings, etc_dir: Path, sounds_dir: Path, extra_manager_u
                 out = target / lang / name
                 written += prompts.concat(speech.agent_announcement(agent.id, lang), lang, out, override)
     return written
+
+
+def music_warnings(settings: Settings, etc_dir: Path, sounds_dir: Path) -> list[str]:
+    """What stands between the queues' `music:` and a caller hearing it on this Asterisk: an
+    empty music folder (waiting callers and an agent's hold get silence), or a class that
+    neither musiconhold.conf nor musiconhold_local.conf defines (Asterisk plays [default])."""
+    out = []
+    folder = sounds_dir.parent / MUSIC_DIR
+    try:
+        files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    except OSError:
+        files = []
+    if not files:
+        out.append(f"no music on hold in {folder}: callers waiting in a queue with music, and callers an agent "
+                   f"holds, hear silence. Install Debian's {MUSIC_PACKAGE} (apt-get install {MUSIC_PACKAGE}; "
+                   "CC-BY-SA 3.0) or put 8 kHz WAV files of your own there, then `asterisk -rx 'moh reload'`")
+    local = etc_dir / "musiconhold_local.conf"
+    try:
+        defined = set(re.findall(r"^\s*\[([A-Za-z0-9_-]+)\]", local.read_text(encoding="utf-8"), re.MULTILINE))
+    except OSError:
+        defined = set()
+    defined.add(MUSIC_CLASS)
+    for q in settings.queues:
+        if q.music and q.music not in defined:
+            out.append(f"queue {q.name}: music class {q.music!r} is defined neither in musiconhold.conf nor in "
+                       f"{local}: its callers hear [{MUSIC_CLASS}]; add a [{q.music}] section there")
+    return out

@@ -278,7 +278,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_asterisk_conf(args: argparse.Namespace) -> int:
-    from cti.asterisk_conf import install, render, write_private
+    from cti.asterisk_conf import install, music_warnings, render, write_private
     from ivr.prompts import PromptError
 
     settings = _settings(args)
@@ -292,6 +292,8 @@ def cmd_asterisk_conf(args: argparse.Namespace) -> int:
         else:
             for path in install(settings, Path(args.etc), Path(args.sounds)):
                 print(path)
+            for warning in music_warnings(settings, Path(args.etc), Path(args.sounds)):
+                print(f"warning: {warning}", file=sys.stderr)
             print("now reload Asterisk: asterisk -rx 'core reload'", file=sys.stderr)
     except PromptError as exc:
         print(f"hotline asterisk-conf {args.action}: {exc}", file=sys.stderr)

@@ -63,8 +63,9 @@ ENGINE_SEEN = "HOTLINE_ENGINE_SEEN"  # global: the engine's heartbeat (epoch sec
 # (or this one after a reconnect) counts only what happened after it: once, never twice.
 COUNTED_UNTIL = "HOTLINE_COUNTED_UNTIL"
 # Where a call from an agent's phone runs its feature code (*21...*25): its hang-up there ends
-# a feature call, not a caller's.
-FEATURE_CONTEXTS = frozenset({"hotline-agents", "hotline-agent-feature"})
+# a feature call, not a caller's. Not hotline-agents: that is the endpoint's context, which an
+# agent leg that Dial created carries in its Hangup too.
+FEATURE_CONTEXTS = frozenset({"hotline-agent-feature"})
 # The position announcement the wait loop plays at its next pass (set on the caller's channel):
 # prompt names joined by '&' (ivr/announce.py), played as hotline/<language>/<name>.
 ANNOUNCE = "HOTLINE_ANNOUNCE"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from ivr import speech
+from ivr import announce, speech
 
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE.parent / "asterisk-conf" / "sounds"
@@ -372,7 +372,9 @@ def build(names: Iterable[str] | None = None, out_dir: Path = SHIPPED, langs: Se
     bad = [lang for lang in langs if lang not in LANGS]
     if bad:
         raise PromptError(f"unknown language(s) {', '.join(bad)}: {', '.join(LANGS)}")
-    fragments = speech.fragments() - {"agent-prefix", "agent-suffix"}
+    # Parts said inside a sentence get a fragment's short silences (the queue announcement's
+    # "您前面还有" + 三 + "位来电者" too).
+    fragments = (speech.fragments() - {"agent-prefix", "agent-suffix"}) | announce.JOINING
     jobs = [(lang, name) for lang in langs for name in chosen]
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="hotline-prompts-") as tmp:
@@ -398,7 +400,7 @@ def verify(folder: Path = SHIPPED, names: Iterable[str] | None = None) -> list[s
     too long, or an .alaw whose length differs from its .wav. Empty when all is well."""
     problems: list[str] = []
     catalogue = load_catalogue()
-    fragments = speech.fragments()
+    fragments = speech.fragments() | announce.JOINING
     for lang in LANGS:
         for name in catalogue if names is None else names:
             wav, alaw = folder / lang / f"{name}.wav", folder / lang / f"{name}.alaw"

@@ -48,9 +48,14 @@ def write_config(
     tickets: dict[str, Any] | None = None,
     ivr: dict[str, Any] | None = None,
     agi_port: int | None = None,
+    sip: dict[str, Any] | None = None,
 ) -> Path:
     """ivr: keys of ivr.yaml over the test default, which is no IVR at all (no numbers, no
-    survey, no job number): tests of the queue keep their timing; IVR tests opt in."""
+    survey, no job number): tests of the queue keep their timing; IVR tests opt in.
+    sip: keys of engine.yaml's sip: over the test default, which has no OPTIONS pings and
+    hour-long registrations: SIPp's UAS takes each out-of-dialog OPTIONS for a new call (it
+    would count in its stats and linger), and SIPp agents register once per test or bench
+    run. The softphone tests opt in to the shipped defaults."""
     directory.mkdir(parents=True, exist_ok=True)
     engine = {
         "ami": {"port": ami_port, "secret": ami_secret, "ping_interval": 2, "ping_timeout": 2},
@@ -61,6 +66,7 @@ def write_config(
         "store": {"url": db_url or f"sqlite:///{directory / 'hotline.db'}", "spool": str(directory / "spool")},
         "recordings": {"dir": str(RECORDINGS)},
         "log": {"level": "info"},
+        "sip": {"qualify": 0, "max_expiry": 3600, **(sip or {})},
     }
     q = {"name": "main", "number": "12345", "ring_timeout": 6, "wrapup": 1, "max_wait": 120, "short_abandon": 3}
     q.update(queue or {})

@@ -30,8 +30,10 @@ from testbed.lock import Owner, SandboxLock
 
 DEFAULT_ROOT = Path(os.environ.get("HOTLINE_SANDBOX", "/var/lib/hotline/sandbox/rootfs"))
 STAMP = ".hotline-sandbox"
-STAMP_VERSION = "1: sid minbase + asterisk sip-tester"
-PACKAGES = ("asterisk", "sip-tester")
+STAMP_VERSION = "2: sid minbase + asterisk sip-tester asterisk-moh-opsound-wav"
+# asterisk-moh-opsound-wav: the hold music musiconhold.conf's [default] plays (CC-BY-SA 3.0).
+# A sandbox built with fewer packages gets the missing ones installed in place (see build).
+PACKAGES = ("asterisk", "sip-tester", "asterisk-moh-opsound-wav")
 SIPP_DIR = "var/lib/hotline-sipp"  # SIPp run directories, relative to the chroot root
 MANUAL = "hotline sandbox up"  # the purpose of an operator's claim
 
@@ -113,6 +115,9 @@ class Sandbox:
         if self.ready:
             self._write_hosts(self.root)
             return
+        if self._add_missing_packages():
+            self._write_hosts(self.root)
+            return
         for tool in ("debootstrap", "chroot", "mount"):
             if not any((Path(d) / tool).exists() for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin")):
                 raise SandboxError(f"{tool} is not installed: apt-get install -y debootstrap")
@@ -142,6 +147,39 @@ class Sandbox:
             _run(["rm", "-rf", "--one-file-system", str(self.root)], "removing the old sandbox")
         tmp.rename(self.root)
         self.say("sandbox built and cached")
+
+    def _missing_packages(self) -> list[str]:
+        missing = []
+        for package in PACKAGES:
+            proc = subprocess.run(["chroot", str(self.root), "dpkg-query", "-W", "-f", "${db:Status-Status}",
+                                   package], capture_output=True, text=True, check=False)
+            if proc.stdout.strip() != "installed":
+                missing.append(package)
+        return missing
+
+    def _add_missing_packages(self) -> bool:
+        """An earlier build (an older stamp) lacks only packages PACKAGES has gained since: install
+        those into it, in seconds instead of a rebuild. False when there is no such build, or the
+        install failed (then the caller rebuilds from scratch)."""
+        try:
+            old = (self.root / STAMP).read_text().strip()
+        except OSError:
+            return False
+        if not (self.root / "usr/sbin/asterisk").exists():
+            return False
+        missing = self._missing_packages()
+        if missing:
+            self.say(f"the sandbox ({old}) lacks {' '.join(missing)}: installing it into the existing sandbox")
+            apt = ["chroot", str(self.root), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y"]
+            try:
+                _run([*apt, "-o", "Acquire::Check-Valid-Until=false", "update"], "apt-get update", self.log_path)
+                _run([*apt, "install", "--no-install-recommends", *missing], "apt-get install", self.log_path)
+            except SandboxError as exc:
+                self.say(f"{exc}: rebuilding the sandbox instead")
+                return False
+        (self.root / STAMP).write_text(STAMP_VERSION + "\n")
+        self.say("sandbox brought up to date")
+        return True
 
     @staticmethod
     def _write_hosts(root: Path) -> None:

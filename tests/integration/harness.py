@@ -16,6 +16,6 @@ def with_trunk_port(directory: Path, port: int) -> Path:
     """The configuration in `directory` with the carrier trunk on `port` (a SIPp UAS there plays
     the outside number: a department's phone, a citizen called back, a forward's target)."""
     engine_yaml = yaml.safe_load((directory / "engine.yaml").read_text(encoding="utf-8"))
-    engine_yaml["sip"] = {"trunk_port": port}
+    engine_yaml.setdefault("sip", {})["trunk_port"] = port
     (directory / "engine.yaml").write_text(yaml.safe_dump(engine_yaml), encoding="utf-8")
     return directory

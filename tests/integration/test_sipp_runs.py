@@ -10,7 +10,7 @@ import pytest
 from testbed import sipp
 from testbed.sandbox import SIPP_DIR, Sandbox
 from tests.integration.harness import RunningEngine, password
-from tests.integration.test_calls import agent
+from tests.integration.test_calls import agent, settle
 
 
 def test_a_successful_run_leaves_no_directory_but_keeps_its_counts(clean: Sandbox) -> None:
@@ -46,3 +46,18 @@ def test_a_failed_run_keeps_its_directory_and_the_error_names_it(clean: Sandbox)
         assert (kept / "errors.log").is_file()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_a_caller_whose_agent_hangs_up_first_answers_the_bye_and_the_call_counts_successful(
+        engine: RunningEngine) -> None:
+    # The agent hangs up after 1 s; the caller would talk for a minute: it must take the
+    # hotline's BYE in the middle of its talk pause, answer it and end the call as a success.
+    uas = sipp.agent_uas(6404, scenario="agent_hangup.xml", talk_ms=1000)
+    sipp.register([agent("1001")], contact_port=6404)
+    engine.wait_for(lambda e: e.dispatcher.state.agents["1001"].available(), 10, "agent 1001")
+    stats = sipp.callers(1, rate=1, names=[("坐席先挂", "13900000404")], talk_ms=60_000).check(30)
+    assert (stats.successful, stats.failed) == (1, 0)
+    (row,) = engine.records(wait_for=1)
+    assert (row.outcome, row.agent_id) == ("answered", "1001")
+    assert settle(lambda: uas.stats().successful, 1) == 1  # past its closing timewait: stop() aborts nothing
+    assert uas.stop() == 0

@@ -107,6 +107,8 @@ def test_the_hang_up_of_a_feature_code_call_ends_the_feature_call_not_a_caller()
     base = {"Event": "Hangup", "Channel": "PJSIP/agent1001-0000002a", "Linkedid": "1700000000.77"}
     assert decode({**base, "Context": "hotline-agent-feature", "Exten": "s"}) == FeatureCallEnded("1001")
     assert decode({**base, "Context": "hotline-connect", "Exten": "1001*15*3"}) == AgentHungUp("1700000000.77", "1001")
+    # An agent leg that Dial created has the endpoint's context: it is the caller's conversation.
+    assert decode({**base, "Context": "hotline-agents", "Exten": "s"}) == AgentHungUp("1700000000.77", "1001")
 
 
 @pytest.mark.parametrize(("status", "reachable"), [
