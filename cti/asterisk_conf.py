@@ -51,6 +51,9 @@ def _agents_block(settings: Settings) -> str:
         blocks.append(
             f"[{name}]\ntype = endpoint\ncontext = hotline-agents\ndisallow = all\nallow = alaw,ulaw\n"
             f"direct_media = no\nrtp_symmetric = yes\nauth = {name}\naors = {name}\n"
+            # Dial's time-out hangs the agent's leg up with no cause, which would go out as
+            # "Reason: Q.850;cause=0" on the CANCEL; ring_all's "completed elsewhere" stays.
+            f"suppress_q850_reason_headers = yes\n"
             f"callerid = {agent.id} <{agent.id}>\n\n"
             f"[{name}]\ntype = auth\nauth_type = userpass\nusername = {name}\npassword = {agent.password}\n\n"
             f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n{aor_extra}"

@@ -129,9 +129,10 @@ def decode(msg: Fields) -> Event | None:
 
 
 # What a ContactStatus says of the phone's reachability (qualify): Unreachable takes it out of
-# routing; Reachable, a new registration (Created) or its end (Removed: the registration decides
-# from then on) clear that. Updated, Unknown and NonQualified say nothing new.
-CONTACT_REACH = {"Unreachable": False, "Reachable": True, "Created": True, "Removed": True}
+# routing; Reachable, a new registration (Asterisk 22 reports it NonQualified until the first
+# ping: with qualify 0 the only status there is; older versions said Created) or its end
+# (Removed: the registration decides from then on) clear that. Unknown and Updated say nothing.
+CONTACT_REACH = {"Unreachable": False, "Reachable": True, "NonQualified": True, "Created": True, "Removed": True}
 
 
 def _contact_status(msg: Fields) -> PhoneReach | None:

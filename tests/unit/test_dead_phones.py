@@ -74,3 +74,16 @@ def test_the_ami_user_receives_contact_status_of_agents_through_its_system_class
     cp.read_string(text)
     assert "system" in {c.strip() for c in cp[settings.engine.ami.username]["read"].split(",")}
     assert "eventfilter(action(include),name(ContactStatus),header(AOR),method(starts_with)) = agent" in text
+
+
+def test_a_ring_time_out_sends_no_cause_0_reason_to_the_agents_phone() -> None:
+    # Dial's time-out hangs the agent's leg up with no cause: without this the CANCEL would carry
+    # "Reason: Q.850;cause=0" (seen with baresip); the carrier keeps its Q.850 reasons.
+    text = render(load())["pjsip.conf"]
+    sections = (part.split("]\n", 1) for part in text.split("\n[")[1:])
+    endpoints = {name: block.split("\n\n")[0] for name, block in sections
+                 if "type = endpoint" in block.split("\n\n")[0]}
+    assert all("suppress_q850_reason_headers = yes" in body for name, body in endpoints.items()
+               if name.startswith("agent"))
+    assert "suppress_q850_reason_headers" not in endpoints["carrier"]
+    assert any(name.startswith("agent") for name in endpoints)

@@ -112,7 +112,7 @@ def test_the_hang_up_of_a_feature_code_call_ends_the_feature_call_not_a_caller()
 
 
 @pytest.mark.parametrize(("status", "reachable"), [
-    ("Unreachable", False), ("Reachable", True), ("Created", True), ("Removed", True),
+    ("Unreachable", False), ("Reachable", True), ("NonQualified", True), ("Created", True), ("Removed", True),
 ])
 def test_contact_status_of_an_agents_phone_says_whether_it_answers(status: str, reachable: bool) -> None:
     # As Asterisk 22 sends it (res_pjsip: AOR, EndpointName, URI, ContactStatus, RoundtripUsec ...).
@@ -124,7 +124,7 @@ def test_contact_status_of_an_agents_phone_says_whether_it_answers(status: str, 
 @pytest.mark.parametrize("msg", [
     {"Event": "ContactStatus", "ContactStatus": "Unreachable", "AOR": "carrier", "EndpointName": "carrier"},
     {"Event": "ContactStatus", "ContactStatus": "Updated", "AOR": "agent1001"},
-    {"Event": "ContactStatus", "ContactStatus": "NonQualified", "AOR": "agent1001"},
+    {"Event": "ContactStatus", "ContactStatus": "Unknown", "AOR": "agent1001"},
     {"Event": "ContactStatus", "ContactStatus": "Unreachable", "AOR": "agent1001;evil"},
 ])
 def test_contact_status_of_others_or_saying_nothing_new_is_ignored(msg: dict[str, str]) -> None:
