@@ -89,7 +89,9 @@ def test_a_caller_who_hangs_up_while_waiting_is_abandoned_and_never_offered(engi
     assert run.check(30).successful == 1
     (row,) = engine.records(wait_for=1)
     assert row.outcome == "abandoned"
-    assert 4 <= row.wait_seconds < 9
+    # SIPp's 4 s run from its 100 Trying; the wait from the queue join, which comes a few ms
+    # later (after the hold music starts): 3.999 s has been seen.
+    assert 3.8 <= row.wait_seconds < 9
     assert engine.call(lambda: len(engine.e.dispatcher.state.calls)) == 0
     uas = sipp.agent_uas(6121)
     sipp.register([agent("1001")], contact_port=6121)
