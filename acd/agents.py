@@ -97,6 +97,7 @@ class Agent:
     unreachable: bool = False
     # The phone's call is a feature code (*21...*25): the agent is not busy with a caller.
     feature_call: bool = False
+    busy_before_feature: bool = False  # the phone was busy already when the code was dialled
     presence: Presence = Presence.READY
     pause_reason: str | None = None
     activity: Activity = Activity.IDLE
@@ -116,6 +117,7 @@ class Agent:
     talk_total: float = 0.0
     last_offered: int = 0  # round-robin position
     shown: str = "logged_out"  # the label last reported (AgentStateChanged): see `label`
+    idle_kept: bool = False  # idle_since restored from the engine before: kept at the first resync
 
     def present(self) -> bool:
         """Logged in with a registered phone: counts as staff for `when_empty` (paused too)."""
@@ -138,7 +140,7 @@ class Agent:
     def busy(self) -> bool:
         """Busy with a call that is not a feature code (that one ends in a second, and the
         agent asked to be routed to, or not, at once)."""
-        return self.device_busy and not self.feature_call
+        return self.device_busy and (not self.feature_call or self.busy_before_feature)
 
 
 # Why an agent who is not available may look it: what `reason` says for each label.

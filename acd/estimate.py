@@ -25,8 +25,7 @@ def estimated_wait(state: State, queue: str, now: float) -> float:
     q = state.queues.get(queue)
     if q is None:
         return INFINITE
-    serving = [a for a in state.agents.values()
-               if queue in a.queues and a.configured and a.registered and a.presence is Presence.READY]
+    serving = serving_agents(state, queue)
     if not serving:
         return INFINITE
     ahead = len(state.lines.get(queue, ()))
@@ -36,22 +35,26 @@ def estimated_wait(state: State, queue: str, now: float) -> float:
     return (ahead + 1) * handle / len(serving)
 
 
-def wait_in_line(state: State, queue: str, ahead: int, now: float) -> float | None:
-    """Seconds the caller with `ahead` callers before them may still wait, for an announcement:
-    None where the engine cannot stand by a figure (nobody serves the queue, or fewer than
-    MIN_FINISHED calls finished to take the handle time from: no default is announced)."""
+def serving_agents(state: State, queue: str) -> list[Agent]:
+    """The agents who take this queue's callers now or once free: ready, phone registered and reachable."""
+    return [a for a in state.agents.values()
+            if queue in a.queues and a.configured and a.registered and not a.unreachable
+            and a.presence is Presence.READY]
+
+
+def seconds_per_caller(state: State, queue: str) -> float | None:
+    """How long each caller ahead adds to a wait in this queue (handle time / serving agents),
+    for an announcement: None where the engine cannot stand by a figure (nobody serves the
+    queue, or fewer than MIN_FINISHED calls finished to take the handle time from: no default
+    is announced)."""
     q = state.queues.get(queue)
-    if q is None:
-        return None
-    serving = [a for a in state.agents.values()
-               if queue in a.queues and a.configured and a.registered and not a.unreachable
-               and a.presence is Presence.READY]
-    if not serving:
+    serving = serving_agents(state, queue)
+    if q is None or not serving:
         return None
     handle, finished = _handle_time(serving, q.wrapup)
     if finished < MIN_FINISHED:
         return None
-    return (ahead + 1) * handle / len(serving)
+    return handle / len(serving)
 
 
 def _handle_time(serving: list[Agent], wrapup: float) -> tuple[float, int]:

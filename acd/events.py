@@ -288,6 +288,7 @@ class AgentsRestored:
     the first resync reconciles them with what Asterisk reports (phones, calls)."""
 
     agents: tuple[SavedAgent, ...]
+    written: float = 0.0  # wall clock; the day's tallies of another (local) day are not taken
 
 
 # -- callbacks (virtual hold): a citizen who asked to be called back keeps their place ------

@@ -62,14 +62,19 @@ def devices(state: State, ev: DevicesSnapshot, now: float, wall: float, out: lis
             # What Asterisk says now replaces what was kept: a phone it has reachable is no
             # longer unreachable, and a feature call seen before the link dropped is over.
             agent.feature_call = False
+            agent.busy_before_feature = False
             if dev.registered:
                 agent.unreachable = False
+        # An agent free before the link dropped, or restored free from the engine before this
+        # one, keeps their idle time for longest-idle routing; one who was not (phone off, on a
+        # call) starts it now, as the live events would have.
+        keep = agent is not None and (agent.agent_id in state.free or agent.idle_kept)
         idle_since = agent.idle_since if agent is not None else 0.0
         device(state, dev, now, out)
-        if agent is not None and idle_since:
-            # A phone found registered was free before this engine saw it: it keeps its idle
-            # time (restored or from before the link dropped) for longest-idle routing.
-            agent.idle_since = min(idle_since, agent.idle_since)
+        if agent is not None:
+            if keep and agent.available():
+                agent.idle_since = min(idle_since, agent.idle_since)
+            agent.idle_kept = False
     _half_done(state, "devices", now, wall, out)
 
 

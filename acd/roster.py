@@ -41,17 +41,19 @@ def feature_call_ended(state: State, ev: FeatureCallEnded, now: float, out: list
     watch = AgentWatch(agent)
     agent.feature_call = False
     # Asterisk's "not in use" for the phone comes a moment after the hang-up: without this the
-    # agent would look busy with another call for that moment. (A phone that dialled the code
-    # during another call is taken for free: a ring there is refused and backs off.)
-    agent.device_busy = False
+    # agent would look busy with another call for that moment. A phone busy before the code
+    # (dialled on a second line) stays busy.
+    agent.device_busy = agent.busy_before_feature
+    agent.busy_before_feature = False
     watch.done(state, now, out)
 
 
 def control(state: State, ev: AgentControl, now: float, out: list[Command]) -> None:
     agent = state.agents.get(ev.agent_id)
-    if agent is not None and ev.by_phone:
+    if agent is not None and ev.by_phone and not agent.feature_call:
         watch = AgentWatch(agent)
-        agent.feature_call = True  # the phone is busy with this code, not with a caller
+        agent.feature_call = True  # the phone is busy with this code, not with a caller...
+        agent.busy_before_feature = agent.device_busy  # ...unless it was busy before (a second line)
         watch.done(state, now, out)
     if agent is None or not agent.configured:
         out.append(ControlDone(ev.agent_id, ev.action, False, "no such agent in agents.yaml"))

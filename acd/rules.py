@@ -55,7 +55,8 @@ def sticky_elsewhere(state: State, agent: Agent, call: Call, now: float) -> bool
     if call.sticky_agent is None or call.sticky_agent == agent.agent_id or now >= call.sticky_until:
         return False
     held = state.agents.get(call.sticky_agent)
-    return held is not None and held.configured and held.registered and held.presence is Presence.READY
+    return (held is not None and held.configured and held.registered and not held.unreachable
+            and held.presence is Presence.READY)
 
 
 def staffed(state: State, queue: str) -> bool:

@@ -33,7 +33,9 @@ def saved(state: State, now: float, wall: float) -> tuple[SavedAgent, ...]:
             calls_taken=agent.calls_taken,
             talk_total=round(agent.talk_total, 3),
             no_answer_streak=agent.no_answer_streak,
-            idle_since=round(wall - (now - agent.idle_since), 3) if agent.idle_since else 0.0,
+            # Idle time means something only for an agent free now (longest_idle counts from when
+            # they last became free): otherwise the next engine starts it when they become free.
+            idle_since=round(wall - (now - agent.idle_since), 3) if agent.available() else 0.0,
             wrap_until=round(wall + (agent.wrap_until - now), 3) if wrapping else 0.0,
             unreachable=agent.unreachable,
         ))
@@ -44,6 +46,7 @@ def restore(state: State, ev: AgentsRestored, now: float, wall: float, out: list
     """Take back what the previous engine kept, for agents still configured. Their phones and
     calls are not known yet: the resync that follows sets them, and an agent it finds talking
     goes from a restored wrap-up to the call."""
+    same_day = ev.written > 0 and state.calendar.local(ev.written).date() == state.calendar.local(wall).date()
     for kept in ev.agents:
         agent = state.agents.get(kept.agent_id)
         if agent is None or not agent.configured:
@@ -51,12 +54,14 @@ def restore(state: State, ev: AgentsRestored, now: float, wall: float, out: list
         watch = AgentWatch(agent)
         agent.presence = kept.presence
         agent.pause_reason = (kept.pause_reason or "break") if kept.presence is Presence.PAUSED else None
-        agent.calls_taken = max(0, kept.calls_taken)
-        agent.talk_total = max(0.0, kept.talk_total)
-        agent.no_answer_streak = max(0, kept.no_answer_streak)
+        if same_day:  # the day's tallies (fewest_calls, least_talk_time, /agents) start afresh each day
+            agent.calls_taken = max(0, kept.calls_taken)
+            agent.talk_total = max(0.0, kept.talk_total)
+            agent.no_answer_streak = max(0, kept.no_answer_streak)
         agent.unreachable = kept.unreachable
         if kept.idle_since > 0:
             agent.idle_since = now - max(0.0, wall - kept.idle_since)
+            agent.idle_kept = True
         left = min(kept.wrap_until - wall, MAX_RESTORED_WRAPUP)
         if left > 0 and agent.activity is Activity.IDLE:
             agent.activity = Activity.WRAP_UP

@@ -40,7 +40,8 @@ class State:
     deadlines: Deadlines = field(default_factory=Deadlines)
     # Callers whose announcement fell due in this event: told after the matching, so that a
     # caller about to be rung is not told to wait (acd/announce.py).
-    announce: set[str] = field(default_factory=set)
+    # call id -> its announced_at before this event's slot was taken (given back if it is rung).
+    announce: dict[str, float] = field(default_factory=dict)
     # Calls and agents whose deadline may have changed during the current event.
     dirty_calls: set[str] = field(default_factory=set)
     dirty_agents: set[str] = field(default_factory=set)

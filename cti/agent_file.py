@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import structlog
 
 from acd.agents import Presence
-from acd.events import SavedAgent
+from acd.events import AgentsRestored, SavedAgent
 
 log = structlog.get_logger("hotline.agents")
 
@@ -44,18 +44,22 @@ def encode(agents: tuple[SavedAgent, ...], wall: float) -> bytes:
                       ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def decode(raw: bytes) -> tuple[SavedAgent, ...]:
-    """The agents in a file's content; AgentFileError naming the entry that is wrong."""
+def decode(raw: bytes) -> AgentsRestored:
+    """The agents in a file's content, and when it was written; AgentFileError naming the entry
+    that is wrong."""
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AgentFileError(f"not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...]]]]
+        raise AgentFileError(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("agents"), list):
         raise AgentFileError(f"not a version {VERSION} agents file (expected {{\"version\": 1, \"agents\": [...]}})")
     rows = doc["agents"]
     if len(rows) > MAX_AGENTS:
         raise AgentFileError(f"{len(rows)} agents, more than {MAX_AGENTS}")
-    return tuple(_agent(i, row) for i, row in enumerate(rows))
+    written = doc.get("written", 0)
+    if isinstance(written, bool) or not isinstance(written, int | float) or not 0 <= written < 1e12:
+        raise AgentFileError(f"written: {str(written)[:20]!r} is not a time")
+    return AgentsRestored(tuple(_agent(i, row) for i, row in enumerate(rows)), float(written))
 
 
 def _agent(i: int, row: Any) -> SavedAgent:
@@ -91,20 +95,25 @@ def _number(row: dict[str, Any], key: str, where: str, kind: type[T]) -> T:
     return kind(value)
 
 
-def read(path: Path | None) -> tuple[SavedAgent, ...]:
-    """The agents the engine before this one left; () when there is no file. A file that
-    cannot be read is set aside (renamed .bad) and logged: the agents start afresh, as
-    before this file existed, rather than the engine not starting."""
+NOTHING = AgentsRestored(())
+
+
+def read(path: Path | None) -> AgentsRestored:
+    """The agents the engine before this one left; none when there is no file. A file whose
+    content is wrong is set aside (renamed .bad) and logged: the agents start afresh, as
+    before this file existed, rather than the engine not starting. One that cannot be read at
+    all (permissions) is logged and replaced at the next write."""
     if path is None:
-        return ()
+        return NOTHING
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return ()
+        return NOTHING
     except OSError as exc:
         log.error("agents_file_unread", file=str(path), error=str(exc),
-                  hint="agents start logged in and ready; check the spool folder's permissions")
-        return ()
+                  hint="agents start logged in and ready, and the file is replaced at the next change; "
+                       "check the spool folder's owner and permissions")
+        return NOTHING
     try:
         return decode(raw)
     except AgentFileError as exc:
@@ -113,17 +122,22 @@ def read(path: Path | None) -> tuple[SavedAgent, ...]:
                   hint="agents start logged in and ready; agents set their state again (*21-*24)")
         with contextlib.suppress(OSError):
             os.replace(path, bad)
-        return ()
+        return NOTHING
 
 
 def write(path: Path, content: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        os.write(fd, content)
+        view = memoryview(content)
+        while view:  # a short write (a nearly full disk) must not leave half a file to rename
+            view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

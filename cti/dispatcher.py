@@ -48,7 +48,6 @@ from acd.events import (
     AgentControl,
     AgentProfile,
     AgentsConfigured,
-    AgentsRestored,
     CallbackCancelled,
     ChannelsSnapshot,
     DevicesSnapshot,
@@ -278,9 +277,9 @@ class Dispatcher:
         self.apply(AgentsConfigured(frozenset(p.agent_id for p in self.profiles), self.profiles))
         if self.agents_file is not None:
             kept = agent_file.read(self.agents_file.path)
-            if kept:
-                self.apply(AgentsRestored(kept))
-                log.info("agents_restored", agents=len(kept), file=str(self.agents_file.path))
+            if kept.agents:
+                self.apply(kept)
+                log.info("agents_restored", agents=len(kept.agents), file=str(self.agents_file.path))
         while True:
             item = await self.inbox.get()
             try:

@@ -146,7 +146,7 @@ def control_app(engine: Engine) -> web.Application:
         if not done.ok:
             return problem(409, done.reason)
         return web.json_response({"ok": True, "agent": agent_id, "action": action.value,
-                                  "state": agent_state(agent)})
+                                  "state": agent_state(agent, engine.dispatcher.clock())})
 
     async def callbacks(request: web.Request) -> web.Response:
         try:

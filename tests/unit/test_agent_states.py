@@ -111,3 +111,15 @@ def test_a_logged_out_agent_with_a_dead_phone_shows_logged_out() -> None:
     w.control("1001", Control.LOGOUT, at=5)
     w.feed(PhoneReach("1001", reachable=False), at=10)
     assert label(w.agent("1001"), 11) == "logged_out"
+
+
+def test_a_feature_code_dialled_on_a_second_line_leaves_the_busy_phone_busy() -> None:
+    w = World(agents=("1001",))
+    w.register("1001", busy=True)  # on a call of its own
+    w.join("c1", at=5)
+    out = w.feed(AgentControl("1001", Control.LOGIN, by_phone=True), at=10)
+    assert rings(out) == []
+    assert label(w.agent("1001"), 10) == "busy_other"
+    w.feed(FeatureCallEnded("1001"), at=11)
+    assert label(w.agent("1001"), 11) == "busy_other"  # the other call goes on
+    assert rings(w.register("1001", at=20)) == [("c1", "1001")]  # its end frees the phone

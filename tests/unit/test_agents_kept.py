@@ -32,10 +32,11 @@ def engine_before_the_kill() -> World:
     return w
 
 
-def restarted(kept: tuple[SavedAgent, ...], now: float, wall: float) -> World:
-    """A new engine: its own monotonic clock, the agents configured, what was kept restored."""
+def restarted(kept: tuple[SavedAgent, ...], now: float, wall: float, written: float | None = None) -> World:
+    """A new engine: its own monotonic clock, the agents configured, what was kept restored
+    (written a second before the start unless said otherwise)."""
     w = World(agents=("1001", "1002", "1003", "1004"), now=now, wall_offset=wall - now, routing=False)
-    w.feed(AgentsRestored(kept), at=now)
+    w.feed(AgentsRestored(kept, wall - 1 if written is None else written), at=now)
     return w
 
 
@@ -113,13 +114,13 @@ def test_the_file_round_trips_every_kept_field(tmp_path: Path) -> None:
     kept = saved(engine_before_the_kill().state, 42.0, 42.0 + WALL)
     path = tmp_path / "agents.json"
     agent_file.write(path, agent_file.encode(kept, 42.0 + WALL))
-    assert agent_file.read(path) == kept
+    assert agent_file.read(path) == AgentsRestored(kept, 42.0 + WALL)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     assert not (tmp_path / "agents.json.tmp").exists()
 
 
 def test_no_file_means_nothing_to_restore(tmp_path: Path) -> None:
-    assert agent_file.read(tmp_path / "agents.json") == ()
+    assert agent_file.read(tmp_path / "agents.json").agents == ()
 
 
 @pytest.mark.parametrize(("content", "named"), [
@@ -139,7 +140,7 @@ def test_a_bad_file_is_refused_naming_the_entry(content: bytes, named: str) -> N
 def test_a_bad_file_is_set_aside_and_the_agents_start_afresh(tmp_path: Path) -> None:
     path = tmp_path / "agents.json"
     path.write_text(json.dumps({"version": 1, "agents": [{"id": "1001", "presence": "asleep"}]}))
-    assert agent_file.read(path) == ()
+    assert agent_file.read(path).agents == ()
     assert not path.exists() and (tmp_path / "agents.json.bad").exists()
 
 
@@ -151,4 +152,64 @@ async def test_the_writer_writes_the_newest_snapshot(tmp_path: Path) -> None:
     writer.put(agent_file.encode(first, WALL))
     writer.put(agent_file.encode(last, WALL + 1))
     await writer.flush()
-    assert agent_file.read(path) == last
+    assert agent_file.read(path).agents == last
+
+
+def test_the_days_tallies_of_another_day_are_not_taken_but_the_states_are() -> None:
+    before = engine_before_the_kill()
+    kept = saved(before.state, 42.0, 42.0 + WALL)
+    # Written at 23:59 China time, read at 00:01 the next day (the calendar's UTC+8).
+    midnight = (WALL // 86400 + 1) * 86400 - 8 * 3600
+    w = restarted(kept, now=10.0, wall=midnight + 60, written=midnight - 60)
+    assert w.agent("1003").calls_taken == 0 and w.agent("1003").talk_total == 0
+    assert w.agent("1001").pause_reason == "05"
+    same_day = restarted(kept, now=10.0, wall=midnight - 30, written=midnight - 60)
+    assert same_day.agent("1003").calls_taken == 1
+
+
+def test_idle_time_is_kept_only_for_an_agent_free_at_the_time() -> None:
+    before = World(agents=("1001", "1002"), wall_offset=WALL)
+    before.register("1001", "1002", at=1)
+    before.join("c1", at=5)
+    before.dial_begin("c1", at=5.1)
+    before.answer("c1", at=6)  # 1001 (or 1002) talks: its old idle time means nothing now
+    talking = before.call("c1").agent_id
+    assert talking is not None
+    kept = {a.agent_id: a for a in saved(before.state, 50.0, 50.0 + WALL)}
+    assert kept[talking].idle_since == 0.0
+    free = "1002" if talking == "1001" else "1001"
+    assert kept[free].idle_since == pytest.approx(WALL + 1)
+
+
+def test_a_phone_that_came_back_during_a_link_drop_starts_its_idle_time_at_the_resync() -> None:
+    w = World(agents=("1001", "1002"))
+    w.register("1001", at=1000)
+    w.feed(DeviceChanged("1001", registered=False, busy=False), at=1010)  # off, seen live
+    w.register("1002", at=1035)
+    w.feed(LinkLost(), at=1050)
+    w.feed(DevicesSnapshot((DeviceChanged("1001", True, False), DeviceChanged("1002", True, False))), at=1100)
+    assert w.agent("1001").idle_since == 1100  # became free when the engine could not see
+    assert w.agent("1002").idle_since == 1035  # free all along
+
+
+def test_a_deeply_nested_file_is_refused_not_a_crash() -> None:
+    with pytest.raises(agent_file.AgentFileError, match="not JSON"):
+        agent_file.decode(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_a_short_write_never_replaces_a_good_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "agents.json"
+    good = agent_file.encode((SavedAgent("1001", Presence.PAUSED, "05"),), WALL)
+    agent_file.write(path, good)
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data[:7])))  # 7 bytes at a time
+    agent_file.write(path, agent_file.encode((SavedAgent("1001", Presence.LOGGED_OUT),), WALL + 1))
+    assert agent_file.read(path).agents == (SavedAgent("1001", Presence.LOGGED_OUT),)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        agent_file.write(path, good)
+    assert agent_file.read(path).agents == (SavedAgent("1001", Presence.LOGGED_OUT),)
+    assert not (tmp_path / "agents.json.tmp").exists()

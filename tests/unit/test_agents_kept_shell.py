@@ -56,7 +56,7 @@ def states(d: Dispatcher) -> dict[str, tuple[str, str | None]]:
 async def file_says(path: Path, check: Callable[[dict[str, str]], bool]) -> None:
     def ok() -> bool:
         try:
-            return check({a.agent_id: a.presence.value for a in agent_file.decode(path.read_bytes())})
+            return check({a.agent_id: a.presence.value for a in agent_file.decode(path.read_bytes()).agents})
         except (OSError, agent_file.AgentFileError):
             return False
     await until(ok, what=f"{path} to be written")
@@ -92,3 +92,17 @@ async def test_an_announcement_is_set_on_the_callers_channel(tmp_path: Path) -> 
         (told,) = [a for a in fake.actions("Setvar") if a.get("Variable") == "HOTLINE_ANNOUNCE"]
         assert told["Channel"] == "PJSIP/carrier-c1"
         assert told["Value"] == "queue-next&queue-thanks"
+
+
+async def test_a_new_pause_reason_alone_is_kept(tmp_path: Path) -> None:
+    fake = FakeAmi()
+    fake.devices = [device("1001")]
+    async with engine(tmp_path, fake):
+        fake.push(feature("1001", "pause", "05"))
+        await file_says(tmp_path / "agents.json", lambda p: p.get("1001") == "paused")
+        fake.push(feature("1001", "pause", "07"))  # paused -> paused: no label changes
+
+        def reason() -> str | None:
+            kept = agent_file.read(tmp_path / "agents.json").agents
+            return next(a.pause_reason for a in kept if a.agent_id == "1001")
+        await until(lambda: reason() == "07", what="the new reason in the file")

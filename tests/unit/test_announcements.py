@@ -7,7 +7,9 @@ import dataclasses
 
 from acd.agents import Control
 from acd.commands import Announce
+from acd.events import PhoneReach
 from acd.model import Announce as AnnounceSettings
+from acd.model import Widen
 from tests.unit.world import Q, World, of_type, rings
 
 ANNOUNCING = dataclasses.replace(Q, max_wait=3600, announce=AnnounceSettings(first=30, every=60))
@@ -121,3 +123,89 @@ def test_a_reload_that_turns_announcements_on_times_them_from_the_join() -> None
     assert told(out) == [("c1", 0, None)]  # the 30 s and 90 s slots have passed: told once, now
     assert told(w.run_until(149)) == []
     assert told(w.run_until(150)) == [("c1", 0, None)]
+
+
+def test_a_slot_that_falls_due_in_the_event_that_rings_the_caller_is_told_when_they_are_back() -> None:
+    w = busy_world()
+    w.join("c1", at=0)
+    w.run_until(29)
+    assert rings(w.control("1001", Control.UNPAUSE, at=30)) == [("c1", "1001")]  # the 30 s slot's event
+    w.dial_begin("c1", at=30.1)
+    w.no_answer("c1", at=45)
+    w.control("1001", Control.PAUSE, at=45.5)
+    assert told(w.park("c1", at=46)) == [("c1", 0, None)]
+
+
+def test_callers_of_a_queue_sharing_the_agents_count_in_the_place() -> None:
+    other = dataclasses.replace(ANNOUNCING, name="other", announce=None)
+    w = World(queues=(ANNOUNCING, other), agents={"1001": (("main", "other"), {})})
+    w.register("1001", at=0)
+    w.control("1001", Control.PAUSE, at=0)
+    for i in range(3):
+        w.join(f"o{i}", queue="other", at=1 + i)  # they came first: the shared agent takes them first
+    w.join("m1", queue="main", at=10)
+    assert told(w.run_until(40)) == [("m1", 3, None)]
+
+
+def test_callers_who_came_later_in_a_sharing_queue_do_not_count() -> None:
+    other = dataclasses.replace(ANNOUNCING, name="other", announce=None)
+    w = World(queues=(ANNOUNCING, other), agents={"1001": (("main", "other"), {})})
+    w.register("1001", at=0)
+    w.control("1001", Control.PAUSE, at=0)
+    w.join("m1", queue="main", at=1)
+    w.join("o1", queue="other", at=2)
+    assert told(w.run_until(31)) == [("m1", 0, None)]
+
+
+def test_a_queue_with_its_own_agents_ignores_other_lines() -> None:
+    other = dataclasses.replace(ANNOUNCING, name="other", announce=None)
+    w = World(queues=(ANNOUNCING, other), agents={"1001": (("main",), {}), "1002": (("other",), {})})
+    w.register("1001", "1002", at=0)
+    w.control("1001", Control.PAUSE, at=0)
+    w.control("1002", Control.PAUSE, at=0)
+    w.join("o1", queue="other", at=1)
+    w.join("m1", queue="main", at=2)
+    assert ("m1", 0, None) in told(w.run_until(32))
+
+
+def finished_calls(w: World, agent: str, n: int, talk: float = 110) -> float:
+    t = w.now
+    for i in range(n):
+        w.join(f"d{agent}-{i}", at=t)
+        w.dial_begin(f"d{agent}-{i}", at=t + 0.1)
+        w.answer(f"d{agent}-{i}", agent, at=t + 1)
+        w.hangup(f"d{agent}-{i}", at=t + 1 + talk)
+        t += talk + 10
+    w.run_until(t)
+    return t
+
+
+def test_no_wait_is_promised_below_five_finished_calls_even_with_agents_serving() -> None:
+    w = World(queues=(ANNOUNCING,), agents=("1001",))
+    w.register("1001", at=0)
+    t = finished_calls(w, "1001", 4)
+    w.join("x1", at=t + 1)  # rung at once: 1001 is free
+    w.join("x2", at=t + 2)
+    assert told(w.run_until(t + 33)) == [("x2", 0, None)]
+
+
+def test_the_wait_counts_only_agents_who_can_take_the_caller() -> None:
+    w = World(queues=(ANNOUNCING,), agents=("1001", "1002", "1003"))
+    w.register("1001", at=0)
+    t = finished_calls(w, "1001", 5)  # 115 s handle time
+    w.register("1002", "1003", at=t)
+    w.control("1002", Control.PAUSE, at=t)  # paused: not serving
+    w.feed(PhoneReach("1003", reachable=False), at=t)  # dead phone: not serving
+    w.join("x1", at=t + 1)  # 1001 takes it
+    w.dial_begin("x1", at=t + 1.1)
+    w.answer("x1", at=t + 2)
+    w.join("x2", at=t + 3)
+    # One agent serving, not three: (0 + 1) * 115 s / 1 -> 2 minutes (not 1).
+    assert told(w.run_until(t + 34)) == [("x2", 0, 2)]
+
+
+def test_an_announcement_never_comes_early_with_another_deadline() -> None:
+    widening = dataclasses.replace(ANNOUNCING, widen=(Widen(after=12, min_level=1),))
+    w = busy_world(queue=widening)
+    w.join("c1", at=0)
+    assert told(w.run_until(29.9)) == []  # the widening step at 12 s says nothing
