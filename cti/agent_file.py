@@ -1,4 +1,4 @@
-"""The agents' state kept in the spool folder (`agents.json`), so that a restart or a crash
+"""The agents' state kept in the spool folder (`agents.state`), so that a restart or a crash
 does not put a paused or logged-out agent back in routing, nor reset the day's tallies.
 
 What is kept and how the next engine takes it is the core's (acd/saved.py). Here: the file.
@@ -24,6 +24,9 @@ from acd.events import AgentsRestored, SavedAgent
 log = structlog.get_logger("hotline.agents")
 
 VERSION = 1
+# JSON, but not named *.json: the outbox takes every *.json (and *.json.tmp) in the spool folder
+# for a call record waiting to be stored (tickets/store.py).
+FILE_NAME = "agents.state"
 WRITE_EVERY = 0.2  # seconds: under a stream of events, snapshots are taken at most this often
 MAX_AGENTS = 100_000
 

@@ -27,6 +27,7 @@ from config.loader import ConfigError, load
 from config.settings import Settings
 from cti import http, ivr_service
 from cti.account import AccountReader
+from cti.agent_file import FILE_NAME as AGENTS_FILE
 from cti.agent_file import AgentFile
 from cti.ami import AmiClient, AmiSettings
 from cti.ami_frame import AmiMessage
@@ -137,7 +138,8 @@ def build(settings: Settings, config_dir: Path | None = None) -> Engine:
     dispatcher = Dispatcher(settings.core_queues(), settings.profiles(), outbox, metrics,
                             calendar=settings.calendar.to_core())
     dispatcher.mark_file = Path(e.store.spool) / "counted_until"
-    dispatcher.agents_file = AgentFile(Path(e.store.spool) / "agents.json")
+    # Not *.json: the outbox takes every *.json (and *.json.tmp) in the spool for a call record.
+    dispatcher.agents_file = AgentFile(Path(e.store.spool) / AGENTS_FILE)
     # 三方通话: the department sees the hotline's number of the call's queue.
     conference = Conference(dispatcher, caller_ids={q.name: q.dialled()[0].number
                                                     for q in settings.queues if q.dialled()})

@@ -213,3 +213,18 @@ def test_a_short_write_never_replaces_a_good_file(tmp_path: Path, monkeypatch: p
         agent_file.write(path, good)
     assert agent_file.read(path).agents == (SavedAgent("1001", Presence.LOGGED_OUT),)
     assert not (tmp_path / "agents.json.tmp").exists()
+
+
+def test_the_kept_state_in_the_spool_folder_is_never_taken_for_a_call_record(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from tickets.store import Outbox
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    path = spool / agent_file.FILE_NAME
+    agent_file.write(path, agent_file.encode((SavedAgent("1001", Presence.PAUSED, "05"),), WALL))
+    (spool / (agent_file.FILE_NAME + ".tmp")).write_bytes(b"{")  # a write cut short by a kill
+    outbox = Outbox(create_engine(f"sqlite:///{tmp_path / 'hotline.db'}"), spool)
+    assert outbox.recover() == 0
+    assert path.exists() and outbox.in_quarantine() == 0
