@@ -108,4 +108,8 @@ def start_site(directory: Path, *, ami_port: int | None = None, agents: list[str
                **config: Any) -> Site:
     cfg = write_config(directory, ami_port=ami_port or unused_port(), agents=agents or ["1001", "1002"], **config)
     add_users(f"sqlite:///{cfg / 'hotline.db'}")
-    return Site(RunningEngine.from_dir(cfg), cfg)
+    running = RunningEngine.from_dir(cfg)
+    # The pages' listener starts after the engine's others: a test that asked for its port at
+    # once read 0 (seen in CI: "Connection refused" on 127.0.0.1:0).
+    running.wait_for(lambda e: e.tickets_port != 0, 20, "the pages' listener")
+    return Site(running, cfg)
