@@ -12,7 +12,6 @@ unchanged to an A-law caller.
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -200,140 +199,11 @@ def test_the_announcement_is_heard_without_an_answer_and_a_free_agent_cuts_it_of
     assert "SIP/2.0 183 Session Progress" in [line for _, line in lines]
 
 
-def _udp_taken(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-# An agent's softphone that answers, and 1.5 s later puts the caller on hold: a re-INVITE with
-# a=sendonly, as phones do. It then waits for the caller's BYE.
-HOLDING_AGENT = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="hotline agent holds the caller">
-  <recv request="INVITE" crlf="true" rrs="true">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <pause milliseconds="200"/>
-  <send retrans="500">
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=hotline agent
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 0
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <pause milliseconds="1500"/>
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: [$local_to];tag=[pid]SIPpTag01[call_number]
-      To: [$remote_from]
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=agent 53655765 2353687638 IN IP[local_ip_type] [local_ip]
-      s=hotline agent
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 8 0
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-      a=sendonly
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="200"/>
-  <send>
-    <![CDATA[
-
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: [$local_to];tag=[pid]SIPpTag01[call_number]
-      To: [$remote_from]
-      Call-ID: [call_id]
-      CSeq: 2 ACK
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="remote_from,local_to"/>
-  <timewait milliseconds="1000"/>
-</scenario>
-"""
-
-
 def test_an_agents_hold_gives_the_caller_music_instead_of_silence(engine: RunningEngine) -> None:
     port = 6303
-    uas = sipp.SippRun("agent_hold.xml", [*sipp.endpoint(sipp.AGENT_IP, port), "-rtp_echo", "-aa"],
-                       text=HOLDING_AGENT)
-    deadline = time.monotonic() + 5
-    while not _udp_taken(sipp.AGENT_IP, port) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # testbed/sipp_scenarios/agent_hold.xml: answers, and 1.5 s later puts the caller on hold
+    # (a re-INVITE with a=sendonly, as phones do).
+    uas = sipp.agent_uas(port, scenario="agent_hold.xml")
     sipp.register([agent("1001")], contact_port=port)
     engine.wait_for(lambda e: e.dispatcher.state.agents["1001"].available(), 10, "agent 1001")
     media = sipp.media_port(sipp.CARRIER_IP)
